@@ -1,0 +1,515 @@
+// pybind11 front of the kernels: argument checks, GIL release, Python exceptions.  No math.
+#include <dlfcn.h>
+#include <omp.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dispatch.hpp"
+#include "types.hpp"
+
+namespace py = pybind11;
+using namespace fastopt;
+
+namespace {
+
+constexpr int NPY_FLOAT32 = 11, NPY_FLOAT64 = 12;
+
+std::string type_name(py::handle h) { return py::str(py::type::handle_of(h).attr("__name__")); }
+
+// ---- arrays ------------------------------------------------------------------------------
+
+struct Role {
+  const char* name;  // argument name, for messages
+  py::handle obj;    // an ndarray or a list/tuple of them (None: absent)
+  bool written;
+};
+
+struct Interval {
+  uintptr_t begin, end;
+  std::string label;
+};
+
+// The validated arrays of one call, by slot (0 params, 1 grads, 2.. state).
+class Arrays {
+ public:
+  int dtype = F32;
+  int64_t count = 0;
+  std::vector<int64_t> sizes;
+  std::vector<void*> ptrs[5];
+
+  // roles[0] is the parameter (or only) list; every array must match its dtype and sizes.
+  explicit Arrays(const std::vector<Role>& roles) {
+    std::vector<std::vector<py::handle>> lists;
+    std::vector<bool> listed;
+    for (const Role& r : roles) {
+      bool is_list = false;
+      lists.push_back(as_list(r, &is_list));
+      listed.push_back(is_list);
+    }
+    count = int64_t(lists[0].size());
+    for (size_t s = 1; s < roles.size(); ++s)
+      if (roles[s].obj && !roles[s].obj.is_none() && int64_t(lists[s].size()) != count)
+        throw py::value_error(std::string(roles[s].name) + " has " + std::to_string(lists[s].size()) +
+                              " arrays but " + roles[0].name + " has " + std::to_string(count));
+    std::vector<Interval> spans;
+    for (size_t s = 0; s < roles.size(); ++s) {
+      if (!roles[s].obj || roles[s].obj.is_none()) continue;
+      for (int64_t i = 0; i < count; ++i) {
+        const std::string label = listed[s] ? std::string(roles[s].name) + "[" + std::to_string(i) + "]" : roles[s].name;
+        const std::string first = listed[0] ? std::string(roles[0].name) + "[" + std::to_string(i) + "]" : roles[0].name;
+        py::array a = check_array(lists[s][size_t(i)], label, roles[s].written, s == 0 ? -1 : dtype,
+                                  s == 0 ? -1 : sizes[size_t(i)], first, i);
+        if (s == 0) {
+          if (i == 0) dtype = a.dtype().num() == NPY_FLOAT32 ? F32 : F64;
+          else if ((a.dtype().num() == NPY_FLOAT32 ? F32 : F64) != dtype)
+            throw py::type_error(label + " is " + dtype_name(a) + " but " + roles[0].name + "[0] is " +
+                                 (dtype == F32 ? "float32" : "float64") + ": all arrays of a call share one dtype");
+          sizes.push_back(int64_t(a.size()));
+        }
+        ptrs[s].push_back(const_cast<void*>(a.data()));
+        if (a.size() > 0) {
+          const uintptr_t b = reinterpret_cast<uintptr_t>(a.data());
+          spans.push_back({b, b + uintptr_t(a.nbytes()), label});
+        }
+      }
+    }
+    check_disjoint(spans);
+  }
+
+  Batch batch() const {
+    Batch b;
+    b.count = count;
+    b.sizes = sizes.data();
+    for (int s = 0; s < 5; ++s) b.slot[s] = ptrs[s].empty() ? nullptr : ptrs[s].data();
+    return b;
+  }
+
+ private:
+  static std::vector<py::handle> as_list(const Role& r, bool* is_list) {
+    std::vector<py::handle> out;
+    if (!r.obj || r.obj.is_none()) return out;
+    if (py::isinstance<py::array>(r.obj)) {
+      out.push_back(r.obj);
+    } else if (PyList_Check(r.obj.ptr()) || PyTuple_Check(r.obj.ptr())) {
+      *is_list = true;
+      for (py::handle h : py::reinterpret_borrow<py::sequence>(r.obj)) out.push_back(h);
+    } else {
+      throw py::type_error(std::string(r.name) + " must be a numpy.ndarray or a list of them, got " + type_name(r.obj));
+    }
+    return out;
+  }
+
+  static std::string dtype_name(const py::array& a) { return py::str(a.dtype()); }
+
+  static py::array check_array(py::handle h, const std::string& label, bool written, int dtype, int64_t size,
+                               const std::string& first, int64_t) {
+    if (!py::isinstance<py::array>(h))
+      throw py::type_error(label + " must be a numpy.ndarray, got " + type_name(h));
+    py::array a = py::reinterpret_borrow<py::array>(h);
+    const int num = a.dtype().num();
+    if (num != NPY_FLOAT32 && num != NPY_FLOAT64)
+      throw py::type_error(label + " has dtype " + dtype_name(a) + "; the kernels take float32 or float64");
+    if (a.dtype().byteorder() == '>')
+      throw py::type_error(label + " is big-endian; the kernels take native byte order");
+    if (dtype >= 0 && (num == NPY_FLOAT32 ? F32 : F64) != dtype)
+      throw py::type_error(label + " is " + dtype_name(a) + " but params are " + (dtype == F32 ? "float32" : "float64") +
+                           ": all arrays of a call share one dtype");
+    if (!(a.flags() & py::array::c_style))
+      throw py::value_error(label + " is not C-contiguous (numpy.ascontiguousarray makes a contiguous copy)");
+    if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+      throw py::value_error(label + " is not aligned");
+    if (written && !a.writeable()) throw py::value_error(label + " is read-only");
+    if (size >= 0 && int64_t(a.size()) != size)
+      throw py::value_error(label + " has " + std::to_string(a.size()) + " elements but " + first + " has " +
+                            std::to_string(size));
+    return a;
+  }
+
+  static void check_disjoint(std::vector<Interval>& spans) {
+    std::sort(spans.begin(), spans.end(), [](const Interval& a, const Interval& b) { return a.begin < b.begin; });
+    size_t widest = 0;
+    for (size_t k = 1; k < spans.size(); ++k) {
+      if (spans[k].begin < spans[widest].end)
+        throw py::value_error(spans[k].label + " and " + spans[widest].label +
+                              " share memory: every array of a call must be a separate buffer");
+      if (spans[k].end > spans[widest].end) widest = k;
+    }
+  }
+};
+
+// ---- hyperparameters ---------------------------------------------------------------------
+
+std::string num(double x) {
+  std::string s = py::str(py::float_(x));
+  return s;
+}
+void require(bool ok, const std::string& msg) {
+  if (!ok) throw py::value_error(msg);
+}
+void check_lr(double lr) { require(lr >= 0.0 && std::isfinite(lr), "lr must be a finite number >= 0, got " + num(lr)); }
+void check_nonneg(const char* name, double x) {
+  require(x >= 0.0 && std::isfinite(x), std::string(name) + " must be a finite number >= 0, got " + num(x));
+}
+void check_beta(const char* name, double b) {
+  require(b >= 0.0 && b < 1.0, std::string(name) + " must be in [0, 1), got " + num(b));
+}
+void check_eps(double eps) { require(eps > 0.0 && std::isfinite(eps), "eps must be a finite number > 0, got " + num(eps)); }
+void check_step(int64_t step) { require(step >= 1, "step must be >= 1 (the count of steps taken, this one included), got " + std::to_string(step)); }
+
+PreHyper make_pre(bool maximize, double grad_scale, std::optional<double> clip_value, double l1, double l2) {
+  check_nonneg("grad_scale", grad_scale);
+  if (clip_value)
+    require(*clip_value > 0.0 && !std::isnan(*clip_value), "clip_value must be > 0, got " + num(*clip_value));
+  check_nonneg("l1", l1);
+  check_nonneg("l2", l2);
+  PreHyper p;
+  p.scale = grad_scale;
+  p.clip = clip_value && std::isfinite(*clip_value) ? *clip_value : 0.0;
+  p.l1 = l1;
+  p.l2 = l2;
+  p.maximize = maximize;
+  return p;
+}
+
+// ---- running -----------------------------------------------------------------------------
+
+bool grads_finite(const Batch& b, int dtype, int nt) {
+  std::vector<double> per(size_t(b.count));
+  kernels().reduce[dtype](b, 1, Reduce::NonFinite, 0.0, nt, per.data());
+  return std::all_of(per.begin(), per.end(), [](double x) { return x == 0.0; });
+}
+
+// Runs one update kernel: validated arrays in, the step applied unless check_finite finds a
+// NaN or Inf in the gradients.  Returns whether the step was applied.
+template <class H, class Get>
+bool run(const Arrays& a, Get get, const H& h, const PreHyper& pre, bool check_finite) {
+  if (a.count == 0) return true;
+  const Batch b = a.batch();
+  py::gil_scoped_release nogil;
+  const int nt = num_threads();
+  if (check_finite && !grads_finite(b, a.dtype, nt)) return false;
+  get(kernels())[a.dtype](b, h, pre, nt);
+  return true;
+}
+
+#define FASTOPT_PRE_ARGS                                                                             \
+  py::arg("maximize") = false, py::arg("grad_scale") = 1.0, py::arg("clip_value") = py::none(), \
+      py::arg("l1") = 0.0, py::arg("l2") = 0.0, py::arg("check_finite") = false
+#define FASTOPT_PRE_PARAMS \
+  bool maximize, double grad_scale, std::optional<double> clip_value, double l1, double l2, bool check_finite
+#define FASTOPT_PRE make_pre(maximize, grad_scale, clip_value, l1, l2)
+
+std::vector<double> per_array(const Arrays& a, Reduce kind, double power) {
+  std::vector<double> out(size_t(a.count));
+  if (a.count == 0) return out;
+  Batch b = a.batch();
+  b.slot[1] = b.slot[0];
+  py::gil_scoped_release nogil;
+  kernels().reduce[a.dtype](b, 0, kind, power, num_threads(), out.data());
+  return out;
+}
+
+// Norm kind and power for a norm_type: 1, 2, inf or any p > 0.
+std::pair<Reduce, double> norm_kind(double p) {
+  require(p > 0.0, "norm_type must be > 0 (1, 2, inf or any positive p), got " + num(p));
+  if (std::isinf(p)) return {Reduce::MaxAbs, p};
+  if (p == 1.0) return {Reduce::SumAbs, p};
+  if (p == 2.0) return {Reduce::SumSq, p};
+  return {Reduce::SumPow, p};
+}
+double finish_norm(Reduce kind, double p, double raw) {
+  if (kind == Reduce::MaxAbs || kind == Reduce::SumAbs) return raw;
+  if (kind == Reduce::SumSq) return std::sqrt(raw);
+  return std::pow(raw, 1.0 / p);
+}
+
+std::string openmp_library() {
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void*>(&omp_get_max_threads), &info) && info.dli_fname) return info.dli_fname;
+  return "unknown";
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "fastopt kernels: in-place optimizer updates, clipping and regularization (see fastopt.functional)";
+
+  m.def("gd_", [](py::object params, py::object grads, double lr, FASTOPT_PRE_PARAMS) {
+    check_lr(lr);
+    const PreHyper pre = FASTOPT_PRE;
+    Arrays a({{"params", params, true}, {"grads", grads, false}});
+    return run(a, [](const KernelTable& k) { return k.gd; }, GdHyper{lr}, pre, check_finite);
+  }, py::arg("params"), py::arg("grads"), py::arg("lr"), FASTOPT_PRE_ARGS);
+
+  m.def("sgd_", [](py::object params, py::object grads, py::object momentum_buffers, int64_t step, double lr,
+                   double momentum, double dampening, double weight_decay, bool nesterov, FASTOPT_PRE_PARAMS) {
+    check_step(step);
+    check_lr(lr);
+    check_nonneg("momentum", momentum);
+    require(std::isfinite(dampening), "dampening must be finite, got " + num(dampening));
+    check_nonneg("weight_decay", weight_decay);
+    require(!nesterov || (momentum > 0.0 && dampening == 0.0), "nesterov=True requires momentum > 0 and dampening = 0");
+    require(momentum == 0.0 || !momentum_buffers.is_none(), "momentum_buffers are required when momentum != 0");
+    const PreHyper pre = FASTOPT_PRE;
+    Arrays a({{"params", params, true}, {"grads", grads, false},
+              {"momentum_buffers", momentum != 0.0 ? momentum_buffers : py::none(), true}});
+    return run(a, [](const KernelTable& k) { return k.sgd; },
+               SgdHyper{lr, momentum, dampening, weight_decay, nesterov, step}, pre, check_finite);
+  }, py::arg("params"), py::arg("grads"), py::arg("momentum_buffers"), py::arg("step"), py::arg("lr"),
+     py::arg("momentum"), py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"), FASTOPT_PRE_ARGS);
+
+  m.def("adam_", [](py::object params, py::object grads, py::object exp_avgs, py::object exp_avg_sqs,
+                    py::object max_exp_avg_sqs, int64_t step, double lr, double beta1, double beta2, double eps,
+                    double weight_decay, bool amsgrad, bool decoupled_weight_decay, FASTOPT_PRE_PARAMS) {
+    check_step(step);
+    check_lr(lr);
+    check_beta("beta1", beta1);
+    check_beta("beta2", beta2);
+    check_eps(eps);
+    check_nonneg("weight_decay", weight_decay);
+    require(!amsgrad || !max_exp_avg_sqs.is_none(), "max_exp_avg_sqs are required when amsgrad=True");
+    const PreHyper pre = FASTOPT_PRE;
+    Arrays a({{"params", params, true}, {"grads", grads, false}, {"exp_avgs", exp_avgs, true},
+              {"exp_avg_sqs", exp_avg_sqs, true}, {"max_exp_avg_sqs", amsgrad ? max_exp_avg_sqs : py::none(), true}});
+    return run(a, [](const KernelTable& k) { return k.adam; },
+               AdamHyper{lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled_weight_decay, step}, pre, check_finite);
+  }, py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"), py::arg("max_exp_avg_sqs"),
+     py::arg("step"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"),
+     py::arg("amsgrad"), py::arg("decoupled_weight_decay"), FASTOPT_PRE_ARGS);
+
+  m.def("adagrad_", [](py::object params, py::object grads, py::object state_sums, int64_t step, double lr,
+                       double lr_decay, double weight_decay, double eps, FASTOPT_PRE_PARAMS) {
+    check_step(step);
+    check_lr(lr);
+    check_nonneg("lr_decay", lr_decay);
+    check_nonneg("weight_decay", weight_decay);
+    check_eps(eps);
+    const PreHyper pre = FASTOPT_PRE;
+    Arrays a({{"params", params, true}, {"grads", grads, false}, {"state_sums", state_sums, true}});
+    return run(a, [](const KernelTable& k) { return k.adagrad; }, AdagradHyper{lr, lr_decay, weight_decay, eps, step},
+               pre, check_finite);
+  }, py::arg("params"), py::arg("grads"), py::arg("state_sums"), py::arg("step"), py::arg("lr"), py::arg("lr_decay"),
+     py::arg("weight_decay"), py::arg("eps"), FASTOPT_PRE_ARGS);
+
+  m.def("rmsprop_", [](py::object params, py::object grads, py::object square_avgs, py::object grad_avgs,
+                       py::object momentum_buffers, double lr, double alpha, double eps, double weight_decay,
+                       double momentum, bool centered, FASTOPT_PRE_PARAMS) {
+    check_lr(lr);
+    check_nonneg("alpha", alpha);
+    check_eps(eps);
+    check_nonneg("weight_decay", weight_decay);
+    check_nonneg("momentum", momentum);
+    require(!centered || !grad_avgs.is_none(), "grad_avgs are required when centered=True");
+    require(momentum == 0.0 || !momentum_buffers.is_none(), "momentum_buffers are required when momentum > 0");
+    const PreHyper pre = FASTOPT_PRE;
+    std::vector<Role> roles = {{"params", params, true}, {"grads", grads, false}, {"square_avgs", square_avgs, true}};
+    if (centered) roles.push_back({"grad_avgs", grad_avgs, true});
+    if (momentum > 0.0) roles.push_back({"momentum_buffers", momentum_buffers, true});
+    Arrays a(roles);
+    return run(a, [](const KernelTable& k) { return k.rmsprop; },
+               RmspropHyper{lr, alpha, eps, weight_decay, momentum, centered}, pre, check_finite);
+  }, py::arg("params"), py::arg("grads"), py::arg("square_avgs"), py::arg("grad_avgs"), py::arg("momentum_buffers"),
+     py::arg("lr"), py::arg("alpha"), py::arg("eps"), py::arg("weight_decay"), py::arg("momentum"),
+     py::arg("centered"), FASTOPT_PRE_ARGS);
+
+  m.def("adadelta_", [](py::object params, py::object grads, py::object square_avgs, py::object acc_deltas,
+                        double lr, double rho, double eps, double weight_decay, FASTOPT_PRE_PARAMS) {
+    check_lr(lr);
+    require(rho >= 0.0 && rho <= 1.0, "rho must be in [0, 1], got " + num(rho));
+    check_eps(eps);
+    check_nonneg("weight_decay", weight_decay);
+    const PreHyper pre = FASTOPT_PRE;
+    Arrays a({{"params", params, true}, {"grads", grads, false}, {"square_avgs", square_avgs, true},
+              {"acc_deltas", acc_deltas, true}});
+    return run(a, [](const KernelTable& k) { return k.adadelta; }, AdadeltaHyper{lr, rho, eps, weight_decay}, pre,
+               check_finite);
+  }, py::arg("params"), py::arg("grads"), py::arg("square_avgs"), py::arg("acc_deltas"), py::arg("lr"),
+     py::arg("rho"), py::arg("eps"), py::arg("weight_decay"), FASTOPT_PRE_ARGS);
+
+  m.def("adamax_", [](py::object params, py::object grads, py::object exp_avgs, py::object exp_infs, int64_t step,
+                      double lr, double beta1, double beta2, double eps, double weight_decay, FASTOPT_PRE_PARAMS) {
+    check_step(step);
+    check_lr(lr);
+    check_beta("beta1", beta1);
+    check_beta("beta2", beta2);
+    check_eps(eps);
+    check_nonneg("weight_decay", weight_decay);
+    const PreHyper pre = FASTOPT_PRE;
+    Arrays a({{"params", params, true}, {"grads", grads, false}, {"exp_avgs", exp_avgs, true},
+              {"exp_infs", exp_infs, true}});
+    return run(a, [](const KernelTable& k) { return k.adamax; }, AdamaxHyper{lr, beta1, beta2, eps, weight_decay, step},
+               pre, check_finite);
+  }, py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_infs"), py::arg("step"), py::arg("lr"),
+     py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), FASTOPT_PRE_ARGS);
+
+  m.def("nadam_", [](py::object params, py::object grads, py::object exp_avgs, py::object exp_avg_sqs, int64_t step,
+                     double mu_product, double lr, double beta1, double beta2, double eps, double weight_decay,
+                     double momentum_decay, bool decoupled_weight_decay, FASTOPT_PRE_PARAMS) {
+    check_step(step);
+    check_lr(lr);
+    check_beta("beta1", beta1);
+    check_beta("beta2", beta2);
+    check_eps(eps);
+    check_nonneg("weight_decay", weight_decay);
+    check_nonneg("momentum_decay", momentum_decay);
+    require(mu_product >= 0.0 && mu_product < 1.0, "mu_product must be in [0, 1), got " + num(mu_product));
+    const PreHyper pre = FASTOPT_PRE;
+    Arrays a({{"params", params, true}, {"grads", grads, false}, {"exp_avgs", exp_avgs, true},
+              {"exp_avg_sqs", exp_avg_sqs, true}});
+    return run(a, [](const KernelTable& k) { return k.nadam; },
+               NadamHyper{lr, beta1, beta2, eps, weight_decay, momentum_decay, mu_product, decoupled_weight_decay, step},
+               pre, check_finite);
+  }, py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"), py::arg("step"),
+     py::arg("mu_product"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"),
+     py::arg("weight_decay"), py::arg("momentum_decay"), py::arg("decoupled_weight_decay"), FASTOPT_PRE_ARGS);
+
+  m.def("radam_", [](py::object params, py::object grads, py::object exp_avgs, py::object exp_avg_sqs, int64_t step,
+                     double lr, double beta1, double beta2, double eps, double weight_decay,
+                     bool decoupled_weight_decay, FASTOPT_PRE_PARAMS) {
+    check_step(step);
+    check_lr(lr);
+    check_beta("beta1", beta1);
+    check_beta("beta2", beta2);
+    check_eps(eps);
+    check_nonneg("weight_decay", weight_decay);
+    const PreHyper pre = FASTOPT_PRE;
+    Arrays a({{"params", params, true}, {"grads", grads, false}, {"exp_avgs", exp_avgs, true},
+              {"exp_avg_sqs", exp_avg_sqs, true}});
+    return run(a, [](const KernelTable& k) { return k.radam; },
+               RadamHyper{lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, step}, pre, check_finite);
+  }, py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"), py::arg("step"),
+     py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"),
+     py::arg("decoupled_weight_decay"), FASTOPT_PRE_ARGS);
+
+  m.def("lion_", [](py::object params, py::object grads, py::object exp_avgs, double lr, double beta1, double beta2,
+                    double weight_decay, FASTOPT_PRE_PARAMS) {
+    check_lr(lr);
+    check_beta("beta1", beta1);
+    check_beta("beta2", beta2);
+    check_nonneg("weight_decay", weight_decay);
+    const PreHyper pre = FASTOPT_PRE;
+    Arrays a({{"params", params, true}, {"grads", grads, false}, {"exp_avgs", exp_avgs, true}});
+    return run(a, [](const KernelTable& k) { return k.lion; }, LionHyper{lr, beta1, beta2, weight_decay}, pre,
+               check_finite);
+  }, py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"),
+     py::arg("weight_decay"), FASTOPT_PRE_ARGS);
+
+  m.def("lamb_", [](py::object params, py::object grads, py::object exp_avgs, py::object exp_avg_sqs, int64_t step,
+                    double lr, double beta1, double beta2, double eps, double weight_decay, FASTOPT_PRE_PARAMS) {
+    check_step(step);
+    check_lr(lr);
+    check_beta("beta1", beta1);
+    check_beta("beta2", beta2);
+    check_eps(eps);
+    check_nonneg("weight_decay", weight_decay);
+    const PreHyper pre = FASTOPT_PRE;
+    Arrays a({{"params", params, true}, {"grads", grads, false}, {"exp_avgs", exp_avgs, true},
+              {"exp_avg_sqs", exp_avg_sqs, true}});
+    return run(a, [](const KernelTable& k) { return k.lamb; }, LambHyper{lr, beta1, beta2, eps, weight_decay, step},
+               pre, check_finite);
+  }, py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"), py::arg("step"),
+     py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), FASTOPT_PRE_ARGS);
+
+  m.def("stream_", [](py::object params, py::object grads, std::vector<py::object> states, double c) {
+    require(states.size() <= 3, "states holds at most 3 lists");
+    std::vector<Role> roles = {{"params", params, true}, {"grads", grads, false}};
+    static const char* names[3] = {"states[0]", "states[1]", "states[2]"};
+    for (size_t k = 0; k < states.size(); ++k) roles.push_back({names[k], states[k], true});
+    Arrays a(roles);
+    return run(a, [](const KernelTable& k) { return k.stream; }, StreamHyper{c, int(states.size())}, PreHyper{},
+               false);
+  }, py::arg("params"), py::arg("grads"), py::arg("states"), py::arg("c") = 0.0,
+     "Bandwidth probe: params += c * grads and s += c * grads for each state list; the loads and stores of a rule "
+     "with len(states) state arrays and none of its math.");
+
+  m.def("transform_", [](py::object grads, py::object params, double scale, std::optional<double> clip_value,
+                         double l1, double l2, bool maximize) {
+    const PreHyper pre = make_pre(maximize, scale, clip_value, l1, l2);
+    const bool with_params = !params.is_none();
+    require(with_params || (l1 == 0.0 && l2 == 0.0), "params are required for an l1 or l2 penalty gradient");
+    Arrays a(with_params ? std::vector<Role>{{"params", params, false}, {"grads", grads, true}}
+                         : std::vector<Role>{{"grads", grads, true}});
+    if (a.count == 0) return;
+    Batch b = a.batch();
+    if (!with_params) {
+      b.slot[1] = b.slot[0];
+      b.slot[0] = nullptr;
+    }
+    py::gil_scoped_release nogil;
+    kernels().transform[a.dtype](b, pre, with_params, num_threads());
+  }, py::arg("grads"), py::arg("params") = py::none(), py::arg("scale") = 1.0, py::arg("clip_value") = py::none(),
+     py::arg("l1") = 0.0, py::arg("l2") = 0.0, py::arg("maximize") = false,
+     "grads <- scale * grads, clamped to [-clip_value, clip_value], negated if maximize, plus l1 * sign(params) "
+     "+ 2 * l2 * params; in place.");
+
+  m.def("global_norm", [](py::object arrays, double norm_type) {
+    const auto [kind, p] = norm_kind(norm_type);
+    Arrays a({{"arrays", arrays, false}});
+    double total = 0.0;
+    for (double x : per_array(a, kind, p)) total = kind == Reduce::MaxAbs ? (x > total || x != x ? x : total) : total + x;
+    return finish_norm(kind, p, total);
+  }, py::arg("arrays"), py::arg("norm_type") = 2.0,
+     "The norm of all arrays taken together (as one concatenated vector), accumulated in float64.");
+
+  m.def("array_norms", [](py::object arrays, double norm_type) {
+    const auto [kind, p] = norm_kind(norm_type);
+    Arrays a({{"arrays", arrays, false}});
+    std::vector<double> out = per_array(a, kind, p);
+    for (double& x : out) x = finish_norm(kind, p, x);
+    return py::array_t<double>(py::ssize_t(out.size()), out.data());
+  }, py::arg("arrays"), py::arg("norm_type") = 2.0, "The norm of each array, accumulated in float64.");
+
+  m.def("penalty", [](py::object params, double l1, double l2) {
+    check_nonneg("l1", l1);
+    check_nonneg("l2", l2);
+    Arrays a({{"params", params, false}});
+    double total = 0.0;
+    if (l1 != 0.0)
+      for (double x : per_array(a, Reduce::SumAbs, 1.0)) total += l1 * x;
+    if (l2 != 0.0)
+      for (double x : per_array(a, Reduce::SumSq, 2.0)) total += l2 * x;
+    return total;
+  }, py::arg("params"), py::arg("l1") = 0.0, py::arg("l2") = 0.0,
+     "l1 * sum(|p|) + l2 * sum(p**2) over all arrays, accumulated in float64.");
+
+  m.def("all_finite", [](py::object arrays) {
+    Arrays a({{"arrays", arrays, false}});
+    for (double x : per_array(a, Reduce::NonFinite, 0.0))
+      if (x != 0.0) return false;
+    return true;
+  }, py::arg("arrays"), "True when no array holds a NaN or an infinity.");
+
+  m.def("get_num_threads", &num_threads);
+  m.def("set_num_threads", [](int n) {
+    if (n < 1) throw py::value_error("n must be >= 1, got " + std::to_string(n));
+    set_num_threads(n);
+  }, py::arg("n"));
+  m.def("isa", []() { return std::string(kernels().name); }, "The instruction set in use.");
+  m.def("compiled_isas", &compiled_isas);
+  m.def("supported_isas", &supported_isas);
+  m.def("_set_isa", [](const std::string& name) {
+    try {
+      set_isa(name);
+    } catch (const std::invalid_argument& e) {
+      throw py::value_error(e.what());
+    }
+  }, py::arg("name"));
+  m.def("openmp_info", []() {
+    py::dict d;
+    d["version"] = _OPENMP;
+    d["library"] = openmp_library();
+    d["max_threads"] = omp_get_max_threads();
+    return d;
+  });
+  m.attr("CHUNK") = 1 << 14;
+#ifdef FASTOPT_VERSION
+  m.attr("__version__") = FASTOPT_VERSION;
+#endif
+}

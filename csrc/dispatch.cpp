@@ -1,0 +1,130 @@
+#include "dispatch.hpp"
+
+#include <omp.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <stdexcept>
+
+namespace fastopt {
+
+#define FASTOPT_DECLARE_TABLE(isa) \
+  namespace isa {                  \
+  extern const KernelTable table;  \
+  }
+#ifdef FASTOPT_HAVE_BASELINE
+FASTOPT_DECLARE_TABLE(baseline)
+#endif
+#ifdef FASTOPT_HAVE_AVX2
+FASTOPT_DECLARE_TABLE(avx2)
+#endif
+#ifdef FASTOPT_HAVE_AVX512
+FASTOPT_DECLARE_TABLE(avx512)
+#endif
+
+namespace {
+
+struct Target {
+  const KernelTable* table;
+  bool (*runs_here)();
+};
+
+bool always() { return true; }
+#if defined(__x86_64__) || defined(_M_X64)
+// x86-64-v3 and -v4 as the compiler targets them (-march=x86-64-v3 may emit BMI, LZCNT, MOVBE).
+bool has_v3() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi") &&
+         __builtin_cpu_supports("bmi2") && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("lzcnt") &&
+         __builtin_cpu_supports("movbe");
+}
+bool has_v4() {
+  return has_v3() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512cd") && __builtin_cpu_supports("avx512dq") &&
+         __builtin_cpu_supports("avx512vl");
+}
+#endif
+
+const std::vector<Target>& targets() {
+  static const std::vector<Target> all = {
+#ifdef FASTOPT_HAVE_BASELINE
+      {&baseline::table, always},
+#endif
+#ifdef FASTOPT_HAVE_AVX2
+      {&avx2::table, has_v3},
+#endif
+#ifdef FASTOPT_HAVE_AVX512
+      {&avx512::table, has_v4},
+#endif
+  };
+  return all;
+}
+
+const KernelTable* find_supported(const std::string& name) {
+  for (const Target& t : targets())
+    if (name == t.table->name) {
+      if (!t.runs_here()) throw std::invalid_argument("instruction set '" + name + "' is not supported by this CPU");
+      return t.table;
+    }
+  throw std::invalid_argument("unknown instruction set '" + name + "'");
+}
+
+const KernelTable* initial_table() {
+  const char* forced = std::getenv("FASTOPT_ISA");
+  if (forced && *forced) {
+    try {
+      return find_supported(forced);
+    } catch (const std::invalid_argument&) {
+      // Falls through to the best supported; the Python layer warns about the ignored value.
+    }
+  }
+  const KernelTable* best = nullptr;
+  for (const Target& t : targets())
+    if (t.runs_here()) best = t.table;
+  return best;
+}
+
+std::atomic<const KernelTable*> g_table{nullptr};
+std::atomic<int> g_threads{0};
+
+}  // namespace
+
+std::vector<std::string> compiled_isas() {
+  std::vector<std::string> out;
+  for (const Target& t : targets()) out.push_back(t.table->name);
+  return out;
+}
+
+std::vector<std::string> supported_isas() {
+  std::vector<std::string> out;
+  for (const Target& t : targets())
+    if (t.runs_here()) out.push_back(t.table->name);
+  return out;
+}
+
+const KernelTable& kernels() {
+  const KernelTable* t = g_table.load(std::memory_order_acquire);
+  if (!t) {
+    t = initial_table();
+    g_table.store(t, std::memory_order_release);
+  }
+  return *t;
+}
+
+void set_isa(const std::string& name) { g_table.store(find_supported(name), std::memory_order_release); }
+
+int num_threads() {
+  int n = g_threads.load(std::memory_order_relaxed);
+  if (n <= 0) {
+    n = omp_get_max_threads();  // honours OMP_NUM_THREADS
+    g_threads.store(n, std::memory_order_relaxed);
+  }
+  return n;
+}
+
+void set_num_threads(int n) {
+  if (n < 1) throw std::invalid_argument("n must be >= 1");
+  g_threads.store(n, std::memory_order_relaxed);
+}
+
+}  // namespace fastopt

@@ -1,0 +1,49 @@
+// The table of kernel pointers, one table per instruction set, and the choice among them.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "types.hpp"
+
+namespace fastopt {
+
+// name, hyperparameter struct: one update kernel each.
+#define FASTOPT_RULES(X)   \
+  X(gd, GdHyper)           \
+  X(sgd, SgdHyper)         \
+  X(adam, AdamHyper)       \
+  X(adagrad, AdagradHyper) \
+  X(rmsprop, RmspropHyper) \
+  X(adadelta, AdadeltaHyper) \
+  X(adamax, AdamaxHyper)   \
+  X(nadam, NadamHyper)     \
+  X(radam, RadamHyper)     \
+  X(lion, LionHyper)       \
+  X(lamb, LambHyper)       \
+  X(stream, StreamHyper)
+
+// Every entry is indexed by DType (0 float32, 1 float64).
+struct KernelTable {
+  const char* name;
+#define FASTOPT_FIELD(name, H) void (*name[2])(const Batch&, const H&, const PreHyper&, int nthreads);
+  FASTOPT_RULES(FASTOPT_FIELD)
+#undef FASTOPT_FIELD
+  // per_array[a] = the reduction of array a of the given slot.
+  void (*reduce[2])(const Batch&, int slot, Reduce kind, double power, int nthreads, double* per_array);
+  // gradients (slot 1) <- pre(gradients, params), params read only when with_params.
+  void (*transform[2])(const Batch&, const PreHyper&, bool with_params, int nthreads);
+};
+
+// Instruction sets this build holds, lowest first ("baseline", "avx2", "avx512").
+std::vector<std::string> compiled_isas();
+// Instruction sets this build holds that this CPU (and OS) can run.
+std::vector<std::string> supported_isas();
+// The table in use; chosen at start-up from FASTOPT_ISA (if set) or the best supported.
+const KernelTable& kernels();
+// Use the named instruction set; throws std::invalid_argument if unknown or unsupported.
+void set_isa(const std::string& name);
+
+int num_threads();
+void set_num_threads(int n);
+
+}  // namespace fastopt

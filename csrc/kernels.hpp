@@ -1,0 +1,274 @@
+// The loops: elementwise sweeps and fixed-block reductions over a Batch, templated on rule
+// and dtype.  Included by kernels.cpp only, which is compiled once per instruction set.
+//
+// Work is cut into items of at most kChunk elements of one array; threads take contiguous
+// runs of items holding about the same number of elements, so one huge array and many tiny
+// ones balance alike.  Reductions sum each item with kLanes partial sums and join the items of
+// an array in order: the result does not depend on the thread count or the vector width.
+//
+// Like rules.hpp, everything here lives in the instruction set's namespace, and no standard
+// library template is instantiated (the linker would keep one target's copy for all).
+#pragma once
+#include <omp.h>
+
+#include <cstdint>
+
+#include "rules.hpp"
+#include "types.hpp"
+
+namespace fastopt {
+namespace FASTOPT_ISA_NS {
+
+constexpr int64_t kChunk = 1 << 14;        // elements per work item and per reduction block
+constexpr int64_t kParallelMin = 1 << 16;  // fewer elements in all than this: one thread
+constexpr int kLanes = 16;                 // partial sums per reduction block
+
+struct Item {
+  int64_t array, start, len;
+};
+
+// A zero-filled heap array (the step's only allocations: the plan and per-item partials).
+template <class V>
+struct Buffer {
+  V* data;
+  explicit Buffer(int64_t n) : data(new V[n > 0 ? n : 1]()) {}
+  ~Buffer() { delete[] data; }
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  V& operator[](int64_t i) { return data[i]; }
+  const V& operator[](int64_t i) const { return data[i]; }
+};
+
+inline int64_t count_items(const Batch& b) {
+  int64_t n = 0;
+  for (int64_t a = 0; a < b.count; ++a) n += (b.sizes[a] + kChunk - 1) / kChunk;
+  return n;
+}
+
+struct Plan {
+  int64_t n;
+  Buffer<Item> items;
+  Buffer<int64_t> offset;  // elements before items[i]
+  int64_t total = 0;
+
+  explicit Plan(const Batch& b) : n(count_items(b)), items(n), offset(n) {
+    int64_t k = 0;
+    for (int64_t a = 0; a < b.count; ++a)
+      for (int64_t s = 0; s < b.sizes[a]; s += kChunk, ++k) {
+        const int64_t len = b.sizes[a] - s < kChunk ? b.sizes[a] - s : kChunk;
+        items[k] = {a, s, len};
+        offset[k] = total;
+        total += len;
+      }
+  }
+  int64_t size() const { return n; }
+  // First item of thread t out of nthreads: the first whose offset reaches t / nthreads of the total.
+  int64_t boundary(int t, int nthreads) const {
+    if (t >= nthreads) return n;
+    const int64_t target = int64_t((__int128)total * t / nthreads);
+    int64_t lo = 0, hi = n;
+    while (lo < hi) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      if (offset[mid] < target) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+};
+
+template <class F>
+void for_items(const Plan& plan, int nt, F&& f) {
+  if (nt <= 1 || plan.total < kParallelMin || plan.size() < 2) {
+    for (int64_t i = 0; i < plan.size(); ++i) f(i);
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  {
+    const int n = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t hi = plan.boundary(t + 1, n);
+    for (int64_t i = plan.boundary(t, n); i < hi; ++i) f(i);
+  }
+}
+
+template <class T>
+inline T* slot_ptr(const Batch& b, int slot, const Item& it) {
+  return b.slot[slot] ? static_cast<T*>(b.slot[slot][it.array]) + it.start : nullptr;
+}
+
+// ---- elementwise sweeps ------------------------------------------------------------------
+
+template <class T, bool PRE, class Rule>
+inline void sweep_range(const Rule& r, const Pre<T>& pre, T* __restrict p, const T* __restrict g,
+                        T* __restrict s0, T* __restrict s1, T* __restrict s2, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    T gi = g[i];
+    if constexpr (PRE) gi = pre(gi, p[i]);
+    T d1 = T(0), d2 = T(0), d3 = T(0);  // stand-ins for the state a rule does not have
+    if constexpr (Rule::nstate == 0) r(p[i], gi, d1, d2, d3);
+    else if constexpr (Rule::nstate == 1) r(p[i], gi, s0[i], d2, d3);
+    else if constexpr (Rule::nstate == 2) r(p[i], gi, s0[i], s1[i], d3);
+    else r(p[i], gi, s0[i], s1[i], s2[i]);
+  }
+}
+
+template <class T, class Rule>
+void sweep(const Batch& b, const Rule& r, const PreHyper& ph, int nt) {
+  const Plan plan(b);
+  const Pre<T> pre(ph);
+  const bool active = ph.active();
+  for_items(plan, nt, [&](int64_t k) {
+    const Item& it = plan.items[k];
+    T* p = slot_ptr<T>(b, 0, it);
+    const T* g = slot_ptr<T>(b, 1, it);
+    T* s0 = slot_ptr<T>(b, 2, it);
+    T* s1 = slot_ptr<T>(b, 3, it);
+    T* s2 = slot_ptr<T>(b, 4, it);
+    if (active) sweep_range<T, true>(r, pre, p, g, s0, s1, s2, it.len);
+    else sweep_range<T, false>(r, pre, p, g, s0, s1, s2, it.len);
+  });
+}
+
+// Gradients changed in place by the pre-processing alone (scale, clip, penalty gradient).
+template <class T, bool WITH_PARAMS>
+inline void transform_range(const Pre<T>& pre, T* __restrict g, const T* __restrict p, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) g[i] = pre(g[i], WITH_PARAMS ? p[i] : T(0));
+}
+
+template <class T>
+void transform(const Batch& b, const PreHyper& ph, bool with_params, int nt) {
+  const Plan plan(b);
+  const Pre<T> pre(ph);
+  for_items(plan, nt, [&](int64_t k) {
+    const Item& it = plan.items[k];
+    T* g = slot_ptr<T>(b, 1, it);
+    if (with_params) transform_range<T, true>(pre, g, slot_ptr<T>(b, 0, it), it.len);
+    else transform_range<T, false>(pre, g, nullptr, it.len);
+  });
+}
+
+// ---- fixed-block reductions --------------------------------------------------------------
+
+struct SumJoin {
+  static double join(double a, double b) { return a + b; }
+};
+struct MaxJoin {
+  static double join(double a, double b) { return nan_max(a, b); }
+};
+
+// Combine kLanes partial results in a fixed tree.
+template <class Join>
+inline double fold_lanes(double* acc) {
+  for (int w = kLanes / 2; w >= 1; w /= 2)
+    for (int k = 0; k < w; ++k) acc[k] = Join::join(acc[k], acc[k + w]);
+  return acc[0];
+}
+
+// N running results over n elements, element i going to partial sum i % kLanes.
+// f(i, c) writes element i's N contributions to c.
+template <int N, class Join, class F>
+inline void lane_reduce(int64_t n, double* out, F f) {
+  double acc[N][kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+#pragma omp simd
+    for (int k = 0; k < kLanes; ++k) {
+      double c[N];
+      f(j + k, c);
+      for (int q = 0; q < N; ++q) acc[q][k] = Join::join(acc[q][k], c[q]);
+    }
+  }
+  for (int k = 0; j + k < n; ++k) {
+    double c[N];
+    f(j + k, c);
+    for (int q = 0; q < N; ++q) acc[q][k] = Join::join(acc[q][k], c[q]);
+  }
+  for (int q = 0; q < N; ++q) out[q] = fold_lanes<Join>(acc[q]);
+}
+
+// Join the per-item results of each array in item order: per_array[a] for every array.
+template <class Join>
+inline void join_items(const Plan& plan, const double* item_val, int stride, int q, int64_t count,
+                       double* per_array) {
+  for (int64_t a = 0; a < count; ++a) per_array[a] = 0.0;
+  for (int64_t i = 0; i < plan.size(); ++i) {
+    double& acc = per_array[plan.items[i].array];
+    acc = Join::join(acc, item_val[i * stride + q]);
+  }
+}
+
+template <class T, class Join, class Map>
+void reduce_with(const Batch& b, int slot, int nt, double* per_array, Map map) {
+  const Plan plan(b);
+  Buffer<double> item_val(plan.size());
+  for_items(plan, nt, [&](int64_t k) {
+    const Item& it = plan.items[k];
+    const T* __restrict x = slot_ptr<T>(b, slot, it);
+    lane_reduce<1, Join>(it.len, &item_val[k], [&](int64_t i, double* c) { c[0] = map(double(x[i])); });
+  });
+  join_items<Join>(plan, item_val.data, 1, 0, b.count, per_array);
+}
+
+template <class T>
+void reduce(const Batch& b, int slot, Reduce kind, double power, int nt, double* per_array) {
+  switch (kind) {
+    case Reduce::SumAbs: return reduce_with<T, SumJoin>(b, slot, nt, per_array, [](double x) { return std::fabs(x); });
+    case Reduce::SumSq: return reduce_with<T, SumJoin>(b, slot, nt, per_array, [](double x) { return x * x; });
+    case Reduce::MaxAbs: return reduce_with<T, MaxJoin>(b, slot, nt, per_array, [](double x) { return std::fabs(x); });
+    case Reduce::SumPow:
+      return reduce_with<T, SumJoin>(b, slot, nt, per_array, [power](double x) { return std::pow(std::fabs(x), power); });
+    case Reduce::NonFinite:  // x - x is 0 for finite x and NaN otherwise
+      return reduce_with<T, SumJoin>(b, slot, nt, per_array, [](double x) { return x - x; });
+  }
+}
+
+// ---- LAMB: moments and norms in one pass, then the trust-scaled update ------------------
+
+template <class T, bool PRE>
+inline void lamb_moments(const LambRule<T>& r, const Pre<T>& pre, const T* __restrict p, const T* __restrict g,
+                         T* __restrict m, T* __restrict v, int64_t n, double* out2) {
+  lane_reduce<2, SumJoin>(n, out2, [&](int64_t i, double* c) {
+    T gi = g[i];
+    if constexpr (PRE) gi = pre(gi, p[i]);
+    const double d = double(r.moments(p[i], gi, m[i], v[i]));
+    c[0] = double(p[i]) * double(p[i]);
+    c[1] = d * d;
+  });
+}
+
+template <class T>
+void lamb(const Batch& b, const LambHyper& h, const PreHyper& ph, int nt) {
+  const Plan plan(b);
+  const LambRule<T> r(h);
+  const Pre<T> pre(ph);
+  const bool active = ph.active();
+  Buffer<double> item_val(2 * plan.size());
+  for_items(plan, nt, [&](int64_t k) {
+    const Item& it = plan.items[k];
+    const T* p = slot_ptr<T>(b, 0, it);
+    const T* g = slot_ptr<T>(b, 1, it);
+    T* m = slot_ptr<T>(b, 2, it);
+    T* v = slot_ptr<T>(b, 3, it);
+    if (active) lamb_moments<T, true>(r, pre, p, g, m, v, it.len, &item_val[2 * k]);
+    else lamb_moments<T, false>(r, pre, p, g, m, v, it.len, &item_val[2 * k]);
+  });
+  Buffer<double> p_sq(b.count), r_sq(b.count);
+  join_items<SumJoin>(plan, item_val.data, 2, 0, b.count, p_sq.data);
+  join_items<SumJoin>(plan, item_val.data, 2, 1, b.count, r_sq.data);
+  Buffer<T> coef(b.count);
+  for (int64_t a = 0; a < b.count; ++a)
+    coef[a] = T(-h.lr * LambRule<T>::trust(std::sqrt(p_sq[a]), std::sqrt(r_sq[a])));
+  for_items(plan, nt, [&](int64_t k) {
+    const Item& it = plan.items[k];
+    T* __restrict p = slot_ptr<T>(b, 0, it);
+    const T* __restrict m = slot_ptr<T>(b, 2, it);
+    const T* __restrict v = slot_ptr<T>(b, 3, it);
+    const T c = coef[it.array];
+#pragma omp simd
+    for (int64_t i = 0; i < it.len; ++i) p[i] = p[i] + c * r.direction(p[i], m[i], v[i]);
+  });
+}
+
+}  // namespace FASTOPT_ISA_NS
+}  // namespace fastopt

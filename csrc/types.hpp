@@ -1,0 +1,46 @@
+// Plain data shared by the bindings, the dispatcher and the kernels: no math, no loops.
+#pragma once
+#include <cstdint>
+
+namespace fastopt {
+
+enum DType : int { F32 = 0, F64 = 1 };
+
+// A list of same-sized arrays in up to five roles: slot 0 parameters, 1 gradients,
+// 2..4 optimizer state in the order the rule names them.  Array i of every slot has
+// sizes[i] elements.  Unused slots are null.
+struct Batch {
+  int64_t count = 0;
+  const int64_t* sizes = nullptr;
+  void* const* slot[5] = {nullptr, nullptr, nullptr, nullptr, nullptr};
+};
+
+// Gradient pre-processing fused into every update: g <- scale * g, clamp to [-clip, clip],
+// negate when maximizing, then add the penalty gradient l1 * sign(p) + 2 * l2 * p.
+struct PreHyper {
+  double scale = 1.0;
+  double clip = 0.0;  // <= 0: no clamp
+  double l1 = 0.0;
+  double l2 = 0.0;
+  bool maximize = false;
+  bool active() const { return scale != 1.0 || clip > 0.0 || l1 != 0.0 || l2 != 0.0 || maximize; }
+};
+
+struct GdHyper { double lr; };
+struct SgdHyper { double lr, momentum, dampening, weight_decay; bool nesterov; int64_t step; };
+struct AdamHyper { double lr, beta1, beta2, eps, weight_decay; bool amsgrad, decoupled; int64_t step; };
+struct AdagradHyper { double lr, lr_decay, weight_decay, eps; int64_t step; };
+struct RmspropHyper { double lr, alpha, eps, weight_decay, momentum; bool centered; };
+struct AdadeltaHyper { double lr, rho, eps, weight_decay; };
+struct AdamaxHyper { double lr, beta1, beta2, eps, weight_decay; int64_t step; };
+struct NadamHyper { double lr, beta1, beta2, eps, weight_decay, momentum_decay, mu_product; bool decoupled; int64_t step; };
+struct RadamHyper { double lr, beta1, beta2, eps, weight_decay; bool decoupled; int64_t step; };
+struct LionHyper { double lr, beta1, beta2, weight_decay; };
+struct LambHyper { double lr, beta1, beta2, eps, weight_decay; int64_t step; };
+// The bandwidth probe: p += c * g and s_k += c * g for nstate state arrays.
+struct StreamHyper { double c; int nstate; };
+
+// Reductions over one slot of a batch.
+enum class Reduce : int { SumAbs = 0, SumSq = 1, MaxAbs = 2, SumPow = 3, NonFinite = 4 };
+
+}  // namespace fastopt

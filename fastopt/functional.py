@@ -1,0 +1,340 @@
+"""In-place update rules, clipping and regularization over flat arrays.
+
+Every function takes one array or a list of arrays per role (parameters, gradients and each
+optimizer state, all C-contiguous, of one dtype, float32 or float64) and updates them in one
+call of the C++ kernels, with one parallel region for the whole list.  Names and formulas follow
+``torch.optim``'s functional forms; the trailing underscore marks an in-place update.
+
+Common keywords of every update rule
+------------------------------------
+maximize : bool
+    Ascend instead of descend (the gradient is negated).
+grad_scale : float
+    Multiply the gradient by this factor first: the clip coefficient of a global norm clip
+    (:func:`clip_coef`), so clipping costs no extra pass over the gradients.
+clip_value : float or None
+    Then clamp the gradient to ``[-clip_value, clip_value]``.
+l1, l2 : float
+    Then add the gradient of the penalty ``l1 * sum|p| + l2 * sum p**2``, that is
+    ``l1 * sign(p) + 2 * l2 * p`` (Keras' ``L1L2`` regularizer).  This is separate from each
+    rule's own ``weight_decay``, which follows torch (``g + weight_decay * p``, or decoupled).
+check_finite : bool
+    First look for NaN or infinity in the gradients; if one is found nothing is written and
+    the function returns False (a skipped step, as mixed-precision training wants).
+
+The gradients are read, never written.  Every function returns True when the step was applied.
+Bad arguments raise ``TypeError`` or ``ValueError`` naming the argument before anything is written.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _core
+
+Arrays = Union[np.ndarray, Sequence[np.ndarray]]
+
+__all__ = [
+    "gd_", "sgd_", "adam_", "adamw_", "adagrad_", "rmsprop_", "adadelta_", "adamax_", "nadam_",
+    "radam_", "lion_", "lamb_", "nadam_mu", "clip_grad_value_", "clip_grad_norm_", "clip_coef",
+    "global_norm", "array_norms", "scale_", "regularize_grad_", "penalty", "elastic_net", "all_finite",
+]
+
+
+def _betas(betas: Tuple[float, float]) -> Tuple[float, float]:
+    try:
+        b1, b2 = betas
+    except (TypeError, ValueError):
+        raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}") from None
+    return float(b1), float(b2)
+
+
+def gd_(params: Arrays, grads: Arrays, *, lr: float, maximize: bool = False, grad_scale: float = 1.0,
+        clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0, check_finite: bool = False) -> bool:
+    r"""Plain gradient descent: :math:`\theta \leftarrow \theta - \gamma g`."""
+    return _core.gd_(params, grads, lr, maximize, grad_scale, clip_value, l1, l2, check_finite)
+
+
+def sgd_(params: Arrays, grads: Arrays, momentum_buffers: Optional[Arrays] = None, *, step: int, lr: float,
+         momentum: float = 0.0, dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False,
+         maximize: bool = False, grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0,
+         l2: float = 0.0, check_finite: bool = False) -> bool:
+    r"""SGD with momentum, as ``torch.optim.SGD``.
+
+    .. math::
+        g &\leftarrow g + \lambda\theta \\
+        b &\leftarrow g \text{ at step 1, else } \mu b + (1-\tau) g \\
+        g &\leftarrow g + \mu b \text{ (nesterov) or } b \\
+        \theta &\leftarrow \theta - \gamma g
+
+    ``step`` counts steps taken, this one included; at step 1 the buffers are set to the
+    gradient (torch's ``momentum_buffer is None``).  Buffers are needed only when momentum != 0.
+    """
+    return _core.sgd_(params, grads, momentum_buffers, step, lr, momentum, dampening, weight_decay, nesterov,
+                      maximize, grad_scale, clip_value, l1, l2, check_finite)
+
+
+def adam_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
+          max_exp_avg_sqs: Optional[Arrays] = None, *, step: int, lr: float = 1e-3,
+          betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
+          amsgrad: bool = False, decoupled_weight_decay: bool = False, maximize: bool = False,
+          grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0,
+          check_finite: bool = False) -> bool:
+    r"""Adam (Kingma & Ba, 2015), as ``torch.optim.Adam``.
+
+    .. math::
+        g &\leftarrow g + \lambda\theta \quad(\text{or } \theta \leftarrow \theta(1-\gamma\lambda)
+            \text{ when decoupled}) \\
+        m &\leftarrow \mathrm{lerp}(m, g, 1-\beta_1), \quad v \leftarrow \beta_2 v + (1-\beta_2) g^2 \\
+        \hat v &= \max(\hat v, v) \text{ (amsgrad) or } v \\
+        \theta &\leftarrow \theta - \frac{\gamma}{1-\beta_1^t}\,
+            \frac{m}{\sqrt{\hat v}/\sqrt{1-\beta_2^t} + \epsilon}
+
+    ``step`` is t, the count of steps taken with this one, so the bias correction is exact.
+    optax and Keras put epsilon in the same place; Keras' default epsilon is 1e-7.
+    """
+    b1, b2 = _betas(betas)
+    return _core.adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr, b1, b2, eps, weight_decay,
+                       amsgrad, decoupled_weight_decay, maximize, grad_scale, clip_value, l1, l2, check_finite)
+
+
+def adamw_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
+           max_exp_avg_sqs: Optional[Arrays] = None, *, step: int, lr: float = 1e-3,
+           betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 1e-2,
+           amsgrad: bool = False, maximize: bool = False, grad_scale: float = 1.0,
+           clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0, check_finite: bool = False) -> bool:
+    r"""AdamW (Loshchilov & Hutter, 2019), as ``torch.optim.AdamW``: :func:`adam_` with the
+    decoupled decay :math:`\theta \leftarrow \theta (1 - \gamma\lambda)` applied first."""
+    b1, b2 = _betas(betas)
+    return _core.adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr, b1, b2, eps, weight_decay,
+                       amsgrad, True, maximize, grad_scale, clip_value, l1, l2, check_finite)
+
+
+def adagrad_(params: Arrays, grads: Arrays, state_sums: Arrays, *, step: int, lr: float = 1e-2,
+             lr_decay: float = 0.0, weight_decay: float = 0.0, eps: float = 1e-10, maximize: bool = False,
+             grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0,
+             check_finite: bool = False) -> bool:
+    r"""Adagrad (Duchi et al., 2011), as ``torch.optim.Adagrad``.
+
+    .. math::
+        \tilde\gamma = \frac{\gamma}{1 + (t-1)\eta}, \quad g \leftarrow g + \lambda\theta, \quad
+        s \leftarrow s + g^2, \quad \theta \leftarrow \theta - \tilde\gamma \frac{g}{\sqrt{s} + \epsilon}
+
+    ``initial_accumulator_value`` is the value the caller fills ``state_sums`` with.
+    """
+    return _core.adagrad_(params, grads, state_sums, step, lr, lr_decay, weight_decay, eps, maximize, grad_scale,
+                          clip_value, l1, l2, check_finite)
+
+
+def rmsprop_(params: Arrays, grads: Arrays, square_avgs: Arrays, grad_avgs: Optional[Arrays] = None,
+             momentum_buffers: Optional[Arrays] = None, *, lr: float = 1e-2, alpha: float = 0.99,
+             eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
+             maximize: bool = False, grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0,
+             l2: float = 0.0, check_finite: bool = False) -> bool:
+    r"""RMSprop (Hinton, 2012), as ``torch.optim.RMSprop``.
+
+    .. math::
+        v &\leftarrow \alpha v + (1-\alpha) g^2, \quad
+        \bar g \leftarrow \mathrm{lerp}(\bar g, g, 1-\alpha) \text{ (centered)} \\
+        d &= \sqrt{v - \bar g^2} + \epsilon \text{ (centered) or } \sqrt{v} + \epsilon \\
+        b &\leftarrow \mu b + g/d, \ \theta \leftarrow \theta - \gamma b \text{ (momentum) or }
+        \theta \leftarrow \theta - \gamma g/d
+
+    Keras puts epsilon inside the square root and defaults to rho=0.9, epsilon=1e-7.
+    """
+    return _core.rmsprop_(params, grads, square_avgs, grad_avgs, momentum_buffers, lr, alpha, eps, weight_decay,
+                          momentum, centered, maximize, grad_scale, clip_value, l1, l2, check_finite)
+
+
+def adadelta_(params: Arrays, grads: Arrays, square_avgs: Arrays, acc_deltas: Arrays, *, lr: float = 1.0,
+              rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0.0, maximize: bool = False,
+              grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0,
+              check_finite: bool = False) -> bool:
+    r"""Adadelta (Zeiler, 2012), as ``torch.optim.Adadelta``.
+
+    .. math::
+        v \leftarrow \rho v + (1-\rho) g^2, \quad
+        \Delta = \frac{\sqrt{u + \epsilon}}{\sqrt{v + \epsilon}}\, g, \quad
+        u \leftarrow \rho u + (1-\rho)\Delta^2, \quad \theta \leftarrow \theta - \gamma\Delta
+    """
+    return _core.adadelta_(params, grads, square_avgs, acc_deltas, lr, rho, eps, weight_decay, maximize,
+                           grad_scale, clip_value, l1, l2, check_finite)
+
+
+def adamax_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_infs: Arrays, *, step: int, lr: float = 2e-3,
+            betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
+            maximize: bool = False, grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0,
+            l2: float = 0.0, check_finite: bool = False) -> bool:
+    r"""Adamax (Kingma & Ba, 2015, section 7), as ``torch.optim.Adamax``.
+
+    .. math::
+        m \leftarrow \mathrm{lerp}(m, g, 1-\beta_1), \quad u \leftarrow \max(\beta_2 u, |g| + \epsilon), \quad
+        \theta \leftarrow \theta - \frac{\gamma}{1-\beta_1^t}\frac{m}{u}
+    """
+    b1, b2 = _betas(betas)
+    return _core.adamax_(params, grads, exp_avgs, exp_infs, step, lr, b1, b2, eps, weight_decay, maximize,
+                         grad_scale, clip_value, l1, l2, check_finite)
+
+
+def nadam_mu(step: int, beta1: float = 0.9, momentum_decay: float = 4e-3) -> float:
+    r""":math:`\mu_t = \beta_1 (1 - \tfrac12 \cdot 0.96^{t\psi})`, NAdam's momentum at step t.
+
+    The optimizer keeps the running product :math:`\prod_{k \le t} \mu_k` for :func:`nadam_`."""
+    return beta1 * (1.0 - 0.5 * (0.96 ** (step * momentum_decay)))
+
+
+def nadam_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays, *, step: int, mu_product: float,
+           lr: float = 2e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
+           momentum_decay: float = 4e-3, decoupled_weight_decay: bool = False, maximize: bool = False,
+           grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0,
+           check_finite: bool = False) -> bool:
+    r"""NAdam (Dozat, 2016), as ``torch.optim.NAdam``.
+
+    ``mu_product`` is :math:`\prod_{k=1}^{t}\mu_k` including this step's :func:`nadam_mu`.
+
+    .. math::
+        m &\leftarrow \mathrm{lerp}(m, g, 1-\beta_1), \quad v \leftarrow \beta_2 v + (1-\beta_2) g^2,
+        \quad d = \sqrt{v / (1-\beta_2^t)} + \epsilon \\
+        \theta &\leftarrow \theta - \gamma\frac{1-\mu_t}{1-\prod_{k\le t}\mu_k}\frac{g}{d}
+                 - \gamma\frac{\mu_{t+1}}{1-\prod_{k\le t+1}\mu_k}\frac{m}{d}
+    """
+    b1, b2 = _betas(betas)
+    return _core.nadam_(params, grads, exp_avgs, exp_avg_sqs, step, mu_product, lr, b1, b2, eps, weight_decay,
+                        momentum_decay, decoupled_weight_decay, maximize, grad_scale, clip_value, l1, l2,
+                        check_finite)
+
+
+def radam_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays, *, step: int, lr: float = 1e-3,
+           betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
+           decoupled_weight_decay: bool = False, maximize: bool = False, grad_scale: float = 1.0,
+           clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0, check_finite: bool = False) -> bool:
+    r"""RAdam (Liu et al., 2020), as ``torch.optim.RAdam``.
+
+    .. math::
+        \rho_\infty = \frac{2}{1-\beta_2} - 1, \quad
+        \rho_t = \rho_\infty - \frac{2t\beta_2^t}{1-\beta_2^t}, \quad
+        \hat m = \frac{m}{1-\beta_1^t} \\
+        \theta \leftarrow \theta - \gamma \hat m\, \frac{\sqrt{1-\beta_2^t}}{\sqrt v + \epsilon}\, r_t
+        \text{ if } \rho_t > 5 \text{, else } \theta - \gamma\hat m, \quad
+        r_t = \sqrt{\frac{(\rho_t-4)(\rho_t-2)\rho_\infty}{(\rho_\infty-4)(\rho_\infty-2)\rho_t}}
+    """
+    b1, b2 = _betas(betas)
+    return _core.radam_(params, grads, exp_avgs, exp_avg_sqs, step, lr, b1, b2, eps, weight_decay,
+                        decoupled_weight_decay, maximize, grad_scale, clip_value, l1, l2, check_finite)
+
+
+def lion_(params: Arrays, grads: Arrays, exp_avgs: Arrays, *, lr: float = 1e-4,
+          betas: Tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0, maximize: bool = False,
+          grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0,
+          check_finite: bool = False) -> bool:
+    r"""Lion (Chen et al., 2023, "Symbolic Discovery of Optimization Algorithms").
+
+    .. math::
+        \theta \leftarrow \theta(1-\gamma\lambda) - \gamma\,\mathrm{sign}(\beta_1 m + (1-\beta_1) g),
+        \quad m \leftarrow \beta_2 m + (1-\beta_2) g
+
+    Defaults of the paper's code; optax's ``lion`` defaults to weight_decay=1e-3.
+    """
+    b1, b2 = _betas(betas)
+    return _core.lion_(params, grads, exp_avgs, lr, b1, b2, weight_decay, maximize, grad_scale, clip_value, l1, l2,
+                       check_finite)
+
+
+def lamb_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays, *, step: int, lr: float = 1e-3,
+          betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-6, weight_decay: float = 0.0,
+          maximize: bool = False, grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0,
+          l2: float = 0.0, check_finite: bool = False) -> bool:
+    r"""LAMB (You et al., 2020), as ``optax.lamb``: Adam's direction with a trust ratio per array.
+
+    .. math::
+        r = \frac{m/(1-\beta_1^t)}{\sqrt{v/(1-\beta_2^t)} + \epsilon} + \lambda\theta, \quad
+        \theta \leftarrow \theta - \gamma \frac{\lVert\theta\rVert}{\lVert r\rVert} r
+
+    with the ratio taken as 1 where either norm is 0.  Two passes: moments and both norms,
+    then the update.
+    """
+    b1, b2 = _betas(betas)
+    return _core.lamb_(params, grads, exp_avgs, exp_avg_sqs, step, lr, b1, b2, eps, weight_decay, maximize,
+                       grad_scale, clip_value, l1, l2, check_finite)
+
+
+# ---- clipping and regularization ----------------------------------------------------------
+
+def global_norm(arrays: Arrays, norm_type: float = 2.0) -> float:
+    """The p-norm of all arrays taken as one vector (p = 1, 2, inf or any p > 0), accumulated
+    in float64 over fixed blocks, so the value is the same for every thread count."""
+    return _core.global_norm(arrays, float(norm_type))
+
+
+def array_norms(arrays: Arrays, norm_type: float = 2.0) -> np.ndarray:
+    """The p-norm of each array, as a float64 vector."""
+    return _core.array_norms(arrays, float(norm_type))
+
+
+def clip_coef(total_norm: float, max_norm: float) -> float:
+    """``min(1, max_norm / (total_norm + 1e-6))``, the factor torch's ``clip_grad_norm_`` applies;
+    pass it as ``grad_scale`` to fuse the clip into an update."""
+    coef = max_norm / (total_norm + 1e-6)
+    return coef if not coef >= 1.0 else 1.0
+
+
+def clip_grad_norm_(grads: Arrays, max_norm: float, norm_type: float = 2.0,
+                    error_if_nonfinite: bool = False) -> float:
+    """Scale the gradients in place so their global norm is at most ``max_norm``, as
+    ``torch.nn.utils.clip_grad_norm_``; returns the total norm before clipping.
+
+    Costs one read pass, and one write pass only when the norm is over ``max_norm``.
+    """
+    max_norm = float(max_norm)
+    if not max_norm >= 0.0:
+        raise ValueError(f"max_norm must be >= 0, got {max_norm}")
+    total = global_norm(grads, norm_type)
+    if error_if_nonfinite and not math.isfinite(total):
+        raise RuntimeError(f"The total norm of order {norm_type} for gradients is non-finite, so it cannot be "
+                           "clipped. To disable this error and scale the gradients by the non-finite norm anyway, "
+                           "set `error_if_nonfinite=False`")
+    coef = clip_coef(total, max_norm)
+    if math.isnan(coef):  # a NaN norm spreads to every gradient, as in torch
+        for g in ([grads] if isinstance(grads, np.ndarray) else grads):
+            g.fill(np.nan)
+    elif coef < 1.0:
+        _core.transform_(grads, None, coef)
+    return total
+
+
+def clip_grad_value_(grads: Arrays, clip_value: float) -> None:
+    """Clamp the gradients in place to ``[-clip_value, clip_value]``, as torch's ``clip_grad_value_``."""
+    _core.transform_(grads, None, 1.0, float(clip_value))
+
+
+def scale_(grads: Arrays, factor: float) -> None:
+    """``grads *= factor`` in place, in one parallel pass over every array."""
+    _core.transform_(grads, None, float(factor))
+
+
+def regularize_grad_(grads: Arrays, params: Arrays, l1: float = 0.0, l2: float = 0.0) -> None:
+    """Add the gradient of ``l1 * sum|p| + l2 * sum p**2`` to the gradients in place:
+    ``g += l1 * sign(p) + 2 * l2 * p``.  l1 alone is lasso, l2 alone ridge, both elastic net."""
+    _core.transform_(grads, params, 1.0, None, float(l1), float(l2))
+
+
+def penalty(params: Arrays, l1: float = 0.0, l2: float = 0.0) -> float:
+    """The penalty ``l1 * sum|p| + l2 * sum p**2`` over all arrays, for loss reporting."""
+    return _core.penalty(params, float(l1), float(l2))
+
+
+def elastic_net(alpha: float, l1_ratio: float = 0.5) -> Tuple[float, float]:
+    """(l1, l2) for scikit-learn's elastic net penalty
+    ``alpha * l1_ratio * |w|_1 + 0.5 * alpha * (1 - l1_ratio) * |w|_2^2``."""
+    if not 0.0 <= l1_ratio <= 1.0:
+        raise ValueError(f"l1_ratio must be in [0, 1], got {l1_ratio}")
+    if not alpha >= 0.0:
+        raise ValueError(f"alpha must be >= 0, got {alpha}")
+    return alpha * l1_ratio, 0.5 * alpha * (1.0 - l1_ratio)
+
+
+def all_finite(arrays: Arrays) -> bool:
+    """True when no array holds a NaN or an infinity (one read-only pass)."""
+    return _core.all_finite(arrays)

@@ -1,0 +1,219 @@
+"""Plain NumPy versions of every update rule, clip and penalty: the executable spec.
+
+Each rule updates one parameter array and its state in place, element by element in the same
+order of operations as the C++ kernels (and torch.optim's single-tensor code).  Python floats
+meet arrays under NumPy's rules (NEP 50): a constant is rounded to the array's dtype, as the
+kernels round their per-step constants.  Written for clarity, not speed: this is also the naive
+baseline of the benchmarks.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+
+
+def lerp(start: np.ndarray, end: np.ndarray, weight: float) -> np.ndarray:
+    """torch.lerp: start + w (end - start) for |w| < 0.5, else end - (end - start)(1 - w)."""
+    t = start.dtype.type
+    if abs(weight) < 0.5:
+        return start + t(weight) * (end - start)
+    return end - (end - start) * (t(1) - t(weight))
+
+
+def preprocess(g: np.ndarray, p: np.ndarray, *, grad_scale: float = 1.0, clip_value: Optional[float] = None,
+               maximize: bool = False, l1: float = 0.0, l2: float = 0.0) -> np.ndarray:
+    """The gradient an update rule sees: scaled, clamped, negated to maximize, plus the penalty gradient."""
+    g = g * grad_scale
+    if clip_value is not None and math.isfinite(clip_value):
+        g = np.clip(g, -clip_value, clip_value)
+    if maximize:
+        g = -g
+    if l1 != 0.0 or l2 != 0.0:
+        g = g + (l1 * np.sign(p) + (2.0 * l2) * p)
+    return g
+
+
+def gd(p, g, *, lr):
+    p += -lr * g
+
+
+def sgd(p, g, buf, *, step, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
+    if weight_decay != 0:
+        g = g + weight_decay * p
+    if momentum != 0:
+        b = g.copy() if step <= 1 else buf * momentum + (1.0 - dampening) * g
+        buf[...] = b
+        g = g + momentum * b if nesterov else b
+    p += -lr * g
+
+
+def adam(p, g, m, v, vmax, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+         amsgrad=False, decoupled_weight_decay=False):
+    if weight_decay != 0 and decoupled_weight_decay:
+        p *= 1.0 - lr * weight_decay
+    elif weight_decay != 0:
+        g = g + weight_decay * p
+    m[...] = lerp(m, g, 1.0 - beta1)
+    v[...] = v * beta2 + (1.0 - beta2) * g * g
+    vv = v
+    if amsgrad:
+        np.maximum(vmax, v, out=vmax)
+        vv = vmax
+    denom = np.sqrt(vv) / math.sqrt(1.0 - beta2 ** step) + eps
+    p += -(lr / (1.0 - beta1 ** step)) * (m / denom)
+
+
+def adagrad(p, g, s, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0, eps=1e-10):
+    if weight_decay != 0:
+        g = g + weight_decay * p
+    clr = lr / (1.0 + (step - 1) * lr_decay)
+    s += g * g
+    p += -clr * (g / (np.sqrt(s) + eps))
+
+
+def rmsprop(p, g, sq, grad_avg, buf, *, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+            centered=False):
+    if weight_decay != 0:
+        g = g + weight_decay * p
+    sq[...] = sq * alpha + (1.0 - alpha) * g * g
+    if centered:
+        grad_avg[...] = lerp(grad_avg, g, 1.0 - alpha)
+        avg = np.sqrt(sq + -1.0 * grad_avg * grad_avg)
+    else:
+        avg = np.sqrt(sq)
+    avg = avg + eps
+    if momentum > 0:
+        buf[...] = buf * momentum + g / avg
+        p += -lr * buf
+    else:
+        p += -lr * (g / avg)
+
+
+def adadelta(p, g, sq, acc, *, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0):
+    if weight_decay != 0:
+        g = g + weight_decay * p
+    sq[...] = sq * rho + (1.0 - rho) * g * g
+    std = np.sqrt(sq + eps)
+    delta = np.sqrt(acc + eps) / std * g
+    acc[...] = acc * rho + (1.0 - rho) * delta * delta
+    p += -lr * delta
+
+
+def adamax(p, g, m, u, *, step, lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+    if weight_decay != 0:
+        g = g + weight_decay * p
+    m[...] = lerp(m, g, 1.0 - beta1)
+    u[...] = np.maximum(u * beta2, np.abs(g) + eps)
+    p += -(lr / (1.0 - beta1 ** step)) * (m / u)
+
+
+def nadam_mu(step, beta1=0.9, momentum_decay=4e-3):
+    return beta1 * (1.0 - 0.5 * (0.96 ** (step * momentum_decay)))
+
+
+def nadam(p, g, m, v, *, step, mu_product, lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+          momentum_decay=4e-3, decoupled_weight_decay=False):
+    if weight_decay != 0 and decoupled_weight_decay:
+        p *= 1.0 - lr * weight_decay
+    elif weight_decay != 0:
+        g = g + weight_decay * p
+    mu = nadam_mu(step, beta1, momentum_decay)
+    mu_next = nadam_mu(step + 1, beta1, momentum_decay)
+    m[...] = lerp(m, g, 1.0 - beta1)
+    v[...] = v * beta2 + (1.0 - beta2) * g * g
+    denom = np.sqrt(v / (1.0 - beta2 ** step)) + eps
+    p += (-lr * (1.0 - mu) / (1.0 - mu_product)) * (g / denom)
+    p += ((-lr * mu_next) / (1.0 - mu_product * mu_next)) * (m / denom)
+
+
+def radam(p, g, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+          decoupled_weight_decay=False):
+    if weight_decay != 0 and decoupled_weight_decay:
+        p *= 1.0 - lr * weight_decay
+    elif weight_decay != 0:
+        g = g + weight_decay * p
+    m[...] = lerp(m, g, 1.0 - beta1)
+    v[...] = v * beta2 + (1.0 - beta2) * g * g
+    bc2 = 1.0 - beta2 ** step
+    rho_inf = 2.0 / (1.0 - beta2) - 1.0
+    rho_t = rho_inf - 2.0 * step * beta2 ** step / bc2
+    u = m / (1.0 - beta1 ** step) * lr
+    if rho_t > 5.0:
+        rect = math.sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
+        p -= u * (math.sqrt(bc2) / (np.sqrt(v) + eps)) * rect
+    else:
+        p -= u
+
+
+def lion(p, g, m, *, lr=1e-4, beta1=0.9, beta2=0.99, weight_decay=0.0):
+    if weight_decay != 0:
+        p *= 1.0 - lr * weight_decay
+    p += -lr * np.sign(m * beta1 + (1.0 - beta1) * g)
+    m[...] = m * beta2 + (1.0 - beta2) * g
+
+
+def lamb(p, g, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-6, weight_decay=0.0):
+    m[...] = lerp(m, g, 1.0 - beta1)
+    v[...] = v * beta2 + (1.0 - beta2) * g * g
+    r = m / (1.0 - beta1 ** step) / (np.sqrt(v / (1.0 - beta2 ** step)) + eps) + weight_decay * p
+    p_norm = math.sqrt(np.sum(p.astype(np.float64) ** 2))
+    r_norm = math.sqrt(np.sum(r.astype(np.float64) ** 2))
+    trust = p_norm / r_norm if p_norm > 0 and r_norm > 0 else 1.0
+    p += (-lr * trust) * r
+
+
+RULES = {
+    "gd": (gd, 0), "sgd": (sgd, 1), "adam": (adam, 3), "adagrad": (adagrad, 1), "rmsprop": (rmsprop, 3),
+    "adadelta": (adadelta, 2), "adamax": (adamax, 2), "nadam": (nadam, 2), "radam": (radam, 2),
+    "lion": (lion, 1), "lamb": (lamb, 2),
+}
+"""name -> (per-array rule, number of state arrays it takes)."""
+
+
+def step(name, params, grads, states, *, grad_scale=1.0, clip_value=None, maximize=False, l1=0.0, l2=0.0,
+         check_finite=False, **hyper) -> bool:
+    """One step of rule ``name`` over lists: ``states`` is a list (one per state role) of lists of arrays."""
+    if check_finite and not all(np.all(np.isfinite(g)) for g in grads):
+        return False
+    rule, _ = RULES[name]
+    for i, (p, g) in enumerate(zip(params, grads)):
+        g = preprocess(g, p, grad_scale=grad_scale, clip_value=clip_value, maximize=maximize, l1=l1, l2=l2)
+        rule(p, g, *(s[i] if s is not None else None for s in states), **hyper)
+    return True
+
+
+# ---- clipping and regularization ----------------------------------------------------------
+
+def global_norm(arrays, norm_type=2.0) -> float:
+    flat = [np.abs(a.astype(np.float64).ravel()) for a in arrays]
+    if not flat:
+        return 0.0
+    x = np.concatenate(flat)
+    if math.isinf(norm_type):
+        return float(x.max()) if x.size else 0.0
+    return float(np.sum(x ** norm_type) ** (1.0 / norm_type))
+
+
+def clip_grad_norm(grads, max_norm, norm_type=2.0) -> float:
+    total = global_norm(grads, norm_type)
+    coef = min(1.0, max_norm / (total + 1e-6))
+    for g in grads:
+        g *= coef
+    return total
+
+
+def clip_grad_value(grads, clip_value) -> None:
+    for g in grads:
+        np.clip(g, -clip_value, clip_value, out=g)
+
+
+def regularize_grad(grads, params, l1=0.0, l2=0.0) -> None:
+    for g, p in zip(grads, params):
+        g += l1 * np.sign(p) + (2.0 * l2) * p
+
+
+def penalty(params, l1=0.0, l2=0.0) -> float:
+    return float(sum(l1 * np.sum(np.abs(p.astype(np.float64))) + l2 * np.sum(p.astype(np.float64) ** 2)
+                     for p in params))
