@@ -96,14 +96,19 @@ inline T* slot_ptr(const Batch& b, int slot, const Item& it) {
 }
 
 // ---- elementwise sweeps ------------------------------------------------------------------
+// The loops copy the rule and the pre-processing to locals first: fields of a struct behind
+// a reference might alias the arrays, and their loads would stay in the loop (and stop it
+// from vectorizing).
 
-template <class T, bool PRE, class Rule>
-inline void sweep_range(const Rule& r, const Pre<T>& pre, T* __restrict p, const T* __restrict g,
+template <class T, int MODE, class Rule>
+__attribute__((noinline)) void sweep_range(const Rule& rule, const Pre<T>& pre_in, T* __restrict p, const T* __restrict g,
                         T* __restrict s0, T* __restrict s1, T* __restrict s2, int64_t n) {
+  const Rule r = rule;
+  const Pre<T> pre = pre_in;
 #pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     T gi = g[i];
-    if constexpr (PRE) gi = pre(gi, p[i]);
+    if constexpr (MODE != kNoPre) gi = pre.template apply<MODE == kPrePenalty>(gi, p[i]);
     T d1 = T(0), d2 = T(0), d3 = T(0);  // stand-ins for the state a rule does not have
     if constexpr (Rule::nstate == 0) r(p[i], gi, d1, d2, d3);
     else if constexpr (Rule::nstate == 1) r(p[i], gi, s0[i], d2, d3);
@@ -116,7 +121,7 @@ template <class T, class Rule>
 void sweep(const Batch& b, const Rule& r, const PreHyper& ph, int nt) {
   const Plan plan(b);
   const Pre<T> pre(ph);
-  const bool active = ph.active();
+  const PreMode mode = pre_mode(ph);
   for_items(plan, nt, [&](int64_t k) {
     const Item& it = plan.items[k];
     T* p = slot_ptr<T>(b, 0, it);
@@ -124,16 +129,18 @@ void sweep(const Batch& b, const Rule& r, const PreHyper& ph, int nt) {
     T* s0 = slot_ptr<T>(b, 2, it);
     T* s1 = slot_ptr<T>(b, 3, it);
     T* s2 = slot_ptr<T>(b, 4, it);
-    if (active) sweep_range<T, true>(r, pre, p, g, s0, s1, s2, it.len);
-    else sweep_range<T, false>(r, pre, p, g, s0, s1, s2, it.len);
+    if (mode == kNoPre) sweep_range<T, kNoPre>(r, pre, p, g, s0, s1, s2, it.len);
+    else if (mode == kPre) sweep_range<T, kPre>(r, pre, p, g, s0, s1, s2, it.len);
+    else sweep_range<T, kPrePenalty>(r, pre, p, g, s0, s1, s2, it.len);
   });
 }
 
 // Gradients changed in place by the pre-processing alone (scale, clip, penalty gradient).
 template <class T, bool WITH_PARAMS>
-inline void transform_range(const Pre<T>& pre, T* __restrict g, const T* __restrict p, int64_t n) {
+__attribute__((noinline)) void transform_range(const Pre<T>& pre_in, T* __restrict g, const T* __restrict p, int64_t n) {
+  const Pre<T> pre = pre_in;
 #pragma omp simd
-  for (int64_t i = 0; i < n; ++i) g[i] = pre(g[i], WITH_PARAMS ? p[i] : T(0));
+  for (int64_t i = 0; i < n; ++i) g[i] = pre.template apply<WITH_PARAMS>(g[i], WITH_PARAMS ? p[i] : T(0));
 }
 
 template <class T>
@@ -225,12 +232,14 @@ void reduce(const Batch& b, int slot, Reduce kind, double power, int nt, double*
 
 // ---- LAMB: moments and norms in one pass, then the trust-scaled update ------------------
 
-template <class T, bool PRE>
-inline void lamb_moments(const LambRule<T>& r, const Pre<T>& pre, const T* __restrict p, const T* __restrict g,
+template <class T, int MODE>
+__attribute__((noinline)) void lamb_moments(const LambRule<T>& rule, const Pre<T>& pre_in, const T* __restrict p, const T* __restrict g,
                          T* __restrict m, T* __restrict v, int64_t n, double* out2) {
+  const LambRule<T> r = rule;
+  const Pre<T> pre = pre_in;
   lane_reduce<2, SumJoin>(n, out2, [&](int64_t i, double* c) {
     T gi = g[i];
-    if constexpr (PRE) gi = pre(gi, p[i]);
+    if constexpr (MODE != kNoPre) gi = pre.template apply<MODE == kPrePenalty>(gi, p[i]);
     const double d = double(r.moments(p[i], gi, m[i], v[i]));
     c[0] = double(p[i]) * double(p[i]);
     c[1] = d * d;
@@ -242,7 +251,7 @@ void lamb(const Batch& b, const LambHyper& h, const PreHyper& ph, int nt) {
   const Plan plan(b);
   const LambRule<T> r(h);
   const Pre<T> pre(ph);
-  const bool active = ph.active();
+  const PreMode mode = pre_mode(ph);
   Buffer<double> item_val(2 * plan.size());
   for_items(plan, nt, [&](int64_t k) {
     const Item& it = plan.items[k];
@@ -250,8 +259,9 @@ void lamb(const Batch& b, const LambHyper& h, const PreHyper& ph, int nt) {
     const T* g = slot_ptr<T>(b, 1, it);
     T* m = slot_ptr<T>(b, 2, it);
     T* v = slot_ptr<T>(b, 3, it);
-    if (active) lamb_moments<T, true>(r, pre, p, g, m, v, it.len, &item_val[2 * k]);
-    else lamb_moments<T, false>(r, pre, p, g, m, v, it.len, &item_val[2 * k]);
+    if (mode == kNoPre) lamb_moments<T, kNoPre>(r, pre, p, g, m, v, it.len, &item_val[2 * k]);
+    else if (mode == kPre) lamb_moments<T, kPre>(r, pre, p, g, m, v, it.len, &item_val[2 * k]);
+    else lamb_moments<T, kPrePenalty>(r, pre, p, g, m, v, it.len, &item_val[2 * k]);
   });
   Buffer<double> p_sq(b.count), r_sq(b.count);
   join_items<SumJoin>(plan, item_val.data, 2, 0, b.count, p_sq.data);
@@ -265,8 +275,9 @@ void lamb(const Batch& b, const LambHyper& h, const PreHyper& ph, int nt) {
     const T* __restrict m = slot_ptr<T>(b, 2, it);
     const T* __restrict v = slot_ptr<T>(b, 3, it);
     const T c = coef[it.array];
+    const LambRule<T> rule = r;
 #pragma omp simd
-    for (int64_t i = 0; i < it.len; ++i) p[i] = p[i] + c * r.direction(p[i], m[i], v[i]);
+    for (int64_t i = 0; i < it.len; ++i) p[i] = p[i] + c * rule.direction(p[i], m[i], v[i]);
   });
 }
 

@@ -7,6 +7,8 @@
 // that no inline function is shared (and merged by the linker) between targets.
 #pragma once
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 
 #include "types.hpp"
 
@@ -14,39 +16,75 @@
 #error "rules.hpp is compiled per instruction set: define FASTOPT_ISA_NS"
 #endif
 
+// The per-element functions must inline into the loops for those to vectorize.
+#define FASTOPT_ELEMENT inline __attribute__((always_inline))
+
 namespace fastopt {
 namespace FASTOPT_ISA_NS {
 
-template <class T> inline T sign_of(T x) { return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0)); }
+// A flag fixed for the whole call (weight decay on, first step, ...) selects between two
+// results bit by bit: gcc does not vectorize every mix of a flag ?: with comparison selects.
+template <class T> struct Bits;
+template <> struct Bits<float> { using U = uint32_t; };
+template <> struct Bits<double> { using U = uint64_t; };
+template <class T> using Mask = typename Bits<T>::U;
+template <class T> inline Mask<T> mask_of(bool b) { return b ? ~Mask<T>(0) : Mask<T>(0); }
+template <class T> FASTOPT_ELEMENT T pick(Mask<T> mask, T a, T b) {
+  Mask<T> ua, ub;
+  std::memcpy(&ua, &a, sizeof(T));
+  std::memcpy(&ub, &b, sizeof(T));
+  ua = (ua & mask) | (ub & ~mask);
+  T out;
+  std::memcpy(&out, &ua, sizeof(T));
+  return out;
+}
+
+// Selects one at a time: gcc does not if-convert a nested ?: in a vector loop.
+template <class T> FASTOPT_ELEMENT T sign_of(T x) {
+  const T pos = x > T(0) ? T(1) : T(0);
+  const T neg = x < T(0) ? T(1) : T(0);
+  return pos - neg;
+}
 
 // max that propagates NaN from either side, as torch.maximum does.
-template <class T> inline T nan_max(T a, T b) { return (a > b || a != a) ? a : b; }
+template <class T> FASTOPT_ELEMENT T nan_max(T a, T b) { return ((a > b) | (a != a)) ? a : b; }
 
 // torch's lerp: start + w * (end - start) for |w| < 0.5, else end - (end - start) * (1 - w).
 template <class T> struct Lerp {
   T w, one_minus_w;
-  bool small;
-  explicit Lerp(double weight) : w(T(weight)), one_minus_w(T(1) - T(weight)), small(std::fabs(weight) < 0.5) {}
-  T operator()(T start, T end) const {
-    return small ? start + w * (end - start) : end - (end - start) * one_minus_w;
+  Mask<T> small;
+  explicit Lerp(double weight)
+      : w(T(weight)), one_minus_w(T(1) - T(weight)), small(mask_of<T>(std::fabs(weight) < 0.5)) {}
+  FASTOPT_ELEMENT T operator()(T start, T end) const {
+    return pick(small, start + w * (end - start), end - (end - start) * one_minus_w);
   }
 };
 
+// Clamping to +-infinity and multiplying by +1 change nothing (NaN stays NaN), so clip and
+// maximize need no flag; the penalty is a template argument of the loop: gcc does not
+// vectorize a flag select whose operands come from other selects.
 template <class T> struct Pre {
-  T scale, lo, hi, l1, l2x2;
-  bool clip, maximize, penalty;
+  T scale, lo, hi, sign, l1, l2x2;
+  bool penalty;
   explicit Pre(const PreHyper& h)
-      : scale(T(h.scale)), lo(T(-h.clip)), hi(T(h.clip)), l1(T(h.l1)), l2x2(T(2.0 * h.l2)),
-        clip(h.clip > 0.0), maximize(h.maximize), penalty(h.l1 != 0.0 || h.l2 != 0.0) {}
-  T operator()(T g, T p) const {
+      : scale(T(h.scale)), lo(h.clip > 0.0 ? T(-h.clip) : -T(INFINITY)), hi(h.clip > 0.0 ? T(h.clip) : T(INFINITY)),
+        sign(h.maximize ? T(-1) : T(1)), l1(T(h.l1)), l2x2(T(2.0 * h.l2)), penalty(h.l1 != 0.0 || h.l2 != 0.0) {}
+  template <bool PENALTY>
+  FASTOPT_ELEMENT T apply(T g, T p) const {
     g = g * scale;
-    T c = g < lo ? lo : (g > hi ? hi : g);
-    g = clip ? c : g;
-    g = maximize ? -g : g;
-    T pen = l1 * sign_of(p) + l2x2 * p;
-    return penalty ? g + pen : g;
+    g = g < lo ? lo : g;
+    g = g > hi ? hi : g;
+    g = g * sign;
+    if constexpr (PENALTY) g = g + (l1 * sign_of(p) + l2x2 * p);
+    return g;
   }
 };
+
+// How a loop pre-processes the gradient.
+enum PreMode : int { kNoPre = 0, kPre = 1, kPrePenalty = 2 };
+inline PreMode pre_mode(const PreHyper& h) {
+  return !h.active() ? kNoPre : ((h.l1 != 0.0 || h.l2 != 0.0) ? kPrePenalty : kPre);
+}
 
 // Every rule: nstate state arrays; operator()(p, g, s0, s1, s2) with unused slots ignored.
 
@@ -54,22 +92,22 @@ template <class T> struct GdRule {
   static constexpr int nstate = 0;
   T neg_lr;
   explicit GdRule(const GdHyper& h) : neg_lr(T(-h.lr)) {}
-  void operator()(T& p, T g, T&, T&, T&) const { p = p + neg_lr * g; }
+  FASTOPT_ELEMENT void operator()(T& p, T g, T&, T&, T&) const { p = p + neg_lr * g; }
 };
 
 template <class T, bool MOMENTUM> struct SgdRule {
   static constexpr int nstate = MOMENTUM ? 1 : 0;
   T neg_lr, wd, mom, one_minus_damp;
-  bool has_wd, nesterov, first;
+  Mask<T> has_wd, nesterov, first;
   explicit SgdRule(const SgdHyper& h)
       : neg_lr(T(-h.lr)), wd(T(h.weight_decay)), mom(T(h.momentum)), one_minus_damp(T(1.0 - h.dampening)),
-        has_wd(h.weight_decay != 0.0), nesterov(h.nesterov), first(h.step <= 1) {}
-  void operator()(T& p, T g, T& buf, T&, T&) const {
-    g = has_wd ? g + wd * p : g;
+        has_wd(mask_of<T>(h.weight_decay != 0.0)), nesterov(mask_of<T>(h.nesterov)), first(mask_of<T>(h.step <= 1)) {}
+  FASTOPT_ELEMENT void operator()(T& p, T g, T& buf, T&, T&) const {
+    g = pick(has_wd, g + wd * p, g);
     if constexpr (MOMENTUM) {
-      T b = first ? g : buf * mom + one_minus_damp * g;
+      T b = pick(first, g, buf * mom + one_minus_damp * g);
       buf = b;
-      g = nesterov ? g + mom * b : b;
+      g = pick(nesterov, g + mom * b, b);
     }
     p = p + neg_lr * g;
   }
@@ -80,15 +118,15 @@ template <class T, bool AMSGRAD> struct AdamRule {
   static constexpr int nstate = AMSGRAD ? 3 : 2;
   Lerp<T> lerp;
   T wd, decay, beta2, one_minus_beta2, bc2_sqrt, eps, neg_step_size;
-  bool l2, decoupled;
+  Mask<T> l2, decoupled;
   explicit AdamRule(const AdamHyper& h)
       : lerp(1.0 - h.beta1), wd(T(h.weight_decay)), decay(T(1.0 - h.lr * h.weight_decay)), beta2(T(h.beta2)),
         one_minus_beta2(T(1.0 - h.beta2)), bc2_sqrt(T(std::sqrt(1.0 - std::pow(h.beta2, double(h.step))))),
         eps(T(h.eps)), neg_step_size(T(-(h.lr / (1.0 - std::pow(h.beta1, double(h.step)))))),
-        l2(h.weight_decay != 0.0 && !h.decoupled), decoupled(h.weight_decay != 0.0 && h.decoupled) {}
-  void operator()(T& p, T g, T& m, T& v, T& vmax) const {
-    p = decoupled ? p * decay : p;
-    g = l2 ? g + wd * p : g;
+        l2(mask_of<T>(h.weight_decay != 0.0 && !h.decoupled)), decoupled(mask_of<T>(h.weight_decay != 0.0 && h.decoupled)) {}
+  FASTOPT_ELEMENT void operator()(T& p, T g, T& m, T& v, T& vmax) const {
+    p = pick(decoupled, p * decay, p);
+    g = pick(l2, g + wd * p, g);
     m = lerp(m, g);
     v = v * beta2 + one_minus_beta2 * g * g;
     T vv = v;
@@ -104,12 +142,12 @@ template <class T, bool AMSGRAD> struct AdamRule {
 template <class T> struct AdagradRule {
   static constexpr int nstate = 1;
   T neg_clr, wd, eps;
-  bool has_wd;
+  Mask<T> has_wd;
   explicit AdagradRule(const AdagradHyper& h)
       : neg_clr(T(-(h.lr / (1.0 + double(h.step - 1) * h.lr_decay)))), wd(T(h.weight_decay)), eps(T(h.eps)),
-        has_wd(h.weight_decay != 0.0) {}
-  void operator()(T& p, T g, T& sum, T&, T&) const {
-    g = has_wd ? g + wd * p : g;
+        has_wd(mask_of<T>(h.weight_decay != 0.0)) {}
+  FASTOPT_ELEMENT void operator()(T& p, T g, T& sum, T&, T&) const {
+    g = pick(has_wd, g + wd * p, g);
     sum = sum + g * g;
     T std_ = std::sqrt(sum) + eps;
     p = p + neg_clr * (g / std_);
@@ -121,12 +159,12 @@ template <class T, bool CENTERED, bool MOMENTUM> struct RmspropRule {
   static constexpr int nstate = 1 + int(CENTERED) + int(MOMENTUM);
   Lerp<T> lerp;
   T neg_lr, alpha, one_minus_alpha, eps, wd, mom;
-  bool has_wd;
+  Mask<T> has_wd;
   explicit RmspropRule(const RmspropHyper& h)
       : lerp(1.0 - h.alpha), neg_lr(T(-h.lr)), alpha(T(h.alpha)), one_minus_alpha(T(1.0 - h.alpha)), eps(T(h.eps)),
-        wd(T(h.weight_decay)), mom(T(h.momentum)), has_wd(h.weight_decay != 0.0) {}
-  void operator()(T& p, T g, T& sq, T& s1, T& s2) const {
-    g = has_wd ? g + wd * p : g;
+        wd(T(h.weight_decay)), mom(T(h.momentum)), has_wd(mask_of<T>(h.weight_decay != 0.0)) {}
+  FASTOPT_ELEMENT void operator()(T& p, T g, T& sq, T& s1, T& s2) const {
+    g = pick(has_wd, g + wd * p, g);
     sq = sq * alpha + one_minus_alpha * g * g;
     T avg;
     if constexpr (CENTERED) {
@@ -149,12 +187,12 @@ template <class T, bool CENTERED, bool MOMENTUM> struct RmspropRule {
 template <class T> struct AdadeltaRule {
   static constexpr int nstate = 2;
   T neg_lr, rho, one_minus_rho, eps, wd;
-  bool has_wd;
+  Mask<T> has_wd;
   explicit AdadeltaRule(const AdadeltaHyper& h)
       : neg_lr(T(-h.lr)), rho(T(h.rho)), one_minus_rho(T(1.0 - h.rho)), eps(T(h.eps)), wd(T(h.weight_decay)),
-        has_wd(h.weight_decay != 0.0) {}
-  void operator()(T& p, T g, T& sq, T& acc, T&) const {
-    g = has_wd ? g + wd * p : g;
+        has_wd(mask_of<T>(h.weight_decay != 0.0)) {}
+  FASTOPT_ELEMENT void operator()(T& p, T g, T& sq, T& acc, T&) const {
+    g = pick(has_wd, g + wd * p, g);
     sq = sq * rho + one_minus_rho * g * g;
     T std_ = std::sqrt(sq + eps);
     T delta = std::sqrt(acc + eps);
@@ -168,12 +206,12 @@ template <class T> struct AdamaxRule {
   static constexpr int nstate = 2;
   Lerp<T> lerp;
   T wd, beta2, eps, neg_clr;
-  bool has_wd;
+  Mask<T> has_wd;
   explicit AdamaxRule(const AdamaxHyper& h)
       : lerp(1.0 - h.beta1), wd(T(h.weight_decay)), beta2(T(h.beta2)), eps(T(h.eps)),
-        neg_clr(T(-(h.lr / (1.0 - std::pow(h.beta1, double(h.step)))))), has_wd(h.weight_decay != 0.0) {}
-  void operator()(T& p, T g, T& m, T& u, T&) const {
-    g = has_wd ? g + wd * p : g;
+        neg_clr(T(-(h.lr / (1.0 - std::pow(h.beta1, double(h.step)))))), has_wd(mask_of<T>(h.weight_decay != 0.0)) {}
+  FASTOPT_ELEMENT void operator()(T& p, T g, T& m, T& u, T&) const {
+    g = pick(has_wd, g + wd * p, g);
     m = lerp(m, g);
     u = nan_max(u * beta2, std::fabs(g) + eps);
     p = p + neg_clr * (m / u);
@@ -185,22 +223,22 @@ template <class T> struct NadamRule {
   static constexpr int nstate = 2;
   Lerp<T> lerp;
   T wd, decay, beta2, one_minus_beta2, bc2, eps, c_grad, c_avg;
-  bool l2, decoupled;
+  Mask<T> l2, decoupled;
   static double mu_at(double beta1, double momentum_decay, double t) {
     return beta1 * (1.0 - 0.5 * std::pow(0.96, t * momentum_decay));
   }
   explicit NadamRule(const NadamHyper& h)
       : lerp(1.0 - h.beta1), wd(T(h.weight_decay)), decay(T(1.0 - h.lr * h.weight_decay)), beta2(T(h.beta2)),
         one_minus_beta2(T(1.0 - h.beta2)), bc2(T(1.0 - std::pow(h.beta2, double(h.step)))), eps(T(h.eps)),
-        l2(h.weight_decay != 0.0 && !h.decoupled), decoupled(h.weight_decay != 0.0 && h.decoupled) {
+        l2(mask_of<T>(h.weight_decay != 0.0 && !h.decoupled)), decoupled(mask_of<T>(h.weight_decay != 0.0 && h.decoupled)) {
     const double mu = mu_at(h.beta1, h.momentum_decay, double(h.step));
     const double mu_next = mu_at(h.beta1, h.momentum_decay, double(h.step + 1));
     c_grad = T(-h.lr * (1.0 - mu) / (1.0 - h.mu_product));
     c_avg = T((-h.lr * mu_next) / (1.0 - h.mu_product * mu_next));
   }
-  void operator()(T& p, T g, T& m, T& v, T&) const {
-    p = decoupled ? p * decay : p;
-    g = l2 ? g + wd * p : g;
+  FASTOPT_ELEMENT void operator()(T& p, T g, T& m, T& v, T&) const {
+    p = pick(decoupled, p * decay, p);
+    g = pick(l2, g + wd * p, g);
     m = lerp(m, g);
     v = v * beta2 + one_minus_beta2 * g * g;
     T denom = std::sqrt(v / bc2) + eps;
@@ -213,29 +251,29 @@ template <class T> struct RadamRule {
   static constexpr int nstate = 2;
   Lerp<T> lerp;
   T wd, decay, beta2, one_minus_beta2, bc1, bc2_sqrt, eps, lr, rect;
-  bool l2, decoupled, rectified;
+  Mask<T> l2, decoupled, rectified;
   explicit RadamRule(const RadamHyper& h)
       : lerp(1.0 - h.beta1), wd(T(h.weight_decay)), decay(T(1.0 - h.lr * h.weight_decay)), beta2(T(h.beta2)),
         one_minus_beta2(T(1.0 - h.beta2)), bc1(T(1.0 - std::pow(h.beta1, double(h.step)))),
         bc2_sqrt(T(std::sqrt(1.0 - std::pow(h.beta2, double(h.step))))), eps(T(h.eps)), lr(T(h.lr)), rect(T(1)),
-        l2(h.weight_decay != 0.0 && !h.decoupled), decoupled(h.weight_decay != 0.0 && h.decoupled) {
+        l2(mask_of<T>(h.weight_decay != 0.0 && !h.decoupled)), decoupled(mask_of<T>(h.weight_decay != 0.0 && h.decoupled)) {
     const double t = double(h.step);
     const double bc2 = 1.0 - std::pow(h.beta2, t);
     const double rho_inf = 2.0 / (1.0 - h.beta2) - 1.0;
     const double rho_t = rho_inf - 2.0 * t * std::pow(h.beta2, t) / bc2;
-    rectified = rho_t > 5.0;
-    if (rectified)
+    rectified = mask_of<T>(rho_t > 5.0);
+    if (rho_t > 5.0)
       rect = T(std::sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t)));
   }
-  void operator()(T& p, T g, T& m, T& v, T&) const {
-    p = decoupled ? p * decay : p;
-    g = l2 ? g + wd * p : g;
+  FASTOPT_ELEMENT void operator()(T& p, T g, T& m, T& v, T&) const {
+    p = pick(decoupled, p * decay, p);
+    g = pick(l2, g + wd * p, g);
     m = lerp(m, g);
     v = v * beta2 + one_minus_beta2 * g * g;
     T u = m / bc1 * lr;
     T adaptive = bc2_sqrt / (std::sqrt(v) + eps);
     T r = u * adaptive * rect;
-    p = p - (rectified ? r : u);
+    p = p - pick(rectified, r, u);
   }
 };
 
@@ -243,12 +281,12 @@ template <class T> struct RadamRule {
 template <class T> struct LionRule {
   static constexpr int nstate = 1;
   T neg_lr, decay, beta1, one_minus_beta1, beta2, one_minus_beta2;
-  bool decoupled;
+  Mask<T> decoupled;
   explicit LionRule(const LionHyper& h)
       : neg_lr(T(-h.lr)), decay(T(1.0 - h.lr * h.weight_decay)), beta1(T(h.beta1)), one_minus_beta1(T(1.0 - h.beta1)),
-        beta2(T(h.beta2)), one_minus_beta2(T(1.0 - h.beta2)), decoupled(h.weight_decay != 0.0) {}
-  void operator()(T& p, T g, T& m, T&, T&) const {
-    p = decoupled ? p * decay : p;
+        beta2(T(h.beta2)), one_minus_beta2(T(1.0 - h.beta2)), decoupled(mask_of<T>(h.weight_decay != 0.0)) {}
+  FASTOPT_ELEMENT void operator()(T& p, T g, T& m, T&, T&) const {
+    p = pick(decoupled, p * decay, p);
     T c = m * beta1 + one_minus_beta1 * g;
     p = p + neg_lr * sign_of(c);
     m = m * beta2 + one_minus_beta2 * g;
@@ -266,8 +304,8 @@ template <class T> struct LambRule {
       : lerp(1.0 - h.beta1), beta2(T(h.beta2)), one_minus_beta2(T(1.0 - h.beta2)),
         bc1(T(1.0 - std::pow(h.beta1, double(h.step)))), bc2(T(1.0 - std::pow(h.beta2, double(h.step)))),
         eps(T(h.eps)), wd(T(h.weight_decay)) {}
-  T direction(T p, T m, T v) const { return m / bc1 / (std::sqrt(v / bc2) + eps) + wd * p; }
-  T moments(T p, T g, T& m, T& v) const {
+  FASTOPT_ELEMENT T direction(T p, T m, T v) const { return m / bc1 / (std::sqrt(v / bc2) + eps) + wd * p; }
+  FASTOPT_ELEMENT T moments(T p, T g, T& m, T& v) const {
     m = lerp(m, g);
     v = v * beta2 + one_minus_beta2 * g * g;
     return direction(p, m, v);
@@ -284,7 +322,7 @@ template <class T, int NS> struct StreamRule {
   static constexpr int nstate = NS;
   T c;
   explicit StreamRule(const StreamHyper& h) : c(T(h.c)) {}
-  void operator()(T& p, T g, T& s0, T& s1, T& s2) const {
+  FASTOPT_ELEMENT void operator()(T& p, T g, T& s0, T& s1, T& s2) const {
     T d = c * g;
     p = p + d;
     if constexpr (NS > 0) s0 = s0 + d;
