@@ -31,10 +31,25 @@ struct Role {
   bool written;
 };
 
+// An argument name and index, made into text only for an error message.
+struct Label {
+  const char* name;
+  int64_t index;  // -1: the argument was a single array
+  std::string str() const { return index < 0 ? std::string(name) : std::string(name) + "[" + std::to_string(index) + "]"; }
+};
+
 struct Interval {
   uintptr_t begin, end;
-  std::string label;
+  Label label;
 };
+
+using PyArrayObject_ = py::detail::PyArray_Proxy;
+
+int64_t element_count(const PyArrayObject_* a) {
+  int64_t n = 1;
+  for (int d = 0; d < a->nd; ++d) n *= int64_t(a->dimensions[d]);
+  return n;
+}
 
 // The validated arrays of one call, by slot (0 params, 1 grads, 2.. state).
 class Arrays {
@@ -59,24 +74,30 @@ class Arrays {
         throw py::value_error(std::string(roles[s].name) + " has " + std::to_string(lists[s].size()) +
                               " arrays but " + roles[0].name + " has " + std::to_string(count));
     std::vector<Interval> spans;
+    spans.reserve(roles.size() * size_t(count));
+    for (auto& p : ptrs) p.reserve(size_t(count));
+    sizes.reserve(size_t(count));
     for (size_t s = 0; s < roles.size(); ++s) {
       if (!roles[s].obj || roles[s].obj.is_none()) continue;
       for (int64_t i = 0; i < count; ++i) {
-        const std::string label = listed[s] ? std::string(roles[s].name) + "[" + std::to_string(i) + "]" : roles[s].name;
-        const std::string first = listed[0] ? std::string(roles[0].name) + "[" + std::to_string(i) + "]" : roles[0].name;
-        py::array a = check_array(lists[s][size_t(i)], label, roles[s].written, s == 0 ? -1 : dtype,
-                                  s == 0 ? -1 : sizes[size_t(i)], first, i);
+        const Label label{roles[s].name, listed[s] ? i : -1};
+        const Label first{roles[0].name, listed[0] ? i : -1};
+        py::handle h = lists[s][size_t(i)];
+        check_array(h, label, roles[s].written, s == 0 ? -1 : dtype, s == 0 ? -1 : sizes[size_t(i)], first);
+        auto* a = reinterpret_cast<PyArrayObject_*>(h.ptr());
+        const int num = py::detail::array_descriptor_proxy(a->descr)->type_num;
         if (s == 0) {
-          if (i == 0) dtype = a.dtype().num() == NPY_FLOAT32 ? F32 : F64;
-          else if ((a.dtype().num() == NPY_FLOAT32 ? F32 : F64) != dtype)
-            throw py::type_error(label + " is " + dtype_name(a) + " but " + roles[0].name + "[0] is " +
+          if (i == 0) dtype = num == NPY_FLOAT32 ? F32 : F64;
+          else if ((num == NPY_FLOAT32 ? F32 : F64) != dtype)
+            throw py::type_error(label.str() + " is " + dtype_name(h) + " but " + roles[0].name + "[0] is " +
                                  (dtype == F32 ? "float32" : "float64") + ": all arrays of a call share one dtype");
-          sizes.push_back(int64_t(a.size()));
+          sizes.push_back(element_count(a));
         }
-        ptrs[s].push_back(const_cast<void*>(a.data()));
-        if (a.size() > 0) {
-          const uintptr_t b = reinterpret_cast<uintptr_t>(a.data());
-          spans.push_back({b, b + uintptr_t(a.nbytes()), label});
+        ptrs[s].push_back(a->data);
+        const int64_t n = element_count(a);
+        if (n > 0) {
+          const uintptr_t b = reinterpret_cast<uintptr_t>(a->data);
+          spans.push_back({b, b + uintptr_t(n) * (num == NPY_FLOAT32 ? 4u : 8u), label});
         }
       }
     }
@@ -106,30 +127,30 @@ class Arrays {
     return out;
   }
 
-  static std::string dtype_name(const py::array& a) { return py::str(a.dtype()); }
+  static std::string dtype_name(py::handle a) { return py::str(a.attr("dtype")); }
 
-  static py::array check_array(py::handle h, const std::string& label, bool written, int dtype, int64_t size,
-                               const std::string& first, int64_t) {
+  static void check_array(py::handle h, const Label& label, bool written, int dtype, int64_t size, const Label& first) {
     if (!py::isinstance<py::array>(h))
-      throw py::type_error(label + " must be a numpy.ndarray, got " + type_name(h));
-    py::array a = py::reinterpret_borrow<py::array>(h);
-    const int num = a.dtype().num();
+      throw py::type_error(label.str() + " must be a numpy.ndarray, got " + type_name(h));
+    const auto* a = reinterpret_cast<const PyArrayObject_*>(h.ptr());
+    const auto* descr = py::detail::array_descriptor_proxy(a->descr);
+    const int num = descr->type_num;
     if (num != NPY_FLOAT32 && num != NPY_FLOAT64)
-      throw py::type_error(label + " has dtype " + dtype_name(a) + "; the kernels take float32 or float64");
-    if (a.dtype().byteorder() == '>')
-      throw py::type_error(label + " is big-endian; the kernels take native byte order");
+      throw py::type_error(label.str() + " has dtype " + dtype_name(h) + "; the kernels take float32 or float64");
+    if (descr->byteorder == '>')
+      throw py::type_error(label.str() + " is big-endian; the kernels take native byte order");
     if (dtype >= 0 && (num == NPY_FLOAT32 ? F32 : F64) != dtype)
-      throw py::type_error(label + " is " + dtype_name(a) + " but params are " + (dtype == F32 ? "float32" : "float64") +
-                           ": all arrays of a call share one dtype");
-    if (!(a.flags() & py::array::c_style))
-      throw py::value_error(label + " is not C-contiguous (numpy.ascontiguousarray makes a contiguous copy)");
-    if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
-      throw py::value_error(label + " is not aligned");
-    if (written && !a.writeable()) throw py::value_error(label + " is read-only");
-    if (size >= 0 && int64_t(a.size()) != size)
-      throw py::value_error(label + " has " + std::to_string(a.size()) + " elements but " + first + " has " +
-                            std::to_string(size));
-    return a;
+      throw py::type_error(label.str() + " is " + dtype_name(h) + " but params are " +
+                           (dtype == F32 ? "float32" : "float64") + ": all arrays of a call share one dtype");
+    const int flags = a->flags;
+    if (!(flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_))
+      throw py::value_error(label.str() + " is not C-contiguous (numpy.ascontiguousarray makes a contiguous copy)");
+    if (!(flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_)) throw py::value_error(label.str() + " is not aligned");
+    if (written && !(flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_))
+      throw py::value_error(label.str() + " is read-only");
+    if (size >= 0 && element_count(a) != size)
+      throw py::value_error(label.str() + " has " + std::to_string(element_count(a)) + " elements but " + first.str() +
+                            " has " + std::to_string(size));
   }
 
   static void check_disjoint(std::vector<Interval>& spans) {
@@ -137,7 +158,7 @@ class Arrays {
     size_t widest = 0;
     for (size_t k = 1; k < spans.size(); ++k) {
       if (spans[k].begin < spans[widest].end)
-        throw py::value_error(spans[k].label + " and " + spans[widest].label +
+        throw py::value_error(spans[k].label.str() + " and " + spans[widest].label.str() +
                               " share memory: every array of a call must be a separate buffer");
       if (spans[k].end > spans[widest].end) widest = k;
     }
@@ -150,23 +171,25 @@ std::string num(double x) {
   std::string s = py::str(py::float_(x));
   return s;
 }
-void require(bool ok, const std::string& msg) {
-  if (!ok) throw py::value_error(msg);
-}
-void check_lr(double lr) { require(lr >= 0.0 && std::isfinite(lr), "lr must be a finite number >= 0, got " + num(lr)); }
+// The message is built only when the check fails (it calls into Python).
+#define FASTOPT_REQUIRE(ok, msg)              \
+  do {                                        \
+    if (!(ok)) throw py::value_error(msg);    \
+  } while (0)
+void check_lr(double lr) { FASTOPT_REQUIRE(lr >= 0.0 && std::isfinite(lr), "lr must be a finite number >= 0, got " + num(lr)); }
 void check_nonneg(const char* name, double x) {
-  require(x >= 0.0 && std::isfinite(x), std::string(name) + " must be a finite number >= 0, got " + num(x));
+  FASTOPT_REQUIRE(x >= 0.0 && std::isfinite(x), std::string(name) + " must be a finite number >= 0, got " + num(x));
 }
 void check_beta(const char* name, double b) {
-  require(b >= 0.0 && b < 1.0, std::string(name) + " must be in [0, 1), got " + num(b));
+  FASTOPT_REQUIRE(b >= 0.0 && b < 1.0, std::string(name) + " must be in [0, 1), got " + num(b));
 }
-void check_eps(double eps) { require(eps > 0.0 && std::isfinite(eps), "eps must be a finite number > 0, got " + num(eps)); }
-void check_step(int64_t step) { require(step >= 1, "step must be >= 1 (the count of steps taken, this one included), got " + std::to_string(step)); }
+void check_eps(double eps) { FASTOPT_REQUIRE(eps > 0.0 && std::isfinite(eps), "eps must be a finite number > 0, got " + num(eps)); }
+void check_step(int64_t step) { FASTOPT_REQUIRE(step >= 1, "step must be >= 1 (the count of steps taken, this one included), got " + std::to_string(step)); }
 
 PreHyper make_pre(bool maximize, double grad_scale, std::optional<double> clip_value, double l1, double l2) {
   check_nonneg("grad_scale", grad_scale);
   if (clip_value)
-    require(*clip_value > 0.0 && !std::isnan(*clip_value), "clip_value must be > 0, got " + num(*clip_value));
+    FASTOPT_REQUIRE(*clip_value > 0.0 && !std::isnan(*clip_value), "clip_value must be > 0, got " + num(*clip_value));
   check_nonneg("l1", l1);
   check_nonneg("l2", l2);
   PreHyper p;
@@ -218,7 +241,7 @@ std::vector<double> per_array(const Arrays& a, Reduce kind, double power) {
 
 // Norm kind and power for a norm_type: 1, 2, inf or any p > 0.
 std::pair<Reduce, double> norm_kind(double p) {
-  require(p > 0.0, "norm_type must be > 0 (1, 2, inf or any positive p), got " + num(p));
+  FASTOPT_REQUIRE(p > 0.0, "norm_type must be > 0 (1, 2, inf or any positive p), got " + num(p));
   if (std::isinf(p)) return {Reduce::MaxAbs, p};
   if (p == 1.0) return {Reduce::SumAbs, p};
   if (p == 2.0) return {Reduce::SumSq, p};
@@ -253,10 +276,10 @@ PYBIND11_MODULE(_core, m) {
     check_step(step);
     check_lr(lr);
     check_nonneg("momentum", momentum);
-    require(std::isfinite(dampening), "dampening must be finite, got " + num(dampening));
+    FASTOPT_REQUIRE(std::isfinite(dampening), "dampening must be finite, got " + num(dampening));
     check_nonneg("weight_decay", weight_decay);
-    require(!nesterov || (momentum > 0.0 && dampening == 0.0), "nesterov=True requires momentum > 0 and dampening = 0");
-    require(momentum == 0.0 || !momentum_buffers.is_none(), "momentum_buffers are required when momentum != 0");
+    FASTOPT_REQUIRE(!nesterov || (momentum > 0.0 && dampening == 0.0), "nesterov=True requires momentum > 0 and dampening = 0");
+    FASTOPT_REQUIRE(momentum == 0.0 || !momentum_buffers.is_none(), "momentum_buffers are required when momentum != 0");
     const PreHyper pre = FASTOPT_PRE;
     Arrays a({{"params", params, true}, {"grads", grads, false},
               {"momentum_buffers", momentum != 0.0 ? momentum_buffers : py::none(), true}});
@@ -274,7 +297,7 @@ PYBIND11_MODULE(_core, m) {
     check_beta("beta2", beta2);
     check_eps(eps);
     check_nonneg("weight_decay", weight_decay);
-    require(!amsgrad || !max_exp_avg_sqs.is_none(), "max_exp_avg_sqs are required when amsgrad=True");
+    FASTOPT_REQUIRE(!amsgrad || !max_exp_avg_sqs.is_none(), "max_exp_avg_sqs are required when amsgrad=True");
     const PreHyper pre = FASTOPT_PRE;
     Arrays a({{"params", params, true}, {"grads", grads, false}, {"exp_avgs", exp_avgs, true},
               {"exp_avg_sqs", exp_avg_sqs, true}, {"max_exp_avg_sqs", amsgrad ? max_exp_avg_sqs : py::none(), true}});
@@ -306,8 +329,8 @@ PYBIND11_MODULE(_core, m) {
     check_eps(eps);
     check_nonneg("weight_decay", weight_decay);
     check_nonneg("momentum", momentum);
-    require(!centered || !grad_avgs.is_none(), "grad_avgs are required when centered=True");
-    require(momentum == 0.0 || !momentum_buffers.is_none(), "momentum_buffers are required when momentum > 0");
+    FASTOPT_REQUIRE(!centered || !grad_avgs.is_none(), "grad_avgs are required when centered=True");
+    FASTOPT_REQUIRE(momentum == 0.0 || !momentum_buffers.is_none(), "momentum_buffers are required when momentum > 0");
     const PreHyper pre = FASTOPT_PRE;
     std::vector<Role> roles = {{"params", params, true}, {"grads", grads, false}, {"square_avgs", square_avgs, true}};
     if (centered) roles.push_back({"grad_avgs", grad_avgs, true});
@@ -322,7 +345,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("adadelta_", [](py::object params, py::object grads, py::object square_avgs, py::object acc_deltas,
                         double lr, double rho, double eps, double weight_decay, FASTOPT_PRE_PARAMS) {
     check_lr(lr);
-    require(rho >= 0.0 && rho <= 1.0, "rho must be in [0, 1], got " + num(rho));
+    FASTOPT_REQUIRE(rho >= 0.0 && rho <= 1.0, "rho must be in [0, 1], got " + num(rho));
     check_eps(eps);
     check_nonneg("weight_decay", weight_decay);
     const PreHyper pre = FASTOPT_PRE;
@@ -359,7 +382,7 @@ PYBIND11_MODULE(_core, m) {
     check_eps(eps);
     check_nonneg("weight_decay", weight_decay);
     check_nonneg("momentum_decay", momentum_decay);
-    require(mu_product >= 0.0 && mu_product < 1.0, "mu_product must be in [0, 1), got " + num(mu_product));
+    FASTOPT_REQUIRE(mu_product >= 0.0 && mu_product < 1.0, "mu_product must be in [0, 1), got " + num(mu_product));
     const PreHyper pre = FASTOPT_PRE;
     Arrays a({{"params", params, true}, {"grads", grads, false}, {"exp_avgs", exp_avgs, true},
               {"exp_avg_sqs", exp_avg_sqs, true}});
@@ -418,7 +441,7 @@ PYBIND11_MODULE(_core, m) {
      py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), FASTOPT_PRE_ARGS);
 
   m.def("stream_", [](py::object params, py::object grads, std::vector<py::object> states, double c) {
-    require(states.size() <= 3, "states holds at most 3 lists");
+    FASTOPT_REQUIRE(states.size() <= 3, "states holds at most 3 lists");
     std::vector<Role> roles = {{"params", params, true}, {"grads", grads, false}};
     static const char* names[3] = {"states[0]", "states[1]", "states[2]"};
     for (size_t k = 0; k < states.size(); ++k) roles.push_back({names[k], states[k], true});
@@ -433,7 +456,7 @@ PYBIND11_MODULE(_core, m) {
                          double l1, double l2, bool maximize) {
     const PreHyper pre = make_pre(maximize, scale, clip_value, l1, l2);
     const bool with_params = !params.is_none();
-    require(with_params || (l1 == 0.0 && l2 == 0.0), "params are required for an l1 or l2 penalty gradient");
+    FASTOPT_REQUIRE(with_params || (l1 == 0.0 && l2 == 0.0), "params are required for an l1 or l2 penalty gradient");
     Arrays a(with_params ? std::vector<Role>{{"params", params, false}, {"grads", grads, true}}
                          : std::vector<Role>{{"grads", grads, true}});
     if (a.count == 0) return;

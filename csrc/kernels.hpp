@@ -172,26 +172,18 @@ inline double fold_lanes(double* acc) {
   return acc[0];
 }
 
-// N running results over n elements, element i going to partial sum i % kLanes.
-// f(i, c) writes element i's N contributions to c.
-template <int N, class Join, class F>
-inline void lane_reduce(int64_t n, double* out, F f) {
-  double acc[N][kLanes] = {};
+// Running results over n elements, element i going to partial sum i % kLanes.
+// f(i) is element i's contribution.
+template <class Join, class F>
+inline double lane_reduce(int64_t n, F f) {
+  double acc[kLanes] = {};
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
 #pragma omp simd
-    for (int k = 0; k < kLanes; ++k) {
-      double c[N];
-      f(j + k, c);
-      for (int q = 0; q < N; ++q) acc[q][k] = Join::join(acc[q][k], c[q]);
-    }
+    for (int k = 0; k < kLanes; ++k) acc[k] = Join::join(acc[k], f(j + k));
   }
-  for (int k = 0; j + k < n; ++k) {
-    double c[N];
-    f(j + k, c);
-    for (int q = 0; q < N; ++q) acc[q][k] = Join::join(acc[q][k], c[q]);
-  }
-  for (int q = 0; q < N; ++q) out[q] = fold_lanes<Join>(acc[q]);
+  for (int k = 0; j + k < n; ++k) acc[k] = Join::join(acc[k], f(j + k));
+  return fold_lanes<Join>(acc);
 }
 
 // Join the per-item results of each array in item order: per_array[a] for every array.
@@ -212,7 +204,7 @@ void reduce_with(const Batch& b, int slot, int nt, double* per_array, Map map) {
   for_items(plan, nt, [&](int64_t k) {
     const Item& it = plan.items[k];
     const T* __restrict x = slot_ptr<T>(b, slot, it);
-    lane_reduce<1, Join>(it.len, &item_val[k], [&](int64_t i, double* c) { c[0] = map(double(x[i])); });
+    item_val[k] = lane_reduce<Join>(it.len, [&](int64_t i) { return map(double(x[i])); });
   });
   join_items<Join>(plan, item_val.data, 1, 0, b.count, per_array);
 }
@@ -232,18 +224,29 @@ void reduce(const Batch& b, int slot, Reduce kind, double power, int nt, double*
 
 // ---- LAMB: moments and norms in one pass, then the trust-scaled update ------------------
 
+// LAMB's first pass over one item: moments updated, sums of p^2 and r^2 by lane as lane_reduce.
 template <class T, int MODE>
-__attribute__((noinline)) void lamb_moments(const LambRule<T>& rule, const Pre<T>& pre_in, const T* __restrict p, const T* __restrict g,
-                         T* __restrict m, T* __restrict v, int64_t n, double* out2) {
+__attribute__((noinline)) void lamb_moments(const LambRule<T>& rule, const Pre<T>& pre_in, const T* __restrict p,
+                                            const T* __restrict g, T* __restrict m, T* __restrict v, int64_t n,
+                                            double* out2) {
   const LambRule<T> r = rule;
   const Pre<T> pre = pre_in;
-  lane_reduce<2, SumJoin>(n, out2, [&](int64_t i, double* c) {
+  double acc_p[kLanes] = {}, acc_r[kLanes] = {};
+  auto element = [&](int64_t i, int k) {
     T gi = g[i];
     if constexpr (MODE != kNoPre) gi = pre.template apply<MODE == kPrePenalty>(gi, p[i]);
     const double d = double(r.moments(p[i], gi, m[i], v[i]));
-    c[0] = double(p[i]) * double(p[i]);
-    c[1] = d * d;
-  });
+    acc_p[k] += double(p[i]) * double(p[i]);
+    acc_r[k] += d * d;
+  };
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+#pragma omp simd
+    for (int k = 0; k < kLanes; ++k) element(j + k, k);
+  }
+  for (int k = 0; j + k < n; ++k) element(j + k, k);
+  out2[0] = fold_lanes<SumJoin>(acc_p);
+  out2[1] = fold_lanes<SumJoin>(acc_r);
 }
 
 template <class T>

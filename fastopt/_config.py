@@ -6,7 +6,15 @@ import platform
 import warnings
 from typing import Any, Dict
 
-from . import _core
+try:
+    from . import _core
+except ImportError as exc:  # the source folder, which has no compiled core, shadows the installed package
+    import fastopt as _pkg
+
+    raise ImportError(
+        f"fastopt's compiled core (_core) is missing from {_pkg.__path__[0]}. Install with `pip install .` and "
+        "run from outside the source folder (run the tests with `pytest tests`, not `python -m pytest`)."
+    ) from exc
 
 __version__: str = getattr(_core, "__version__", "0.0.0")
 

@@ -1,0 +1,269 @@
+"""Peers for the benchmarks: the same update done by fastopt, the bandwidth probe, NumPy and torch.
+
+Shared by the pytest-benchmark suite (``bench/``) and ``fastopt bench``.  Every peer is a
+zero-argument callable doing one optimizer step in place on arrays prepared here.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from . import _core, functional as F, reference
+
+# rule -> (kernel, per-array reference name, torch class name, default hyperparameters)
+RULES: Dict[str, tuple] = {
+    "gd": (F.gd_, "gd", "SGD", {"lr": 1e-3}),
+    "sgd": (F.sgd_, "sgd", "SGD", {"lr": 1e-3, "momentum": 0.9}),
+    "adam": (F.adam_, "adam", "Adam", {"lr": 1e-3}),
+    "adamw": (F.adamw_, "adam", "AdamW", {"lr": 1e-3, "weight_decay": 1e-2}),
+    "adagrad": (F.adagrad_, "adagrad", "Adagrad", {"lr": 1e-2}),
+    "rmsprop": (F.rmsprop_, "rmsprop", "RMSprop", {"lr": 1e-2}),
+    "adadelta": (F.adadelta_, "adadelta", "Adadelta", {"lr": 1.0}),
+    "adamax": (F.adamax_, "adamax", "Adamax", {"lr": 2e-3}),
+    "nadam": (F.nadam_, "nadam", "NAdam", {"lr": 2e-3}),
+    "radam": (F.radam_, "radam", "RAdam", {"lr": 1e-3}),
+    "lion": (F.lion_, "lion", None, {"lr": 1e-4}),
+    "lamb": (F.lamb_, "lamb", None, {"lr": 1e-3}),
+}
+# state arrays each kernel takes (positional, after params and grads) and how many it touches
+STATE_ARGS = {"gd": 0, "sgd": 1, "adam": 2, "adamw": 2, "adagrad": 1, "rmsprop": 1, "adadelta": 2, "adamax": 2,
+              "nadam": 2, "radam": 2, "lion": 1, "lamb": 2}
+TAKES_STEP = {"sgd", "adam", "adamw", "adagrad", "adamax", "nadam", "radam", "lamb"}
+TORCH_FUSED = {"adam", "adamw", "sgd", "adagrad"}
+PEERS = ["fastopt", "probe", "numpy", "numpy-inplace", "torch", "torch-foreach", "torch-fused"]
+STEP = 10  # the step count passed to the kernels: past every first-step special case
+
+
+def bytes_per_element(rule: str, itemsize: int) -> int:
+    """Bytes an update must move per element: params, grads and states read; params and states written."""
+    s = STATE_ARGS[rule]
+    return itemsize * ((2 + s) + (1 + s))
+
+
+def resnet50_sizes() -> List[int]:
+    """Element counts of ResNet-50's 161 parameter tensors (25.6M parameters)."""
+    sizes = [64 * 3 * 7 * 7, 64, 64]
+    cin = 64
+    for width, blocks in ((64, 3), (128, 4), (256, 6), (512, 3)):
+        for b in range(blocks):
+            sizes += [width * cin, width, width, width * width * 9, width, width, 4 * width * width, 4 * width,
+                      4 * width]
+            if b == 0:
+                sizes += [4 * width * cin, 4 * width, 4 * width]
+            cin = 4 * width
+    return sizes + [1000 * 2048, 1000]
+
+
+@dataclass
+class Problem:
+    rule: str
+    dtype: type
+    sizes: List[int]
+    params: List[np.ndarray] = field(default_factory=list)
+    grads: List[np.ndarray] = field(default_factory=list)
+    states: List[List[np.ndarray]] = field(default_factory=list)
+
+    @classmethod
+    def make(cls, rule: str, dtype=np.float32, sizes: Sequence[int] = (1 << 20,), seed: int = 0) -> "Problem":
+        rng = np.random.default_rng(seed)
+        pr = cls(rule, np.dtype(dtype).type, list(sizes))
+        pr.params = [rng.standard_normal(n, dtype=np.float32).astype(dtype) for n in sizes]
+        pr.grads = [(rng.standard_normal(n, dtype=np.float32) * 1e-3).astype(dtype) for n in sizes]
+        pr.states = [[np.zeros(n, dtype) for n in sizes] for _ in range(STATE_ARGS[rule])]
+        return pr
+
+    @property
+    def elements(self) -> int:
+        return sum(self.sizes)
+
+    @property
+    def bytes(self) -> int:
+        return self.elements * bytes_per_element(self.rule, np.dtype(self.dtype).itemsize)
+
+
+def fastopt_step(pr: Problem, **extra) -> Callable[[], object]:
+    fn, _, _, hyper = RULES[pr.rule]
+    kw = dict(hyper, **extra)
+    if pr.rule in TAKES_STEP:
+        kw["step"] = STEP
+    if pr.rule == "nadam":
+        kw["mu_product"] = math.prod(reference.nadam_mu(t) for t in range(1, STEP + 1))
+    return lambda: fn(pr.params, pr.grads, *pr.states, **kw)
+
+
+def probe_step(pr: Problem) -> Callable[[], object]:
+    """The bandwidth limit: the same loads and stores as the rule, no math."""
+    return lambda: _core.stream_(pr.params, pr.grads, pr.states)
+
+
+def numpy_step(pr: Problem) -> Callable[[], object]:
+    """The naive NumPy version a user writes: fastopt.reference, one array at a time."""
+    _, ref, _, hyper = RULES[pr.rule]
+    hyper = dict(hyper)
+    if pr.rule == "adamw":
+        hyper["decoupled_weight_decay"] = True
+    if pr.rule in TAKES_STEP:
+        hyper["step"] = STEP
+    if pr.rule == "nadam":
+        hyper["mu_product"] = 0.5
+    unused = {"adam": 1, "rmsprop": 2}.get(ref, 0)  # amsgrad's and centered/momentum's states
+    states = pr.states + [[None] * len(pr.sizes)] * unused
+    return lambda: reference.step(ref, pr.params, pr.grads, states, **hyper)
+
+
+def numpy_inplace_step(pr: Problem) -> Optional[Callable[[], object]]:
+    """The best NumPy can do: every operation in place with ``out=`` into preallocated scratch."""
+    if pr.rule not in ("adam", "adamw", "sgd", "gd"):
+        return None
+    _, _, _, hyper = RULES[pr.rule]
+    lr = hyper["lr"]
+    scratch = [np.empty_like(p) for p in pr.params]
+    scratch2 = [np.empty_like(p) for p in pr.params]
+    if pr.rule in ("adam", "adamw"):
+        b1, b2, eps, wd = 0.9, 0.999, 1e-8, hyper.get("weight_decay", 0.0)
+        step_size = lr / (1 - b1 ** STEP)
+        bc2_sqrt = math.sqrt(1 - b2 ** STEP)
+
+        def step():
+            for p, g, m, v, t, u in zip(pr.params, pr.grads, pr.states[0], pr.states[1], scratch, scratch2):
+                if wd:
+                    np.multiply(p, 1 - lr * wd, out=p)
+                np.subtract(g, m, out=t)
+                np.multiply(t, 1 - b1, out=t)
+                np.add(m, t, out=m)
+                np.multiply(v, b2, out=v)
+                np.multiply(g, g, out=t)
+                np.multiply(t, 1 - b2, out=t)
+                np.add(v, t, out=v)
+                np.sqrt(v, out=t)
+                np.divide(t, bc2_sqrt, out=t)
+                np.add(t, eps, out=t)
+                np.divide(m, t, out=u)
+                np.multiply(u, -step_size, out=u)
+                np.add(p, u, out=p)
+        return step
+    if pr.rule == "sgd":
+        mom = hyper["momentum"]
+
+        def step():
+            for p, g, b, t in zip(pr.params, pr.grads, pr.states[0], scratch):
+                np.multiply(b, mom, out=b)
+                np.add(b, g, out=b)
+                np.multiply(b, -lr, out=t)
+                np.add(p, t, out=p)
+        return step
+
+    def step():
+        for p, g, t in zip(pr.params, pr.grads, scratch):
+            np.multiply(g, -lr, out=t)
+            np.add(p, t, out=p)
+    return step
+
+
+def torch_step(pr: Problem, mode: str) -> Optional[Callable[[], object]]:
+    """torch.optim on tensors that share memory with the problem's arrays; mode: single, foreach, fused."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    _, _, cls_name, hyper = RULES[pr.rule]
+    if cls_name is None or (mode == "fused" and pr.rule not in TORCH_FUSED):
+        return None
+    tensors = [torch.from_numpy(p) for p in pr.params]
+    for t, g in zip(tensors, pr.grads):
+        t.grad = torch.from_numpy(g)
+    kw = dict(hyper)
+    if mode == "fused":
+        kw["fused"] = True
+    else:
+        kw["foreach"] = mode == "foreach"
+    opt = getattr(torch.optim, cls_name)(tensors, **kw)
+    opt.step()  # creates the state
+    return opt.step
+
+
+def make_peer(pr: Problem, peer: str) -> Optional[Callable[[], object]]:
+    """A step callable for the named peer, or None where the peer has no such rule."""
+    if peer == "fastopt":
+        return fastopt_step(pr)
+    if peer == "probe":
+        return probe_step(pr)
+    if peer == "numpy":
+        return numpy_step(pr)
+    if peer == "numpy-inplace":
+        return numpy_inplace_step(pr)
+    if peer.startswith("torch"):
+        return torch_step(pr, {"torch": "single", "torch-foreach": "foreach", "torch-fused": "fused"}[peer])
+    raise ValueError(f"unknown peer {peer!r}; choose from {PEERS}")
+
+
+def fused_clip_steps(pr: Problem, max_norm: float = 1.0) -> Dict[str, Callable[[], object]]:
+    """Global-norm clip + AdamW: fused in one update, as two fastopt passes, and torch's sequence."""
+    fn, _, _, hyper = RULES["adamw"]
+    kw = dict(hyper, step=STEP)
+
+    def fused():
+        F.adamw_(pr.params, pr.grads, *pr.states, grad_scale=F.clip_coef(F.global_norm(pr.grads), max_norm), **kw)
+
+    def separate():
+        F.clip_grad_norm_(pr.grads, max_norm)
+        F.adamw_(pr.params, pr.grads, *pr.states, **kw)
+
+    out = {"fastopt-fused": fused, "fastopt-separate": separate}
+    opt_step = torch_step(pr, "fused")
+    if opt_step is not None:
+        import torch
+        tensors = [torch.from_numpy(p) for p in pr.params]
+        for t, g in zip(tensors, pr.grads):
+            t.grad = torch.from_numpy(g)
+        opt = torch.optim.AdamW(tensors, fused=True, **hyper)
+
+        def torch_seq():
+            torch.nn.utils.clip_grad_norm_(tensors, max_norm)
+            opt.step()
+        out["torch-fused"] = torch_seq
+    return out
+
+
+@dataclass
+class Timing:
+    best: float
+    median: float
+    spread: float  # (p90 - p10) / median
+    reps: int
+
+
+def time_call(fn: Callable[[], object], min_time: float = 0.2, max_reps: int = 1000, warmup: int = 2) -> Timing:
+    """Best and median of repeated calls after warm-up; batches tiny calls so the clock resolves them."""
+    for _ in range(warmup):
+        fn()
+    t0 = time.perf_counter()
+    fn()
+    one = max(time.perf_counter() - t0, 1e-9)
+    inner = max(1, int(1e-4 / one))  # >= 0.1 ms per sample
+    reps = max(5, min(max_reps, int(min_time / (one * inner))))
+    samples = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        samples.append((time.perf_counter() - t) / inner)
+    samples.sort()
+    med = statistics.median(samples)
+    p10, p90 = samples[len(samples) // 10], samples[(len(samples) * 9) // 10]
+    return Timing(samples[0], med, (p90 - p10) / med if med else 0.0, reps * inner)
+
+
+def set_threads(n: int) -> None:
+    """The same thread count for fastopt and torch."""
+    _core.set_num_threads(n)
+    try:
+        import torch
+        torch.set_num_threads(n)
+    except ImportError:
+        pass

@@ -1,0 +1,195 @@
+"""The command line: ``fastopt bench`` (and ``fastopt train``)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+
+def _sizes(text: str) -> List[int]:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    out = []
+    for part in text.split(","):
+        part = part.strip().upper()
+        if not part:
+            continue
+        try:
+            out.append(int(float(part[:-1]) * units[part[-1]]) if part[-1] in units else int(part))
+        except (ValueError, KeyError):
+            raise argparse.ArgumentTypeError(f"bad size {part!r}: use numbers like 1024, 64K, 4M") from None
+    return out
+
+
+def _progress(total: int, enabled: bool):
+    try:
+        from tqdm import tqdm
+        return tqdm(total=total, disable=not enabled, file=sys.stderr, leave=False)
+    except ImportError:
+        class _Plain:
+            def __init__(self):
+                self.n = 0
+
+            def update(self, k=1):
+                self.n += k
+                if enabled:
+                    print(f"\r{self.n}/{total}", end="", file=sys.stderr, flush=True)
+
+            def set_description(self, _):
+                pass
+
+            def close(self):
+                if enabled:
+                    print(file=sys.stderr)
+        return _Plain()
+
+
+def _fmt_size(n: int) -> str:
+    for unit, k in (("M", 1 << 20), ("K", 1 << 10)):
+        if n >= k and n % k == 0:
+            return f"{n // k}{unit}"
+    return str(n)
+
+
+def bench_main(args: argparse.Namespace) -> int:
+    from . import _core
+    from . import benchmarks as B
+
+    rules = [r.strip() for r in args.rules.split(",")]
+    for r in rules:
+        if r not in B.RULES:
+            raise SystemExit(f"fastopt bench: unknown rule {r!r}; choose from {', '.join(B.RULES)}")
+    peers = [p.strip() for p in args.peers.split(",")]
+    for p in peers:
+        if p not in B.PEERS:
+            raise SystemExit(f"fastopt bench: unknown peer {p!r}; choose from {', '.join(B.PEERS)}")
+    if "probe" not in peers:
+        peers.insert(0, "probe")
+    sizes = [[n] for n in args.sizes]
+    if args.resnet50:
+        sizes.append(B.resnet50_sizes())
+    all_threads = _core.get_num_threads()
+    threads = sorted({all_threads if t == "all" else int(t) for t in args.threads.split(",")})
+    dtypes = [np.dtype(d).type for d in args.dtype.split(",")]
+    cases = [(r, d, s, t) for r in rules for d in dtypes for s in sizes for t in threads]
+    bar = _progress(len(cases) * len(peers), not args.no_progress)
+    results = []
+    for rule, dtype, size_list, nt in cases:
+        B.set_threads(nt)
+        label = "resnet50" if len(size_list) > 1 else _fmt_size(size_list[0])
+        row = {"rule": rule, "dtype": np.dtype(dtype).name, "size": label, "elements": int(sum(size_list)),
+               "arrays": len(size_list), "threads": nt, "peers": {}}
+        for peer in peers:
+            bar.set_description(f"{rule} {row['dtype']} {label} {nt}t {peer}")
+            pr = B.Problem.make(rule, dtype, size_list)
+            fn = B.make_peer(pr, peer)
+            if fn is not None:
+                t = B.time_call(fn, min_time=args.min_time)
+                row["peers"][peer] = {"best_s": t.best, "median_s": t.median, "spread": t.spread, "reps": t.reps,
+                                      "GBps": pr.bytes / t.best / 1e9}
+            del pr, fn
+            bar.update()
+        results.append(row)
+    bar.close()
+    B.set_threads(all_threads)
+    print(format_table(results))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"config": _config(), "results": results}, f, indent=1)
+        print(f"results saved to {args.json}")
+    if args.plot:
+        plot_results(results, args.plot)
+        print(f"plot saved to {args.plot}")
+    return 0
+
+
+def _config():
+    from ._config import config
+    return config()
+
+
+def format_table(results) -> str:
+    """time, GB/s, fraction of the probe's bandwidth, and fastopt's speed-up over each peer."""
+    lines = [f"{'rule':8} {'dtype':7} {'size':>8} {'thr':>3} {'peer':14} {'best':>10} {'median':>10} {'spread':>6} "
+             f"{'GB/s':>7} {'of probe':>8} {'fastopt x':>9}"]
+    for row in results:
+        peers = row["peers"]
+        probe = peers.get("probe", {}).get("GBps")
+        ours = peers.get("fastopt", {}).get("best_s")
+        for name, r in peers.items():
+            frac = f"{r['GBps'] / probe:8.0%}" if probe else f"{'':8}"
+            speed = f"{r['best_s'] / ours:9.2f}" if ours and name not in ("fastopt", "probe") else f"{'':9}"
+            lines.append(f"{row['rule']:8} {row['dtype']:7} {row['size']:>8} {row['threads']:>3} {name:14} "
+                         f"{_fmt_time(r['best_s']):>10} {_fmt_time(r['median_s']):>10} {r['spread']:6.0%} "
+                         f"{r['GBps']:7.1f} {frac} {speed}")
+    return "\n".join(lines)
+
+
+def _fmt_time(s: float) -> str:
+    for unit, k in (("s", 1.0), ("ms", 1e-3), ("us", 1e-6)):
+        if s >= k:
+            return f"{s / k:.3g} {unit}"
+    return f"{s / 1e-9:.3g} ns"
+
+
+def plot_results(results, path: str) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SystemExit("fastopt bench --plot needs matplotlib: pip install 'fastopt[train]'") from None
+    series = {}
+    for row in results:
+        if row["arrays"] != 1:
+            continue
+        for peer, r in row["peers"].items():
+            key = f"{row['rule']} {row['dtype']} {row['threads']}t {peer}"
+            series.setdefault(key, []).append((row["elements"], r["GBps"]))
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for key, pts in sorted(series.items()):
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=key)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("elements")
+    ax.set_ylabel("GB/s (bytes the update must move / best time)")
+    ax.set_title("fastopt bench")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fastopt", description="Fast optimizer steps on the CPU.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("bench", help="time update rules against NumPy, torch and the bandwidth probe")
+    b.add_argument("--rules", default="adam", help="comma-separated rules (default adam); e.g. adam,sgd,lamb")
+    b.add_argument("--dtype", default="float32", help="float32, float64 or both comma-separated")
+    b.add_argument("--sizes", type=_sizes, default=_sizes("1K,64K,1M,16M"), help="elements, e.g. 1K,1M,64M")
+    b.add_argument("--resnet50", action="store_true", help="also ResNet-50's 161 parameter arrays in one call")
+    b.add_argument("--threads", default="1,all", help="thread counts, e.g. 1,all")
+    b.add_argument("--peers", default=",".join(["fastopt", "numpy", "numpy-inplace", "torch-foreach", "torch-fused"]),
+                   help="peers to time; the probe always runs")
+    b.add_argument("--min-time", type=float, default=0.3, help="seconds of timing per measurement")
+    b.add_argument("--quick", action="store_true", help="small sizes, short timing: a smoke run")
+    b.add_argument("--json", metavar="FILE", help="save the results as JSON")
+    b.add_argument("--plot", metavar="PNG", help="draw GB/s against size (needs matplotlib)")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.set_defaults(func=bench_main)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "quick", False):
+        args.sizes, args.min_time = _sizes("1K,64K"), 0.05
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import fastopt  # noqa: E402
+from fastopt import _core  # noqa: E402
+
+
+@pytest.fixture
+def restore_isa():
+    isa = _core.isa()
+    yield
+    _core._set_isa(isa)
+
+
+@pytest.fixture
+def restore_threads():
+    n = fastopt.get_num_threads()
+    yield
+    fastopt.set_num_threads(n)

@@ -1,0 +1,45 @@
+import os
+import subprocess
+import sys
+
+import fastopt
+from fastopt import _core
+
+
+def test_show_config(capsys):
+    fastopt.show_config()
+    out = capsys.readouterr().out
+    c = fastopt.config()
+    assert out.startswith(f"fastopt {fastopt.__version__}")
+    assert c["isa"] in out and c["isa"] in c["isa_supported"]
+    assert set(c["isa_supported"]) <= set(c["isa_compiled"]) and "baseline" in c["isa_supported"]
+    assert c["num_threads"] == fastopt.get_num_threads() >= 1
+    assert c["openmp"]["version"] >= 201107
+
+
+def test_best_isa_by_default():
+    assert _core.isa() == _core.supported_isas()[-1] or os.environ.get("FASTOPT_ISA")
+
+
+def _isa_in_subprocess(env):
+    code = "import fastopt; print(fastopt.config()['isa'], fastopt.get_num_threads())"
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True,
+                         check=True)
+    return out.stdout.split(), out.stderr
+
+
+def test_fastopt_isa_forces_each_supported_path():
+    for isa in _core.supported_isas():
+        (got, _), _ = _isa_in_subprocess({"FASTOPT_ISA": isa}), None
+        assert got[0] == isa
+
+
+def test_unknown_fastopt_isa_warns_and_falls_back():
+    (isa, _), err = _isa_in_subprocess({"FASTOPT_ISA": "sse9"})
+    assert isa == _core.supported_isas()[-1]
+    assert "FASTOPT_ISA='sse9'" in err
+
+
+def test_omp_num_threads_is_honoured():
+    (_, threads), _ = _isa_in_subprocess({"OMP_NUM_THREADS": "3"})
+    assert threads == "3"

@@ -1,0 +1,119 @@
+"""Every rule x option x dtype against fastopt.reference, over several steps.
+
+Tolerance: the kernels compute each element with the same operations in the same order as
+the reference (no fused multiply-add, -ffp-contract=off), so they agree to the last bit here;
+the tolerance allows 4 ulp-scale differences (rtol 4 eps of the dtype) for a libm that rounds a
+per-step constant (pow, sqrt) differently, and LAMB's norms, which the reference sums in
+another order.
+"""
+import numpy as np
+import pytest
+
+from fastopt import _core
+from cases import CASES, PRE, RULES, case_id, make_arrays, run_fastopt, run_reference
+
+SIZES = [0, 1, 7, 16, 17, 1000, 3 * 16384 + 5]
+STEPS = 8  # RAdam's rectification starts at step 6 with beta2 = 0.999
+
+
+def tol(dtype):
+    eps = np.finfo(dtype).eps
+    return {"rtol": 4 * eps, "atol": 4 * eps}
+
+
+def run_both(name, hyper, dtype, pre=None, sizes=SIZES, steps=STEPS):
+    nstate = RULES[name][1]
+    params, states, rng = make_arrays(sizes, dtype, nstate)
+    grads = [[rng.standard_normal(n).astype(dtype) for n in sizes] for _ in range(steps)]
+    ref_p = [p.copy() for p in params]
+    ref_s = [[s.copy() for s in ss] for ss in states]
+    run_fastopt(name, hyper, params, grads, states, pre)
+    run_reference(name, hyper, ref_p, grads, ref_s, pre)
+    return params, states, ref_p, ref_s
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_rule_matches_reference(case, dtype):
+    name, hyper = case
+    params, states, ref_p, ref_s = run_both(name, hyper, dtype)
+    for a, b in zip(params, ref_p):
+        np.testing.assert_allclose(a, b, **tol(dtype))
+    for ss, rr in zip(states, ref_s):
+        for a, b in zip(ss, rr):
+            np.testing.assert_allclose(a, b, **tol(dtype))
+    assert any(not np.array_equal(p, q) for p, q in zip(params, make_arrays(SIZES, dtype, 0)[0])), "no update"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(RULES))
+def test_fused_preprocessing_matches_reference(name, dtype):
+    """grad_scale, clip_value, maximize and the l1/l2 penalty fused into every rule."""
+    hyper = next(h for n, h in CASES if n == name)
+    params, states, ref_p, ref_s = run_both(name, hyper, dtype, pre=PRE)
+    for a, b in zip(params, ref_p):
+        np.testing.assert_allclose(a, b, **tol(dtype))
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_every_isa_bit_identical(case, restore_isa):
+    name, hyper = case
+    results = {}
+    for isa in _core.supported_isas():
+        _core._set_isa(isa)
+        for dtype in (np.float32, np.float64):
+            params, states, _, _ = run_both(name, hyper, dtype, pre=PRE, steps=3)
+            results.setdefault(dtype, []).append((isa, params + [s for ss in states for s in ss]))
+    for dtype, runs in results.items():
+        isa0, base = runs[0]
+        for isa, arrays in runs[1:]:
+            for a, b in zip(base, arrays):
+                assert np.array_equal(a, b, equal_nan=True), f"{isa} differs from {isa0} ({dtype.__name__})"
+
+
+@pytest.mark.parametrize("case", CASES[::3], ids=case_id)
+def test_thread_counts_and_call_patterns_bit_identical(case, restore_threads):
+    name, hyper = case
+    sizes = [5 * 16384 + 3, 1, 70000, 0, 33]
+    runs = []
+    for threads, per_array in [(1, False), (2, False), (3, False), (4, False), (2, True)]:
+        import fastopt
+        fastopt.set_num_threads(threads)
+        params, states, rng = make_arrays(sizes, np.float32, RULES[name][1])
+        grads = [[rng.standard_normal(n).astype(np.float32) for n in sizes] for _ in range(3)]
+        run_fastopt(name, hyper, params, grads, states, PRE, per_array=per_array)
+        runs.append(params + [s for ss in states for s in ss])
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            assert np.array_equal(a, b)
+
+
+def test_single_array_and_nd_shapes():
+    """One array instead of a list, and any C-contiguous shape, are the same update."""
+    import fastopt
+    rng = np.random.default_rng(1)
+    p = rng.standard_normal((30, 7)).astype(np.float32)
+    g = rng.standard_normal((30, 7)).astype(np.float32)
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    q, mq, vq = p.ravel().copy(), np.zeros(210, np.float32), np.zeros(210, np.float32)
+    fastopt.adam_(p, g, m, v, step=1)
+    fastopt.adam_([q], [g.ravel()], [mq], [vq], step=1)
+    assert np.array_equal(p.ravel(), q) and np.array_equal(m.ravel(), mq)
+
+
+def test_check_finite_skips_every_array():
+    import fastopt
+    rng = np.random.default_rng(2)
+    params = [rng.standard_normal(n).astype(np.float32) for n in (10, 100000)]
+    grads = [rng.standard_normal(n).astype(np.float32) for n in (10, 100000)]
+    grads[1][54321] = np.inf
+    m = [np.zeros_like(p) for p in params]
+    v = [np.zeros_like(p) for p in params]
+    before = [p.copy() for p in params]
+    assert fastopt.adam_(params, grads, m, v, step=1, check_finite=True) is False
+    for a, b in zip(params, before):
+        assert np.array_equal(a, b)
+    assert not any(x.any() for x in m + v)
+    grads[1][54321] = 0.0
+    assert fastopt.adam_(params, grads, m, v, step=1, check_finite=True) is True
+    assert not np.array_equal(params[1], before[1])
