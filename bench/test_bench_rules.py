@@ -1,0 +1,86 @@
+"""Every rule, fastopt against the bandwidth probe, NumPy and torch.optim, grouped by case."""
+import numpy as np
+import pytest
+
+from fastopt import _core
+from fastopt import benchmarks as B
+
+ALL = _core.get_num_threads()
+THREADS = sorted({1, ALL})
+
+
+def run_peer(benchmark, rule, dtype, sizes, threads, peer):
+    B.set_threads(threads)
+    pr = B.Problem.make(rule, dtype, sizes)
+    fn = B.make_peer(pr, peer)
+    if fn is None:
+        pytest.skip(f"{peer} has no {rule}")
+    label = "resnet50" if len(sizes) > 1 else str(sizes[0])
+    benchmark.group = f"{rule} {np.dtype(dtype).name} n={label} threads={threads}"
+    benchmark.extra_info.update(bytes=pr.bytes, elements=pr.elements, peer=peer)
+    benchmark(fn)
+    if peer != "probe":  # the step ran: the parameters moved (the probe writes them back unchanged)
+        assert any(np.any(p != q) for p, q in zip(pr.params, B.Problem.make(rule, dtype, sizes).params))
+
+
+@pytest.mark.parametrize("peer", B.PEERS)
+@pytest.mark.parametrize("threads", THREADS)
+def test_adam_float32_size_sweep(benchmark, size, threads, peer):
+    """Adam float32 from 1K (in cache, per-call overhead) to 64M (memory-bound)."""
+    run_peer(benchmark, "adam", np.float32, [size], threads, peer)
+
+
+@pytest.mark.parametrize("peer", B.PEERS)
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rule", sorted(B.RULES))
+def test_every_rule(benchmark, smoke, rule, dtype, threads, peer):
+    """Every rule at 4M elements (1K in the smoke run)."""
+    run_peer(benchmark, rule, dtype, [1024 if smoke else 4 << 20], threads, peer)
+
+
+@pytest.mark.parametrize("peer", ["fastopt", "probe", "torch-foreach", "torch-fused"])
+@pytest.mark.parametrize("rule", ["adam", "adamw", "sgd"])
+def test_resnet50_parameter_list(benchmark, smoke, rule, peer):
+    """ResNet-50's 161 parameter arrays (25.6M elements) in one call."""
+    sizes = B.resnet50_sizes()
+    if smoke:
+        sizes = [max(1, n // 1000) for n in sizes]
+    run_peer(benchmark, rule, np.float32, sizes, ALL, peer)
+
+
+@pytest.mark.parametrize("way", ["fastopt-fused", "fastopt-separate", "torch-fused"])
+def test_fused_clip_adamw(benchmark, smoke, way):
+    """Global-norm clip + AdamW: fused into the update vs clip then update."""
+    pr = B.Problem.make("adamw", np.float32, [1024 if smoke else 16 << 20])
+    for g in pr.grads:
+        g *= 1e4  # over max_norm, so the clip scales
+    steps = B.fused_clip_steps(pr)
+    if way not in steps:
+        pytest.skip("torch is not installed")
+    benchmark.group = f"clip+adamw float32 n={pr.elements}"
+    benchmark.extra_info.update(bytes=pr.bytes, elements=pr.elements, peer=way)
+    benchmark(steps[way])
+
+
+@pytest.mark.parametrize("rule", ["gd", "sgd", "adam", "lamb"])
+def test_call_overhead_tiny(benchmark, rule):
+    """One call on 16 elements: the fixed cost of a step."""
+    pr = B.Problem.make(rule, np.float32, [16])
+    benchmark.group = "overhead n=16"
+    benchmark(B.fastopt_step(pr))
+
+
+@pytest.mark.parametrize("op", ["global_norm", "clip_grad_norm_", "clip_grad_value_", "regularize_grad_", "penalty"])
+def test_clip_and_regularize(benchmark, smoke, op):
+    import fastopt
+    pr = B.Problem.make("gd", np.float32, [1024 if smoke else 16 << 20])
+    fns = {
+        "global_norm": lambda: fastopt.global_norm(pr.grads),
+        "clip_grad_norm_": lambda: fastopt.clip_grad_norm_(pr.grads, 1e9),
+        "clip_grad_value_": lambda: fastopt.clip_grad_value_(pr.grads, 1.0),
+        "regularize_grad_": lambda: fastopt.regularize_grad_(pr.grads, pr.params, 1e-6, 1e-6),
+        "penalty": lambda: fastopt.penalty(pr.params, 1e-4, 1e-4),
+    }
+    benchmark.group = f"clip/regularize float32 n={pr.elements}"
+    benchmark(fns[op])
