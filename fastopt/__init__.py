@@ -12,3 +12,5 @@ __all__ = [
     "clip_grad_norm_", "clip_grad_value_", "elastic_net", "gd_", "global_norm", "lamb_", "lion_", "nadam_",
     "nadam_mu", "penalty", "radam_", "regularize_grad_", "rmsprop_", "scale_", "sgd_",
 ]
+
+from . import nn, optim, schedules, train  # noqa: E402  (the Python layer)

@@ -163,6 +163,102 @@ def plot_results(results, path: str) -> None:
     plt.close(fig)
 
 
+def _schedule(args, steps_per_epoch: int):
+    from . import schedules as S
+    total = steps_per_epoch * args.epochs
+    name = args.schedule
+    if name == "constant":
+        sch = S.Constant(args.lr)
+    elif name == "step":
+        sch = S.StepDecay(args.lr, step_size=max(1, total // 3), gamma=0.1)
+    elif name == "exponential":
+        sch = S.Exponential(args.lr, gamma=0.01, decay_steps=max(1, total))
+    elif name == "cosine":
+        sch = S.CosineAnnealing(args.lr, T_max=max(1, total))
+    elif name == "cosine_restarts":
+        sch = S.CosineWarmRestarts(args.lr, T_0=max(1, total // 7), T_mult=2)
+    elif name == "onecycle":
+        sch = S.OneCycle(args.lr, total_steps=max(1, total))
+    elif name == "plateau":
+        sch = S.ReduceOnPlateau(args.lr, factor=0.5, patience=3)
+    else:
+        raise SystemExit(f"fastopt train: unknown schedule {name!r}; choose from {', '.join(S.SCHEDULES)}")
+    return S.Warmup(sch, args.warmup) if args.warmup > 0 and name != "plateau" else sch
+
+
+def train_main(args: argparse.Namespace) -> int:
+    try:
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+    except ImportError:
+        raise SystemExit("fastopt train needs scikit-learn for its data set: pip install 'fastopt[train]'") from None
+    from . import optim
+    from .nn import MLP, Dense
+    from .train import EarlyStopping, Trainer
+
+    if args.optimizer.lower() not in optim.OPTIMIZERS:
+        raise SystemExit(f"fastopt train: unknown optimizer {args.optimizer!r}; choose from {', '.join(optim.OPTIMIZERS)}")
+    if args.batch_size < 1 or args.epochs < 1 or not args.lr > 0:
+        raise SystemExit("fastopt train: --batch-size and --epochs must be >= 1 and --lr > 0")
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=args.test_size, random_state=args.seed,
+                                                        stratify=y)
+    hidden = [int(h) for h in args.hidden.split(",") if h]
+    layers = [Dense(h, args.activation, dropout=args.dropout) for h in hidden] + [Dense(10, "softmax")]
+    model = MLP(X.shape[1], layers, dtype=args.dtype, seed=args.seed)
+    steps_per_epoch = -(-int(len(X_train) * (1 - args.val_split)) // args.batch_size)
+    extra = {k: v for k, v in (("l1", args.l1), ("l2", args.l2), ("clipnorm", args.clipnorm),
+                               ("clipvalue", args.clipvalue), ("global_clipnorm", args.global_clipnorm)) if v}
+    if args.weight_decay is not None:
+        extra["weight_decay"] = args.weight_decay
+    es = EarlyStopping("val_loss", patience=args.patience) if args.patience > 0 and args.val_split > 0 else None
+    trainer = Trainer(model, args.optimizer, lr=_schedule(args, steps_per_epoch), early_stopping=es, **extra)
+    print(f"digits: {len(X_train)} training / {len(X_test)} held-out images, 64 pixels, 10 classes; "
+          f"MLP 64-{'-'.join(map(str, hidden))}-10 ({model.n_params} parameters, {args.dtype}); "
+          f"{args.optimizer} lr={args.lr} schedule={args.schedule} batch={args.batch_size}")
+    history = trainer.fit(X_train, y_train, epochs=args.epochs, batch_size=args.batch_size,
+                          validation_split=args.val_split, seed=args.seed, verbose=not args.no_progress)
+    h = history.history
+    for e in range(len(h["loss"])):
+        if e % max(1, len(h["loss"]) // 10) == 0 or e == len(h["loss"]) - 1:
+            val = f" val_loss {h['val_loss'][e]:.4f} val_acc {h['val_accuracy'][e]:.4f}" if "val_loss" in h else ""
+            print(f"epoch {e + 1:3d} loss {h['loss'][e]:.4f} acc {h['accuracy'][e]:.4f}{val} lr {h['lr'][e]:.3g}")
+    print(history.stop_reason + (f" (best epoch {history.best_epoch})" if history.best_epoch else ""))
+    result = trainer.evaluate(X_test, y_test)
+    print(f"held-out accuracy: {result['accuracy']:.4f} (loss {result['loss']:.4f})")
+    if args.save:
+        trainer.save(args.save)
+        print(f"model and optimizer state saved to {args.save}")
+    if args.plot:
+        plot_history(history, args.plot)
+        print(f"training curves saved to {args.plot}")
+    return 0
+
+
+def plot_history(history, path: str) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SystemExit("--plot needs matplotlib: pip install 'fastopt[train]'") from None
+    h = history.history
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
+    epochs = range(1, len(h["loss"]) + 1)
+    for ax, keys, title in ((axes[0], ("loss", "val_loss"), "loss"), (axes[1], ("accuracy", "val_accuracy"), "accuracy"),
+                            (axes[2], ("lr",), "learning rate")):
+        for k in keys:
+            if k in h:
+                ax.plot(epochs, h[k], label=k)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastopt", description="Fast optimizer steps on the CPU.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -180,6 +276,34 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--plot", metavar="PNG", help="draw GB/s against size (needs matplotlib)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     b.set_defaults(func=bench_main)
+
+    t = sub.add_parser("train", help="train an MLP on scikit-learn's handwritten digits")
+    t.add_argument("--optimizer", default="adam", help="sgd, adam, adamw, adagrad, rmsprop, adadelta, adamax, "
+                   "nadam, radam, lion, lamb (default adam)")
+    t.add_argument("--lr", type=float, default=1e-3, help="learning rate (peak rate for schedules)")
+    t.add_argument("--schedule", default="constant",
+                   help="constant, step, exponential, cosine, cosine_restarts, onecycle, plateau")
+    t.add_argument("--warmup", type=int, default=0, help="linear warm-up steps before the schedule")
+    t.add_argument("--epochs", type=int, default=30)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--hidden", default="64", help="hidden layer sizes, e.g. 128,64")
+    t.add_argument("--activation", default="relu", help="relu, tanh, sigmoid, identity")
+    t.add_argument("--dropout", type=float, default=0.0)
+    t.add_argument("--l1", type=float, default=0.0, help="L1 penalty (fused into the update)")
+    t.add_argument("--l2", type=float, default=0.0, help="L2 penalty (fused into the update)")
+    t.add_argument("--weight-decay", type=float, default=None, help="the optimizer's own weight_decay")
+    t.add_argument("--clipnorm", type=float, default=None, help="clip each array's gradient norm")
+    t.add_argument("--global-clipnorm", type=float, default=None, help="clip the global gradient norm (fused)")
+    t.add_argument("--clipvalue", type=float, default=None, help="clamp gradients (fused)")
+    t.add_argument("--patience", type=int, default=5, help="early-stopping patience on val_loss (0: off)")
+    t.add_argument("--val-split", type=float, default=0.1, help="share of the training set for validation")
+    t.add_argument("--test-size", type=float, default=0.25, help="share of the data held out for the test")
+    t.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--save", metavar="NPZ", help="save the model and optimizer state")
+    t.add_argument("--plot", metavar="PNG", help="save the training curves (needs matplotlib)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(func=train_main)
     return parser
 
 

@@ -1,0 +1,82 @@
+"""Losses on the last layer's pre-activation z, each returning (mean loss, dL/dz).
+
+Each loss owns its link: softmax cross-entropy takes logits (softmax inside, log-sum-exp for
+stability), binary cross-entropy and focal loss take logits (sigmoid inside), MSE takes the
+output itself (identity).
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    return np.exp(_log_softmax(z))
+
+
+def _log_sigmoid(z: np.ndarray) -> np.ndarray:
+    return -np.logaddexp(0, -z)
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return np.exp(_log_sigmoid(z))
+
+
+def _one_hot(y: np.ndarray, k: int, dtype) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim == 2:
+        return y.astype(dtype)
+    out = np.zeros((y.shape[0], k), dtype)
+    out[np.arange(y.shape[0]), y.astype(np.int64)] = 1
+    return out
+
+
+def softmax_cross_entropy(z: np.ndarray, y: np.ndarray) -> Tuple[float, np.ndarray]:
+    """y: class indices (n,) or one-hot / probabilities (n, k)."""
+    t = _one_hot(y, z.shape[1], z.dtype)
+    logp = _log_softmax(z)
+    n = z.shape[0]
+    return float(-(t * logp).sum() / n), ((np.exp(logp) - t) / n).astype(z.dtype)
+
+
+def binary_cross_entropy(z: np.ndarray, y: np.ndarray) -> Tuple[float, np.ndarray]:
+    """y in {0, 1} (or probabilities), shaped like z or (n,) for one output."""
+    t = np.asarray(y, z.dtype).reshape(z.shape)
+    loss = -(t * _log_sigmoid(z) + (1 - t) * _log_sigmoid(-z)).mean()
+    return float(loss), ((sigmoid(z) - t) / z.size).astype(z.dtype)
+
+
+def mse(z: np.ndarray, y: np.ndarray) -> Tuple[float, np.ndarray]:
+    t = np.asarray(y, z.dtype).reshape(z.shape)
+    d = z - t
+    return float((d * d).mean()), (2 * d / z.size).astype(z.dtype)
+
+
+def focal(z: np.ndarray, y: np.ndarray, gamma: float = 2.0) -> Tuple[float, np.ndarray]:
+    """Softmax focal loss (Lin et al., 2017): -(1 - p_t)^gamma log p_t."""
+    t = _one_hot(y, z.shape[1], z.dtype)
+    logp = _log_softmax(z)
+    p = np.exp(logp)
+    pt = (p * t).sum(axis=1, keepdims=True)
+    logpt = (logp * t).sum(axis=1, keepdims=True)
+    w = (1 - pt) ** gamma
+    n = z.shape[0]
+    loss = -(w * logpt).sum() / n
+    # dL/dlogpt = -w, dL/dpt = gamma (1-pt)^(gamma-1) logpt; d(pt)/dz = pt (t - p); d(logpt)/dz = t - p
+    coef = -w + gamma * (1 - pt) ** (gamma - 1) * logpt * pt
+    return float(loss), (coef * (t - p) / n).astype(z.dtype)
+
+
+# name -> (function, activation the model applies to z for predictions)
+LOSSES = {
+    "softmax_cross_entropy": (softmax_cross_entropy, "softmax"),
+    "binary_cross_entropy": (binary_cross_entropy, "sigmoid"),
+    "mse": (mse, "identity"),
+    "focal": (focal, "softmax"),
+}

@@ -1,0 +1,182 @@
+"""A small multi-layer perceptron whose weights and biases are views into one flat buffer.
+
+The gradients live in a second flat buffer laid out the same way, so one fastopt kernel call
+updates the whole model: ``optimizer = Adam([model.params])`` and ``optimizer.step([model.grads])``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .losses import LOSSES, sigmoid, softmax
+
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity", "softmax")
+
+
+@dataclass
+class Dense:
+    """A fully connected layer: ``activation(x @ W + b)``; init "he" (relu) or "glorot"."""
+    units: int
+    activation: str = "relu"
+    dropout: float = 0.0  # inverted dropout on this layer's output, in training only
+    init: Optional[str] = None
+
+    def __post_init__(self):
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {self.activation!r}; choose from {ACTIVATIONS}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if int(self.units) < 1:
+            raise ValueError(f"units must be >= 1, got {self.units!r}")
+
+
+def _act(name: str, z: np.ndarray) -> np.ndarray:
+    if name == "relu":
+        return np.maximum(z, 0)
+    if name == "tanh":
+        return np.tanh(z)
+    if name == "sigmoid":
+        return sigmoid(z)
+    if name == "softmax":
+        return softmax(z)
+    return z
+
+
+def _act_backward(name: str, z: np.ndarray, a: np.ndarray, da: np.ndarray) -> np.ndarray:
+    if name == "relu":
+        return da * (z > 0)
+    if name == "tanh":
+        return da * (1 - a * a)
+    if name == "sigmoid":
+        return da * a * (1 - a)
+    if name == "softmax":
+        return a * (da - (da * a).sum(axis=1, keepdims=True))
+    return da
+
+
+class MLP:
+    """``MLP(n_inputs, [Dense(64), Dense(10, "softmax")])``; parameters in ``model.params`` (flat)."""
+
+    def __init__(self, n_inputs: int, layers: Sequence[Dense], dtype=np.float32, seed: Optional[int] = 0):
+        if not layers:
+            raise ValueError("layers is empty")
+        self.n_inputs, self.layers, self.dtype = int(n_inputs), list(layers), np.dtype(dtype)
+        shapes: List[Tuple[int, int]] = []
+        fan_in = self.n_inputs
+        for layer in self.layers:
+            shapes.append((fan_in, layer.units))
+            fan_in = layer.units
+        total = sum(i * o + o for i, o in shapes)
+        self.params = np.zeros(total, self.dtype)
+        self.grads = np.zeros(total, self.dtype)
+        self.W: List[np.ndarray] = []
+        self.b: List[np.ndarray] = []
+        self.dW: List[np.ndarray] = []
+        self.db: List[np.ndarray] = []
+        k = 0
+        for i, o in shapes:
+            for flat, dst in ((self.params, self.W), (self.grads, self.dW)):
+                dst.append(flat[k:k + i * o].reshape(i, o))
+            k += i * o
+            for flat, dst in ((self.params, self.b), (self.grads, self.db)):
+                dst.append(flat[k:k + o])
+            k += o
+        self.init(seed)
+        self.training = False
+        self._rng = np.random.default_rng(seed)
+
+    def init(self, seed: Optional[int] = 0) -> None:
+        """He init for relu layers, Glorot otherwise (or each layer's ``init``); zero biases."""
+        rng = np.random.default_rng(seed)
+        for layer, W, b in zip(self.layers, self.W, self.b):
+            fan_in, fan_out = W.shape
+            kind = layer.init or ("he" if layer.activation == "relu" else "glorot")
+            std = np.sqrt(2.0 / fan_in) if kind == "he" else np.sqrt(2.0 / (fan_in + fan_out))
+            W[...] = rng.standard_normal(W.shape) * std
+            b[...] = 0
+
+    @property
+    def n_params(self) -> int:
+        return self.params.size
+
+    def forward(self, X: np.ndarray, train: bool = False) -> np.ndarray:
+        """The last layer's pre-activation z (the losses apply their own link)."""
+        X = np.asarray(X, self.dtype)
+        if X.ndim != 2 or X.shape[1] != self.n_inputs:
+            raise ValueError(f"X must have shape (n, {self.n_inputs}), got {X.shape}")
+        self._cache = []
+        a = X
+        for j, (layer, W, b) in enumerate(zip(self.layers, self.W, self.b)):
+            z = a @ W + b
+            last = j == len(self.layers) - 1
+            out = z if last else _act(layer.activation, z)
+            mask = None
+            if train and layer.dropout > 0 and not last:
+                keep = 1.0 - layer.dropout
+                mask = (self._rng.random(out.shape) < keep).astype(self.dtype) / keep
+                out = out * mask
+            self._cache.append((a, z, out, mask))
+            a = out
+        return a
+
+    def backward(self, dz: np.ndarray) -> None:
+        """Fill ``model.grads`` from dL/dz of the last layer (after :meth:`forward`)."""
+        d = dz
+        for j in range(len(self.layers) - 1, -1, -1):
+            a_in, z, out, mask = self._cache[j]
+            if j != len(self.layers) - 1:
+                if mask is not None:
+                    d = d * mask
+                    out = out / np.where(mask == 0, 1, mask)  # the activation before dropout
+                d = _act_backward(self.layers[j].activation, z, out, d)
+            np.matmul(a_in.T, d, out=self.dW[j])
+            np.sum(d, axis=0, out=self.db[j])
+            if j:
+                d = d @ self.W[j].T
+
+    def predict_output(self, X: np.ndarray) -> np.ndarray:
+        """The network's output with the last layer's activation applied."""
+        return _act(self.layers[-1].activation, self.forward(X))
+
+    def loss_and_grad(self, X: np.ndarray, y: np.ndarray, loss: str = "softmax_cross_entropy",
+                      train: bool = True) -> float:
+        fn, _ = LOSSES[loss]
+        value, dz = fn(self.forward(X, train=train), y)
+        self.backward(dz)
+        return value
+
+    def get_weights(self) -> np.ndarray:
+        return self.params.copy()
+
+    def set_weights(self, flat: np.ndarray) -> None:
+        self.params[...] = flat
+
+    def config(self) -> Dict:
+        return {"n_inputs": self.n_inputs, "dtype": self.dtype.name,
+                "layers": [vars(layer).copy() for layer in self.layers]}
+
+
+def gradient_check(model: MLP, X: np.ndarray, y: np.ndarray, loss: str = "softmax_cross_entropy",
+                   eps: float = 1e-6, n_checks: Optional[int] = None, seed: int = 0) -> float:
+    """Central finite differences against backprop; returns the worst relative error
+    |num - ana| / max(|num| + |ana|, 1e-12) over the checked parameters (all, or n_checks random).
+    Use a float64 model: float32 rounding swamps the differences."""
+    model.loss_and_grad(X, y, loss, train=False)
+    analytic = model.grads.copy()
+    idx = np.arange(model.n_params)
+    if n_checks is not None and n_checks < model.n_params:
+        idx = np.random.default_rng(seed).choice(model.n_params, n_checks, replace=False)
+    fn, _ = LOSSES[loss]
+    worst = 0.0
+    for i in idx:
+        old = model.params[i]
+        model.params[i] = old + eps
+        up = fn(model.forward(X), y)[0]
+        model.params[i] = old - eps
+        down = fn(model.forward(X), y)[0]
+        model.params[i] = old
+        num = (up - down) / (2 * eps)
+        worst = max(worst, abs(num - analytic[i]) / max(abs(num) + abs(analytic[i]), 1e-12))
+    return worst

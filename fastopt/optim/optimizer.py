@@ -1,0 +1,211 @@
+"""The optimizer base: parameter groups, flat state buffers, one kernel call per group and step."""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+
+import numpy as np
+
+from .. import functional as F
+
+ParamsT = Union[Sequence[np.ndarray], Sequence[Dict[str, Any]]]
+
+# options every optimizer takes, with Keras' names for the clipping ones
+COMMON = {"clipnorm": None, "clipvalue": None, "global_clipnorm": None, "l1": 0.0, "l2": 0.0,
+          "maximize": False, "check_finite": False}
+
+
+class Optimizer:
+    """Holds hyperparameters and state; ``step(grads)`` updates the parameters in place.
+
+    Parameters are NumPy arrays (C-contiguous, float32 or float64, one dtype per group), or
+    parameter groups: dicts with ``"params"`` and any hyperparameter to override for that group,
+    as in ``torch.optim``.  Each state (e.g. Adam's ``exp_avg``) lives in one flat buffer per
+    group; the per-parameter states are views of it, so a step makes no copy.
+
+    Options of every optimizer, applied inside the update kernel (no extra pass over the
+    gradients except where noted):
+
+    - ``global_clipnorm``: scale all gradients so their global L2 norm is at most this (Keras,
+      torch's ``clip_grad_norm_``): one read-only norm pass, the scale fused into the update.
+    - ``clipnorm``: clip each array's gradient to this L2 norm (Keras); arrays over the limit
+      are scaled in place first.
+    - ``clipvalue``: clamp every gradient element to ``[-clipvalue, clipvalue]``.
+    - ``l1``, ``l2``: add the gradient of ``l1 sum|p| + l2 sum p^2`` (Keras' ``L1L2``).
+    - ``maximize``: ascend.
+    - ``check_finite``: skip the whole step when a gradient holds NaN or Inf
+      (``step`` returns False and ``skipped_steps`` counts it).
+    """
+
+    #: names of the state buffers, in the kernel's argument order
+    state_names: Sequence[str] = ()
+    defaults: Dict[str, Any] = {}
+
+    def __init__(self, params: ParamsT, **hyper: Any) -> None:
+        unknown = set(hyper) - set(self.defaults) - set(COMMON)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unknown hyperparameters {sorted(unknown)}")
+        base = {**COMMON, **self.defaults, **hyper}
+        self.param_groups: List[Dict[str, Any]] = []
+        groups = list(params)
+        if not groups:
+            raise ValueError("params is empty: give the arrays to optimize")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for i, g in enumerate(groups):
+            group = {**base, **g, "params": list(g["params"])}
+            self._check_group(group, i)
+            self.param_groups.append(group)
+        self.state: List[Dict[str, Any]] = [self._new_state(g) for g in self.param_groups]
+        self.skipped_steps = 0
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    def _check_group(self, group: Dict[str, Any], index: int) -> None:
+        params = group["params"]
+        if not params:
+            raise ValueError(f"param_groups[{index}] has no params")
+        for j, p in enumerate(params):
+            if not isinstance(p, np.ndarray):
+                raise TypeError(f"params[{j}] must be a numpy.ndarray, got {type(p).__name__}")
+            if p.dtype not in (np.float32, np.float64):
+                raise TypeError(f"params[{j}] has dtype {p.dtype}; fastopt optimizes float32 or float64 arrays")
+            if p.dtype != params[0].dtype:
+                raise TypeError(f"params[{j}] is {p.dtype} but params[0] is {params[0].dtype}: one dtype per group")
+        lr = group.get("lr", 0.0)
+        if not (isinstance(lr, (int, float)) and lr >= 0 and math.isfinite(lr)):
+            raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
+        for name in ("clipnorm", "clipvalue", "global_clipnorm"):
+            v = group[name]
+            if v is not None and not v > 0:
+                raise ValueError(f"{name} must be > 0 or None, got {v!r}")
+        for name in ("l1", "l2"):
+            if not group[name] >= 0:
+                raise ValueError(f"{name} must be >= 0, got {group[name]!r}")
+
+    def _initial_value(self, name: str, group: Dict[str, Any]) -> float:
+        return 0.0
+
+    def _needed_states(self, group: Dict[str, Any]) -> Sequence[str]:
+        """The states this group's options use (e.g. no momentum buffer without momentum)."""
+        return self.state_names
+
+    def _new_state(self, group: Dict[str, Any]) -> Dict[str, Any]:
+        params = group["params"]
+        total = sum(p.size for p in params)
+        state: Dict[str, Any] = {"step": 0}
+        for name in self._needed_states(group):
+            flat = np.full(total, self._initial_value(name, group), dtype=params[0].dtype)
+            state[name] = flat
+            state[name + "_views"] = _views(flat, params)
+        return state
+
+    # -- the step ----------------------------------------------------------------------------
+
+    def step(self, grads: Union[Sequence[np.ndarray], Sequence[Sequence[np.ndarray]]]) -> bool:
+        """Update every parameter in place from ``grads`` (one array per parameter, in order; or
+        one list per group).  Returns False if ``check_finite`` skipped the step."""
+        per_group = self._split(grads)
+        applied = True
+        for group, state, g in zip(self.param_groups, self.state, per_group):
+            opts = self._fused_options(group, g)
+            if opts is None:
+                applied = False
+                continue
+            state["step"] += 1
+            ok = self._update(group, state, g, opts)
+            if not ok:
+                state["step"] -= 1
+                applied = False
+        if not applied:
+            self.skipped_steps += 1
+        return applied
+
+    def _split(self, grads) -> List[List[np.ndarray]]:
+        grads = list(grads)
+        if len(self.param_groups) > 1 and grads and isinstance(grads[0], (list, tuple)):
+            out = [list(g) for g in grads]
+        else:
+            out, k = [], 0
+            for group in self.param_groups:
+                n = len(group["params"])
+                out.append(grads[k:k + n])
+                k += n
+            if k != len(grads):
+                raise ValueError(f"grads has {len(grads)} arrays but the optimizer has {k} parameters")
+        for group, g in zip(self.param_groups, out):
+            if len(g) != len(group["params"]):
+                raise ValueError(f"grads has {len(g)} arrays for a group of {len(group['params'])} parameters")
+        return out
+
+    def _fused_options(self, group: Dict[str, Any], grads: List[np.ndarray]) -> Optional[Dict[str, Any]]:
+        opts: Dict[str, Any] = {"maximize": group["maximize"], "l1": group["l1"], "l2": group["l2"],
+                                "check_finite": group["check_finite"], "clip_value": group["clipvalue"]}
+        if group["clipnorm"] is not None:
+            norms = F.array_norms(grads)
+            if group["check_finite"] and not np.all(np.isfinite(norms)):
+                return None
+            for g, n in zip(grads, norms):
+                if n > group["clipnorm"]:
+                    F.scale_(g, group["clipnorm"] / n)
+        if group["global_clipnorm"] is not None:
+            total = F.global_norm(grads)
+            if group["check_finite"] and not math.isfinite(total):
+                return None
+            opts["grad_scale"] = F.clip_coef(total, group["global_clipnorm"])
+        return opts
+
+    def _update(self, group: Dict[str, Any], state: Dict[str, Any], grads: List[np.ndarray],
+                opts: Dict[str, Any]) -> bool:
+        raise NotImplementedError
+
+    def views(self, state: Dict[str, Any], name: str) -> Optional[List[np.ndarray]]:
+        return state.get(name + "_views")
+
+    # -- learning rate and checkpoints -------------------------------------------------------
+
+    @property
+    def lr(self) -> float:
+        return self.param_groups[0]["lr"]
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        if not (value >= 0 and math.isfinite(value)):
+            raise ValueError(f"lr must be a finite number >= 0, got {value!r}")
+        for g in self.param_groups:
+            g["lr"] = float(value)
+
+    def state_dict(self) -> Dict[str, Any]:
+        """Hyperparameters and copies of the state buffers (no parameters), as torch's."""
+        return {
+            "param_groups": [{k: v for k, v in g.items() if k != "params"} for g in self.param_groups],
+            "state": [{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()
+                       if not k.endswith("_views")} for s in self.state],
+            "skipped_steps": self.skipped_steps,
+        }
+
+    def load_state_dict(self, sd: Dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned; the next step continues bit for bit."""
+        if len(sd["state"]) != len(self.param_groups):
+            raise ValueError(f"state_dict has {len(sd['state'])} groups, the optimizer {len(self.param_groups)}")
+        for group, state, saved_group, saved in zip(self.param_groups, self.state, sd["param_groups"], sd["state"]):
+            for name in self._needed_states(group):
+                if name not in saved:
+                    raise ValueError(f"state_dict has no {name!r} state")
+                buf = np.asarray(saved[name])
+                if buf.shape != state[name].shape:
+                    raise ValueError(f"state {name!r} has {buf.size} elements, the parameters {state[name].size}")
+                state[name][...] = buf
+            for k, v in saved.items():
+                if k not in self.state_names:
+                    state[k] = v
+            group.update({k: v for k, v in saved_group.items() if k != "params"})
+        self.skipped_steps = int(sd.get("skipped_steps", 0))
+
+
+def _views(flat: np.ndarray, params: Sequence[np.ndarray]) -> List[np.ndarray]:
+    out, k = [], 0
+    for p in params:
+        out.append(flat[k:k + p.size].reshape(p.shape))
+        k += p.size
+    return out

@@ -1,0 +1,183 @@
+"""Learning-rate schedules: small objects with the learning rate at step t (``schedule(t)``).
+
+t counts optimizer steps from 0.  Names and formulas follow torch.optim.lr_scheduler and
+Keras/optax where those differ only in spelling.  Compose: ``Warmup(CosineAnnealing(...), 500)``.
+"""
+from __future__ import annotations
+
+import bisect
+import math
+from typing import Optional, Sequence
+
+
+class Schedule:
+    def __call__(self, t: int) -> float:
+        raise NotImplementedError
+
+    def plot(self, steps: int, path: Optional[str] = None, ax=None):
+        """Draw the schedule over ``steps`` steps (matplotlib); save to ``path`` if given."""
+        import matplotlib
+        if path is not None:
+            matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        own = ax is None
+        if own:
+            fig, ax = plt.subplots(figsize=(6, 3.5))
+        ax.plot(range(steps), [self(t) for t in range(steps)])
+        ax.set_xlabel("step")
+        ax.set_ylabel("learning rate")
+        ax.set_title(repr(self))
+        if own and path is not None:
+            fig.tight_layout()
+            fig.savefig(path, dpi=110)
+            plt.close(fig)
+        return ax
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+
+def _positive(name: str, value: float) -> float:
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value!r}")
+    return value
+
+
+class Constant(Schedule):
+    def __init__(self, lr: float):
+        self.lr = lr
+
+    def __call__(self, t: int) -> float:
+        return self.lr
+
+
+class StepDecay(Schedule):
+    """lr * gamma ** (t // step_size), as torch's StepLR."""
+
+    def __init__(self, lr: float, step_size: int, gamma: float = 0.1):
+        self.lr, self.step_size, self.gamma = lr, int(_positive("step_size", step_size)), gamma
+
+    def __call__(self, t: int) -> float:
+        return self.lr * self.gamma ** (t // self.step_size)
+
+
+class MultiStep(Schedule):
+    """lr * gamma ** (number of milestones <= t), as torch's MultiStepLR."""
+
+    def __init__(self, lr: float, milestones: Sequence[int], gamma: float = 0.1):
+        self.lr, self.milestones, self.gamma = lr, sorted(int(m) for m in milestones), gamma
+
+    def __call__(self, t: int) -> float:
+        return self.lr * self.gamma ** bisect.bisect_right(self.milestones, t)
+
+
+class Exponential(Schedule):
+    """lr * gamma ** (t / decay_steps) (Keras' ExponentialDecay; decay_steps=1 is torch's ExponentialLR)."""
+
+    def __init__(self, lr: float, gamma: float, decay_steps: int = 1, staircase: bool = False):
+        self.lr, self.gamma, self.decay_steps, self.staircase = lr, gamma, _positive("decay_steps", decay_steps), staircase
+
+    def __call__(self, t: int) -> float:
+        e = t / self.decay_steps
+        return self.lr * self.gamma ** (math.floor(e) if self.staircase else e)
+
+
+class CosineAnnealing(Schedule):
+    """eta_min + (lr - eta_min) (1 + cos(pi t / T_max)) / 2, held at eta_min after T_max."""
+
+    def __init__(self, lr: float, T_max: int, eta_min: float = 0.0):
+        self.lr, self.T_max, self.eta_min = lr, int(_positive("T_max", T_max)), eta_min
+
+    def __call__(self, t: int) -> float:
+        t = min(t, self.T_max)
+        return self.eta_min + (self.lr - self.eta_min) * (1 + math.cos(math.pi * t / self.T_max)) / 2
+
+
+class CosineWarmRestarts(Schedule):
+    """SGDR (Loshchilov & Hutter, 2017), as torch's CosineAnnealingWarmRestarts: cosine cycles of
+    T_0, T_0 T_mult, T_0 T_mult^2, ... steps, each restarting at lr."""
+
+    def __init__(self, lr: float, T_0: int, T_mult: int = 1, eta_min: float = 0.0):
+        if int(T_mult) < 1:
+            raise ValueError(f"T_mult must be an integer >= 1, got {T_mult!r}")
+        self.lr, self.T_0, self.T_mult, self.eta_min = lr, int(_positive("T_0", T_0)), int(T_mult), eta_min
+
+    def __call__(self, t: int) -> float:
+        T_i, t_cur = self.T_0, t
+        while t_cur >= T_i:
+            t_cur -= T_i
+            T_i *= self.T_mult
+        return self.eta_min + (self.lr - self.eta_min) * (1 + math.cos(math.pi * t_cur / T_i)) / 2
+
+
+class Warmup(Schedule):
+    """Linear warm-up from ``start_factor * after(0)`` to ``after(0)`` over ``warmup_steps``, then
+    ``after(t - warmup_steps)``: composes with any schedule (or a constant lr)."""
+
+    def __init__(self, after, warmup_steps: int, start_factor: float = 0.0):
+        self.after = after if isinstance(after, Schedule) else Constant(float(after))
+        self.warmup_steps, self.start_factor = int(_positive("warmup_steps", warmup_steps)), start_factor
+
+    def __call__(self, t: int) -> float:
+        if t < self.warmup_steps:
+            f = self.start_factor + (1 - self.start_factor) * t / self.warmup_steps
+            return f * self.after(0)
+        return self.after(t - self.warmup_steps)
+
+
+class OneCycle(Schedule):
+    """One-cycle (Smith & Topin, 2018), as torch's OneCycleLR with cosine annealing: from
+    max_lr/div_factor up to max_lr over pct_start of total_steps, then down to
+    max_lr/(div_factor*final_div_factor)."""
+
+    def __init__(self, max_lr: float, total_steps: int, pct_start: float = 0.3, div_factor: float = 25.0,
+                 final_div_factor: float = 1e4):
+        self.max_lr, self.total_steps, self.pct_start = max_lr, int(_positive("total_steps", total_steps)), pct_start
+        self.div_factor, self.final_div_factor = div_factor, final_div_factor
+
+    def __call__(self, t: int) -> float:
+        initial = self.max_lr / self.div_factor
+        final = initial / self.final_div_factor
+        up = max(1.0, self.pct_start * self.total_steps - 1)
+        t = min(t, self.total_steps - 1)
+
+        def cos(a, b, frac):
+            return b + (a - b) * (1 + math.cos(math.pi * frac)) / 2
+        if t <= up:
+            return cos(initial, self.max_lr, t / up)
+        return cos(self.max_lr, final, (t - up) / max(1.0, self.total_steps - 1 - up))
+
+
+class ReduceOnPlateau(Schedule):
+    """torch's ReduceLROnPlateau (mode min, relative threshold): ``update(metric)`` once an epoch;
+    after ``patience`` epochs without improvement the rate is multiplied by ``factor``."""
+
+    def __init__(self, lr: float, factor: float = 0.1, patience: int = 10, threshold: float = 1e-4,
+                 cooldown: int = 0, min_lr: float = 0.0):
+        if not 0 < factor < 1:
+            raise ValueError(f"factor must be in (0, 1), got {factor!r}")
+        self.lr, self.factor, self.patience, self.threshold = lr, factor, patience, threshold
+        self.cooldown, self.min_lr = cooldown, min_lr
+        self._best, self._bad, self._cool, self._current = math.inf, 0, 0, lr
+
+    def update(self, metric: float) -> float:
+        if metric < self._best * (1 - self.threshold):
+            self._best, self._bad = metric, 0
+        else:
+            self._bad += 1
+        if self._cool > 0:
+            self._cool -= 1
+            self._bad = 0
+        if self._bad > self.patience:
+            self._current = max(self._current * self.factor, self.min_lr)
+            self._cool, self._bad = self.cooldown, 0
+        return self._current
+
+    def __call__(self, t: int) -> float:
+        return self._current
+
+
+SCHEDULES = {"constant": Constant, "step": StepDecay, "multistep": MultiStep, "exponential": Exponential,
+             "cosine": CosineAnnealing, "cosine_restarts": CosineWarmRestarts, "onecycle": OneCycle,
+             "plateau": ReduceOnPlateau}

@@ -1,0 +1,245 @@
+"""Mini-batch training of an MLP with a fastopt optimizer: schedules, early stopping, history."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from .. import optim
+from ..nn.losses import LOSSES
+from ..nn.mlp import MLP
+from ..schedules import ReduceOnPlateau, Schedule
+
+
+@dataclass
+class EarlyStopping:
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs (Keras)."""
+    monitor: str = "val_loss"
+    patience: int = 5
+    min_delta: float = 0.0
+    restore_best_weights: bool = True
+    mode: str = "auto"  # "min", "max", or from the name ("acc"/"accuracy" -> max)
+
+    def __post_init__(self):
+        if self.mode == "auto":
+            self.mode = "max" if "acc" in self.monitor else "min"
+        if self.mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min', 'max' or 'auto', got {self.mode!r}")
+        if self.patience < 0:
+            raise ValueError(f"patience must be >= 0, got {self.patience!r}")
+
+
+@dataclass
+class History:
+    history: Dict[str, List[float]] = field(default_factory=dict)
+    stopped_epoch: Optional[int] = None
+    best_epoch: Optional[int] = None
+    stop_reason: str = "completed"
+
+    def add(self, **values: float) -> None:
+        for k, v in values.items():
+            self.history.setdefault(k, []).append(float(v))
+
+
+def accuracy(model: MLP, X: np.ndarray, y: np.ndarray) -> float:
+    out = model.predict_output(X)
+    if out.shape[1] == 1:
+        return float(((out[:, 0] > 0.5) == (np.asarray(y).reshape(-1) > 0.5)).mean())
+    y = np.asarray(y)
+    labels = y.argmax(axis=1) if y.ndim == 2 else y
+    return float((out.argmax(axis=1) == labels).mean())
+
+
+def _check_data(X, y, name="X"):
+    X = np.asarray(X)
+    y = np.asarray(y)
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (samples, features), got shape {X.shape}")
+    if len(X) != len(y):
+        raise ValueError(f"{name} has {len(X)} samples but y has {len(y)}")
+    if len(X) == 0:
+        raise ValueError(f"{name} is empty")
+    if not np.all(np.isfinite(X)):
+        raise ValueError(f"{name} contains NaN or infinity")
+    if np.issubdtype(y.dtype, np.floating) and not np.all(np.isfinite(y)):
+        raise ValueError("y contains NaN or infinity")
+    return X, y
+
+
+class Trainer:
+    """``Trainer(model, "adam", lr=1e-3).fit(X, y, epochs=20, batch_size=32)``.
+
+    optimizer: a name from :data:`fastopt.optim.OPTIMIZERS` (with ``optimizer_kwargs``) or an
+    :class:`~fastopt.optim.Optimizer` built over ``[model.params]``.  lr: a float or a
+    :class:`~fastopt.schedules.Schedule` evaluated at every step (``ReduceOnPlateau`` once an epoch
+    on the validation loss).
+    """
+
+    def __init__(self, model: MLP, optimizer: Union[str, optim.Optimizer] = "adam",
+                 lr: Union[float, Schedule] = 1e-3, loss: str = "softmax_cross_entropy",
+                 early_stopping: Optional[EarlyStopping] = None, **optimizer_kwargs: Any):
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; choose from {', '.join(LOSSES)}")
+        self.model, self.loss, self.early_stopping = model, loss, early_stopping
+        self.schedule = lr if isinstance(lr, Schedule) else None
+        if not isinstance(lr, Schedule) and not (isinstance(lr, (int, float)) and lr > 0):
+            raise ValueError(f"lr must be > 0 or a Schedule, got {lr!r}")
+        lr0 = self.schedule(0) if self.schedule else float(lr)
+        if isinstance(optimizer, optim.Optimizer):
+            self.optimizer = optimizer
+        else:
+            self.optimizer = optim.get(optimizer, [model.params], lr=lr0, **optimizer_kwargs)
+        self.steps = 0
+
+    def fit(self, X, y, epochs: int = 10, batch_size: int = 32, validation_split: float = 0.0,
+            validation_data: Optional[Tuple[np.ndarray, np.ndarray]] = None, shuffle: bool = True,
+            seed: Optional[int] = 0, verbose: bool = True) -> History:
+        X, y = _check_data(X, y)
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+        if int(epochs) < 1:
+            raise ValueError(f"epochs must be >= 1, got {epochs!r}")
+        if not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+        rng = np.random.default_rng(seed)
+        if validation_data is None and validation_split > 0:
+            idx = rng.permutation(len(X))
+            n_val = max(1, int(round(validation_split * len(X))))
+            validation_data = (X[idx[:n_val]], y[idx[:n_val]])
+            X, y = X[idx[n_val:]], y[idx[n_val:]]
+        if validation_data is not None:
+            validation_data = _check_data(*validation_data, name="validation_data X")
+        es = self.early_stopping
+        if es is not None and es.monitor.startswith("val_") and validation_data is None:
+            raise ValueError(f"early stopping monitors {es.monitor!r} but there is no validation data")
+        fn, _ = LOSSES[self.loss]
+        history = History()
+        best, best_weights, wait = None, None, 0
+        last_good = self.model.get_weights()
+        bar = _bar(epochs, verbose)
+        n = len(X)
+        for epoch in range(int(epochs)):
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            total, count = 0.0, 0
+            for start in range(0, n, int(batch_size)):
+                b = order[start:start + int(batch_size)]
+                if self.schedule is not None:
+                    self.optimizer.lr = self.schedule(self.steps)
+                value = self.model.loss_and_grad(X[b], y[b], self.loss, train=True)
+                if not math.isfinite(value):
+                    self.model.set_weights(last_good)
+                    history.stop_reason = f"loss became {value} at epoch {epoch + 1}: stopped, last good weights kept"
+                    history.stopped_epoch = epoch + 1
+                    bar.close()
+                    if verbose:
+                        print(history.stop_reason)
+                    return history
+                self.optimizer.step([self.model.grads])
+                self.steps += 1
+                total += value * len(b)
+                count += len(b)
+            if np.all(np.isfinite(self.model.params)):
+                last_good = self.model.get_weights()
+            row = {"loss": total / count, "lr": self.optimizer.lr}
+            if self.loss != "mse":
+                row["accuracy"] = accuracy(self.model, X, y)
+            if validation_data is not None:
+                Xv, yv = validation_data
+                row["val_loss"] = fn(self.model.forward(Xv), yv)[0]
+                if self.loss != "mse":
+                    row["val_accuracy"] = accuracy(self.model, Xv, yv)
+            history.add(**row)
+            if isinstance(self.schedule, ReduceOnPlateau):
+                self.schedule.update(row.get("val_loss", row["loss"]))
+            bar.update(row)
+            if es is not None:
+                if es.monitor not in row:
+                    raise ValueError(f"early stopping monitors {es.monitor!r}; the history has {sorted(row)}")
+                cur = row[es.monitor]
+                better = best is None or (cur < best - es.min_delta if es.mode == "min" else cur > best + es.min_delta)
+                if better:
+                    best, wait, history.best_epoch = cur, 0, epoch + 1
+                    best_weights = self.model.get_weights() if es.restore_best_weights else None
+                else:
+                    wait += 1
+                    if wait >= es.patience:
+                        history.stopped_epoch = epoch + 1
+                        history.stop_reason = f"early stopping: {es.monitor} did not improve for {es.patience} epochs"
+                        break
+        bar.close()
+        if es is not None and es.restore_best_weights and best_weights is not None:
+            self.model.set_weights(best_weights)
+        return history
+
+    def evaluate(self, X, y) -> Dict[str, float]:
+        X, y = _check_data(X, y)
+        fn, _ = LOSSES[self.loss]
+        out = {"loss": fn(self.model.forward(X), y)[0]}
+        if self.loss != "mse":
+            out["accuracy"] = accuracy(self.model, X, y)
+        return out
+
+    def save(self, path: str) -> None:
+        """Model weights, its layout and the optimizer state in one .npz."""
+        import json
+        sd = self.optimizer.state_dict()
+        arrays = {f"opt_{i}_{k}": v for i, s in enumerate(sd["state"]) for k, v in s.items()
+                  if isinstance(v, np.ndarray)}
+        meta = {"model": self.model.config(), "loss": self.loss, "steps": self.steps,
+                "optimizer": type(self.optimizer).__name__.lower(),
+                "param_groups": sd["param_groups"], "skipped_steps": sd["skipped_steps"],
+                "scalars": [{k: v for k, v in s.items() if not isinstance(v, np.ndarray)} for s in sd["state"]]}
+        np.savez(path, params=self.model.params, meta=json.dumps(meta, default=list), **arrays)
+
+    @classmethod
+    def load(cls, path: str) -> "Trainer":
+        """The trainer :meth:`save` wrote; training continues bit for bit."""
+        import json
+        from ..nn.mlp import Dense
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            cfg = meta["model"]
+            model = MLP(cfg["n_inputs"], [Dense(**layer) for layer in cfg["layers"]], dtype=cfg["dtype"], seed=None)
+            model.set_weights(z["params"])
+            groups = meta["param_groups"]
+            hyper = {k: (tuple(v) if isinstance(v, list) else v) for k, v in groups[0].items()}
+            trainer = cls(model, meta["optimizer"], lr=hyper.pop("lr"), loss=meta["loss"], **hyper)
+            state = []
+            for i, scalars in enumerate(meta["scalars"]):
+                s = dict(scalars)
+                for key in z.files:
+                    if key.startswith(f"opt_{i}_"):
+                        s[key[len(f"opt_{i}_"):]] = z[key]
+                state.append(s)
+            trainer.optimizer.load_state_dict({"param_groups": groups, "state": state,
+                                               "skipped_steps": meta["skipped_steps"]})
+            trainer.steps = meta["steps"]
+        return trainer
+
+
+def _bar(epochs: int, enabled: bool):
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        tqdm = None
+
+    class Bar:
+        def __init__(self):
+            self.t = tqdm(total=epochs, disable=not enabled, unit="epoch", leave=False) if tqdm else None
+            self.k = 0
+
+        def update(self, row):
+            self.k += 1
+            text = " ".join(f"{k}={v:.4g}" for k, v in row.items())
+            if self.t is not None:
+                self.t.set_postfix_str(text, refresh=False)
+                self.t.update()
+            elif enabled:
+                print(f"epoch {self.k}/{epochs} {text}")
+
+        def close(self):
+            if self.t is not None:
+                self.t.close()
+    return Bar()

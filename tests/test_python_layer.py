@@ -1,0 +1,242 @@
+"""Optimizer classes, schedules, the flat-buffer MLP, the trainer and the train command."""
+import math
+
+import numpy as np
+import pytest
+
+import fastopt
+from fastopt import optim, schedules as S
+from fastopt.nn import MLP, Dense, gradient_check
+from fastopt.train import EarlyStopping, Trainer
+
+
+def params_and_grads(seed=0, sizes=((30, 4), (4,), (1000,))):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(s).astype(np.float32) for s in sizes], rng
+
+
+@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
+def test_optimizer_equals_functional_kernel_and_resumes_bit_identically(name, tmp_path):
+    """A class step is its kernel; state_dict then load_state_dict continues bit for bit."""
+    params, rng = params_and_grads()
+    grads = [[rng.standard_normal(p.shape).astype(np.float32) for p in params] for _ in range(6)]
+    opt = optim.get(name, [p.copy() for p in params], lr=1e-2)
+    ref_params = [p.copy() for p in params]
+    ref = optim.get(name, ref_params, lr=1e-2)
+    for g in grads[:3]:
+        opt.step(g)
+        ref.step(g)
+    sd = opt.state_dict()
+    resumed_params = [p.copy() for p in opt.param_groups[0]["params"]]
+    resumed = optim.get(name, resumed_params, lr=1e-2)
+    resumed.load_state_dict(sd)
+    for g in grads[3:]:
+        ref.step(g)
+        resumed.step(g)
+    for a, b in zip(ref_params, resumed_params):
+        assert np.array_equal(a, b)
+    assert not np.array_equal(ref_params[2], params[2])
+
+
+def test_sgd_class_matches_torch_semantics_against_functional():
+    params, rng = params_and_grads()
+    g = [rng.standard_normal(p.shape).astype(np.float32) for p in params]
+    a = [p.copy() for p in params]
+    opt = optim.SGD(a, lr=0.1, momentum=0.9, nesterov=True)
+    opt.step(g)
+    b = [p.copy() for p in params]
+    bufs = [np.zeros_like(p) for p in params]
+    fastopt.sgd_(b, g, bufs, step=1, lr=0.1, momentum=0.9, nesterov=True)
+    for x, y in zip(a, b):
+        assert np.array_equal(x, y)
+
+
+def test_param_groups_and_fused_options():
+    params, rng = params_and_grads()
+    g = [rng.standard_normal(p.shape).astype(np.float32) * 100 for p in params]
+    a = [p.copy() for p in params]
+    opt = optim.Adam([{"params": a[:2], "lr": 0.1}, {"params": a[2:]}], lr=0.01, global_clipnorm=1.0, clipvalue=0.5)
+    opt.step(g)
+    b = [p.copy() for p in params]
+    m, v = [np.zeros_like(p) for p in b], [np.zeros_like(p) for p in b]
+    for sl, lr in ((slice(0, 2), 0.1), (slice(2, 3), 0.01)):
+        scale = fastopt.clip_coef(fastopt.global_norm(g[sl]), 1.0)
+        fastopt.adam_(b[sl], g[sl], m[sl], v[sl], step=1, lr=lr, grad_scale=scale, clip_value=0.5)
+    for x, y in zip(a, b):
+        assert np.array_equal(x, y)
+
+
+def test_check_finite_skips_and_counts():
+    params, rng = params_and_grads()
+    before = [p.copy() for p in params]
+    opt = optim.AdamW(params, check_finite=True)
+    g = [np.full(p.shape, np.nan, np.float32) for p in params]
+    assert opt.step(g) is False and opt.skipped_steps == 1 and opt.state[0]["step"] == 0
+    for a, b in zip(params, before):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("bad,match", [
+    (lambda p: optim.Adam(p, lr=-1), "lr must be"),
+    (lambda p: optim.Adam(p, betas=(1.5, 0.9)).step([np.zeros_like(x) for x in p]), "beta1"),
+    (lambda p: optim.SGD(p, lr=0.1, momentum=0.9).step([np.zeros(3, np.float32)]), "grads has 1 arrays"),
+    (lambda p: optim.get("adamq", p), "unknown optimizer"),
+    (lambda p: optim.Adam([]), "params is empty"),
+    (lambda p: optim.Adam(p, clipnorm=0.0), "clipnorm must be > 0"),
+])
+def test_optimizer_bad_input(bad, match):
+    params, _ = params_and_grads()
+    with pytest.raises((ValueError, TypeError), match=match):
+        bad(params)
+
+
+def test_schedules_match_torch_formulas():
+    torch = pytest.importorskip("torch")
+    p = torch.nn.Parameter(torch.zeros(1))
+    pairs = [
+        (S.StepDecay(0.1, 7, 0.5), lambda o: torch.optim.lr_scheduler.StepLR(o, 7, 0.5)),
+        (S.MultiStep(0.1, [3, 11], 0.3), lambda o: torch.optim.lr_scheduler.MultiStepLR(o, [3, 11], 0.3)),
+        (S.Exponential(0.1, 0.9), lambda o: torch.optim.lr_scheduler.ExponentialLR(o, 0.9)),
+        (S.CosineAnnealing(0.1, 20, 1e-3), lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, 20, 1e-3)),
+        (S.CosineWarmRestarts(0.1, 5, 2, 1e-3),
+         lambda o: torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(o, 5, 2, 1e-3)),
+        (S.OneCycle(0.1, 40), lambda o: torch.optim.lr_scheduler.OneCycleLR(o, 0.1, total_steps=40)),
+    ]
+    for ours, make in pairs:
+        opt = torch.optim.SGD([p], lr=0.1)
+        sched = make(opt)
+        # past T_max torch's cosine climbs again; ours holds eta_min, as Keras' and optax's cosine decay
+        for t in range(21 if isinstance(ours, S.CosineAnnealing) else 40):
+            assert ours(t) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-9, abs=1e-12), (ours, t)
+            opt.step()
+            sched.step()
+
+
+def test_warmup_and_plateau(tmp_path):
+    w = S.Warmup(S.CosineAnnealing(1.0, 10), 5)
+    assert [w(t) for t in (0, 5)] == [0.0, 1.0] and w(3) == pytest.approx(0.6)
+    r = S.ReduceOnPlateau(1.0, factor=0.5, patience=1)
+    for loss in (1.0, 1.0, 1.0):
+        r.update(loss)
+    assert r(0) == 0.5
+    w.plot(20, str(tmp_path / "s.png"))
+    assert (tmp_path / "s.png").stat().st_size > 1000
+
+
+def test_mlp_parameters_are_one_buffer_and_gradients_check():
+    m = MLP(5, [Dense(8, "tanh"), Dense(6, "relu"), Dense(3, "softmax")], dtype=np.float64)
+    assert all(np.shares_memory(w, m.params) for w in m.W + m.b)
+    assert all(np.shares_memory(w, m.grads) for w in m.dW + m.db)
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((16, 5)), rng.integers(0, 3, 16)
+    for loss in ("softmax_cross_entropy", "focal"):
+        assert gradient_check(m, X, y, loss) < 1e-5
+
+
+def test_xor():
+    X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
+    y = np.array([0, 1, 1, 0])
+    m = MLP(2, [Dense(8, "tanh"), Dense(2, "softmax")], seed=1)
+    Trainer(m, "adam", lr=0.05).fit(X, y, epochs=300, batch_size=4, verbose=False)
+    assert np.array_equal(m.predict_output(X).argmax(axis=1), y)
+
+
+def test_linear_regression_recovers_slope():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (500, 1)).astype(np.float32)
+    y = 3 * x[:, 0] + rng.normal(0, 0.1, 500)
+    m = MLP(1, [Dense(1, "identity")])
+    Trainer(m, "sgd", lr=0.1, loss="mse").fit(x, y, epochs=50, batch_size=32, verbose=False)
+    assert m.W[0][0, 0] == pytest.approx(3.0, abs=0.05)
+
+
+def digits():
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    X, y = load_digits(return_X_y=True)
+    return train_test_split(X / 16.0, y, test_size=0.25, random_state=0, stratify=y)
+
+
+def test_digits_above_95_percent_with_adam():
+    X_train, X_test, y_train, y_test = digits()
+    m = MLP(64, [Dense(64), Dense(10, "softmax")])
+    t = Trainer(m, "adam", lr=1e-3, early_stopping=EarlyStopping(patience=5))
+    t.fit(X_train, y_train, epochs=40, validation_split=0.1, verbose=False)
+    assert t.evaluate(X_test, y_test)["accuracy"] > 0.95
+
+
+@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
+def test_every_optimizer_reduces_the_loss(name):
+    X_train, _, y_train, _ = digits()
+    lr = {"sgd": 0.05, "adadelta": 1.0, "adagrad": 0.05, "adamax": 1e-2, "radam": 1e-2, "lion": 1e-3, "lamb": 1e-2}.get(name, 1e-3)
+    m = MLP(64, [Dense(32), Dense(10, "softmax")])
+    h = Trainer(m, name, lr=lr).fit(X_train[:600], y_train[:600], epochs=5, verbose=False)
+    assert h.history["loss"][-1] < 0.8 * h.history["loss"][0]
+
+
+def test_save_load_resumes_bit_identically(tmp_path):
+    X_train, _, y_train, _ = digits()
+    m = MLP(64, [Dense(16), Dense(10, "softmax")])
+    t = Trainer(m, "nadam", lr=1e-3)
+    t.fit(X_train, y_train, epochs=2, verbose=False, seed=1)
+    t.save(tmp_path / "ckpt.npz")
+    t2 = Trainer.load(str(tmp_path / "ckpt.npz"))
+    t.fit(X_train, y_train, epochs=1, verbose=False, seed=2)
+    t2.fit(X_train, y_train, epochs=1, verbose=False, seed=2)
+    assert np.array_equal(t.model.params, t2.model.params)
+
+
+def test_early_stopping_restores_best_weights():
+    X_train, _, y_train, _ = digits()
+    m = MLP(64, [Dense(32), Dense(10, "softmax")])
+    t = Trainer(m, "sgd", lr=3.0, early_stopping=EarlyStopping(patience=2))  # lr too large: val loss climbs
+    h = t.fit(X_train, y_train, epochs=30, validation_split=0.2, verbose=False)
+    assert h.stopped_epoch is not None
+    best = h.best_epoch - 1
+    assert min(h.history["val_loss"]) == h.history["val_loss"][best]
+
+
+def test_nan_loss_stops_and_keeps_last_good_weights():
+    X = np.ones((8, 2), np.float32)
+    y = np.array([0, 1] * 4)
+    m = MLP(2, [Dense(2, "softmax")])
+    t = Trainer(m, "sgd", lr=1e30)
+    h = t.fit(X * 1e10, y, epochs=5, batch_size=8, verbose=False)
+    assert "loss became" in h.stop_reason
+    assert np.all(np.isfinite(m.params))
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"X": np.ones((4, 3)), "y": np.ones(5)}, "4 samples but y has 5"),
+    ({"X": np.full((4, 2), np.nan), "y": np.ones(4)}, "NaN"),
+    ({"X": np.ones(4), "y": np.ones(4)}, "2-D"),
+    ({"batch_size": 0}, "batch_size must be >= 1"),
+])
+def test_trainer_bad_input(kwargs, match):
+    m = MLP(2, [Dense(2, "softmax")])
+    args = {"X": np.ones((4, 2)), "y": np.array([0, 1, 0, 1]), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        Trainer(m, "adam").fit(args.pop("X"), args.pop("y"), verbose=False, **args)
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        Trainer(m, "adamm")
+    with pytest.raises(ValueError, match="lr must be"):
+        Trainer(m, "adam", lr=0)
+
+
+def test_train_command_runs(tmp_path, capsys):
+    from fastopt.cli import main
+    assert main(["train", "--epochs", "15", "--no-progress", "--schedule", "cosine", "--warmup", "20",
+                 "--global-clipnorm", "5", "--l2", "1e-5", "--plot", str(tmp_path / "c.png")]) == 0
+    out = capsys.readouterr().out
+    acc = float(out.split("held-out accuracy: ")[1].split()[0])
+    assert acc > 0.9 and (tmp_path / "c.png").exists()
+
+
+def test_bench_command_runs(tmp_path, capsys):
+    from fastopt.cli import main
+    assert main(["bench", "--quick", "--no-progress", "--rules", "adam,sgd", "--threads", "1",
+                 "--json", str(tmp_path / "b.json")]) == 0
+    import json
+    data = json.loads((tmp_path / "b.json").read_text())
+    assert {r["rule"] for r in data["results"]} == {"adam", "sgd"}
+    assert all("probe" in r["peers"] and "fastopt" in r["peers"] for r in data["results"])
