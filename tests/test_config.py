@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 
 import fastopt
 from fastopt import _core
@@ -23,8 +24,9 @@ def test_best_isa_by_default():
 
 def _isa_in_subprocess(env):
     code = "import fastopt; print(fastopt.config()['isa'], fastopt.get_num_threads())"
+    # run outside the source folder, whose fastopt/ has no compiled core
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True,
-                         check=True)
+                         check=True, cwd=tempfile.gettempdir())
     return out.stdout.split(), out.stderr
 
 
