@@ -215,18 +215,19 @@ def fused_clip_steps(pr: Problem, max_norm: float = 1.0) -> Dict[str, Callable[[
         F.adamw_(pr.params, pr.grads, *pr.states, **kw)
 
     out = {"fastopt-fused": fused, "fastopt-separate": separate}
-    opt_step = torch_step(pr, "fused")
-    if opt_step is not None:
+    try:
         import torch
-        tensors = [torch.from_numpy(p) for p in pr.params]
-        for t, g in zip(tensors, pr.grads):
-            t.grad = torch.from_numpy(g)
-        opt = torch.optim.AdamW(tensors, fused=True, **hyper)
+    except ImportError:
+        return out
+    tensors = [torch.from_numpy(p) for p in pr.params]
+    for t, g in zip(tensors, pr.grads):
+        t.grad = torch.from_numpy(g)
+    opt = torch.optim.AdamW(tensors, fused=True, **hyper)
 
-        def torch_seq():
-            torch.nn.utils.clip_grad_norm_(tensors, max_norm)
-            opt.step()
-        out["torch-fused"] = torch_seq
+    def torch_seq():
+        torch.nn.utils.clip_grad_norm_(tensors, max_norm)
+        opt.step()
+    out["torch-fused"] = torch_seq
     return out
 
 
