@@ -13,4 +13,4 @@ __all__ = [
     "nadam_mu", "penalty", "radam_", "regularize_grad_", "rmsprop_", "scale_", "sgd_",
 ]
 
-from . import nn, optim, schedules, train  # noqa: E402  (the Python layer)
+from . import nn, optim, schedules, search, train  # noqa: E402  (the Python layer)

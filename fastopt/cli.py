@@ -163,57 +163,30 @@ def plot_results(results, path: str) -> None:
     plt.close(fig)
 
 
-def _schedule(args, steps_per_epoch: int):
-    from . import schedules as S
-    total = steps_per_epoch * args.epochs
-    name = args.schedule
-    if name == "constant":
-        sch = S.Constant(args.lr)
-    elif name == "step":
-        sch = S.StepDecay(args.lr, step_size=max(1, total // 3), gamma=0.1)
-    elif name == "exponential":
-        sch = S.Exponential(args.lr, gamma=0.01, decay_steps=max(1, total))
-    elif name == "cosine":
-        sch = S.CosineAnnealing(args.lr, T_max=max(1, total))
-    elif name == "cosine_restarts":
-        sch = S.CosineWarmRestarts(args.lr, T_0=max(1, total // 7), T_mult=2)
-    elif name == "onecycle":
-        sch = S.OneCycle(args.lr, total_steps=max(1, total))
-    elif name == "plateau":
-        sch = S.ReduceOnPlateau(args.lr, factor=0.5, patience=3)
-    else:
-        raise SystemExit(f"fastopt train: unknown schedule {name!r}; choose from {', '.join(S.SCHEDULES)}")
-    return S.Warmup(sch, args.warmup) if args.warmup > 0 and name != "plateau" else sch
-
-
 def train_main(args: argparse.Namespace) -> int:
     try:
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
     except ImportError:
         raise SystemExit("fastopt train needs scikit-learn for its data set: pip install 'fastopt[train]'") from None
-    from . import optim
-    from .nn import MLP, Dense
-    from .train import EarlyStopping, Trainer
+    from .train import recipe
 
-    if args.optimizer.lower() not in optim.OPTIMIZERS:
-        raise SystemExit(f"fastopt train: unknown optimizer {args.optimizer!r}; choose from {', '.join(optim.OPTIMIZERS)}")
-    if args.batch_size < 1 or args.epochs < 1 or not args.lr > 0:
-        raise SystemExit("fastopt train: --batch-size and --epochs must be >= 1 and --lr > 0")
     X, y = load_digits(return_X_y=True)
     X = X / 16.0
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=args.test_size, random_state=args.seed,
                                                         stratify=y)
-    hidden = [int(h) for h in args.hidden.split(",") if h]
-    layers = [Dense(h, args.activation, dropout=args.dropout) for h in hidden] + [Dense(10, "softmax")]
-    model = MLP(X.shape[1], layers, dtype=args.dtype, seed=args.seed)
-    steps_per_epoch = -(-int(len(X_train) * (1 - args.val_split)) // args.batch_size)
-    extra = {k: v for k, v in (("l1", args.l1), ("l2", args.l2), ("clipnorm", args.clipnorm),
-                               ("clipvalue", args.clipvalue), ("global_clipnorm", args.global_clipnorm)) if v}
-    if args.weight_decay is not None:
-        extra["weight_decay"] = args.weight_decay
-    es = EarlyStopping("val_loss", patience=args.patience) if args.patience > 0 and args.val_split > 0 else None
-    trainer = Trainer(model, args.optimizer, lr=_schedule(args, steps_per_epoch), early_stopping=es, **extra)
+    hidden = tuple(int(h) for h in args.hidden.split(",") if h)
+    settings = dict(hidden_layer_sizes=hidden, activation=args.activation, dropout=args.dropout,
+                    optimizer=args.optimizer, lr=args.lr, schedule=args.schedule, warmup=args.warmup,
+                    epochs=args.epochs, batch_size=args.batch_size, l1=args.l1, l2=args.l2,
+                    weight_decay=args.weight_decay, clipnorm=args.clipnorm, clipvalue=args.clipvalue,
+                    global_clipnorm=args.global_clipnorm, patience=args.patience if args.val_split > 0 else 0,
+                    validation_split=args.val_split, dtype=args.dtype)
+    try:
+        trainer, _ = recipe.build(X.shape[1], 10, len(X_train), seed=args.seed, **settings)
+    except (ValueError, TypeError) as e:
+        raise SystemExit(f"fastopt train: {e}") from None
+    model = trainer.model
     print(f"digits: {len(X_train)} training / {len(X_test)} held-out images, 64 pixels, 10 classes; "
           f"MLP 64-{'-'.join(map(str, hidden))}-10 ({model.n_params} parameters, {args.dtype}); "
           f"{args.optimizer} lr={args.lr} schedule={args.schedule} batch={args.batch_size}")

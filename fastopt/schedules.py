@@ -181,3 +181,45 @@ class ReduceOnPlateau(Schedule):
 SCHEDULES = {"constant": Constant, "step": StepDecay, "multistep": MultiStep, "exponential": Exponential,
              "cosine": CosineAnnealing, "cosine_restarts": CosineWarmRestarts, "onecycle": OneCycle,
              "plateau": ReduceOnPlateau}
+
+
+def make(name: str, lr: float, total_steps: int, warmup: int = 0) -> Schedule:
+    """A schedule by name, shaped for a run of ``total_steps`` optimizer steps; the choices used by
+    ``fastopt train``, the search and the scikit-learn estimators:
+
+    ========================  ======================================================
+    ``constant``              ``lr`` throughout
+    ``step``                  x0.1 after each third of the run
+    ``multistep``             x0.1 at 50% and again at 75% of the run
+    ``exponential``           smooth decay to ``lr / 100`` at the end
+    ``cosine``                cosine annealing to 0 over the run
+    ``cosine_restarts``       SGDR: restarts after 1/7, 3/7 of the run (T_mult 2)
+    ``onecycle``              one-cycle to peak ``lr`` at 30%
+    ``plateau``               x0.5 when the validation loss stalls for 3 epochs
+    ========================  ======================================================
+
+    ``warmup`` > 0 adds a linear warm-up over that many steps (not for ``plateau``).
+    """
+    _positive("lr", lr)
+    if int(warmup) < 0:
+        raise ValueError(f"warmup must be >= 0, got {warmup!r}")
+    total = max(1, int(total_steps))
+    if name == "constant":
+        sch: Schedule = Constant(lr)
+    elif name == "step":
+        sch = StepDecay(lr, step_size=max(1, total // 3), gamma=0.1)
+    elif name == "multistep":
+        sch = MultiStep(lr, milestones=[max(1, total // 2), max(2, 3 * total // 4)], gamma=0.1)
+    elif name == "exponential":
+        sch = Exponential(lr, gamma=0.01, decay_steps=total)
+    elif name == "cosine":
+        sch = CosineAnnealing(lr, T_max=total)
+    elif name == "cosine_restarts":
+        sch = CosineWarmRestarts(lr, T_0=max(1, total // 7), T_mult=2)
+    elif name == "onecycle":
+        sch = OneCycle(lr, total_steps=total)
+    elif name == "plateau":
+        return ReduceOnPlateau(lr, factor=0.5, patience=3)
+    else:
+        raise ValueError(f"unknown schedule {name!r}; choose from {', '.join(SCHEDULES)}")
+    return Warmup(sch, int(warmup)) if warmup else sch

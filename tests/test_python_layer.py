@@ -1,5 +1,4 @@
 """Optimizer classes, schedules, the flat-buffer MLP, the trainer and the train command."""
-import math
 
 import numpy as np
 import pytest

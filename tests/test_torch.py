@@ -9,7 +9,7 @@ NAdam in float64 is the exception: torch keeps its running mu_product as a float
 import numpy as np
 import pytest
 
-from cases import CASES, PRE, RULES, case_id, make_arrays, run_fastopt
+from cases import CASES, RULES, case_id, make_arrays, run_fastopt
 
 torch = pytest.importorskip("torch")
 

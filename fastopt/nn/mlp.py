@@ -153,6 +153,18 @@ class MLP:
     def set_weights(self, flat: np.ndarray) -> None:
         self.params[...] = flat
 
+    def __getstate__(self) -> Dict:
+        # the layer views must point into the flat buffers again after unpickling
+        return {"config": self.config(), "params": self.params, "training": self.training,
+                "rng": self._rng.bit_generator.state}
+
+    def __setstate__(self, state: Dict) -> None:
+        cfg = state["config"]
+        self.__init__(cfg["n_inputs"], [Dense(**layer) for layer in cfg["layers"]], dtype=cfg["dtype"], seed=None)
+        self.params[...] = state["params"]
+        self.training = state["training"]
+        self._rng.bit_generator.state = state["rng"]
+
     def config(self) -> Dict:
         return {"n_inputs": self.n_inputs, "dtype": self.dtype.name,
                 "layers": [vars(layer).copy() for layer in self.layers]}

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -39,6 +39,8 @@ class Optimizer:
 
     #: names of the state buffers, in the kernel's argument order
     state_names: Sequence[str] = ()
+    #: per-group scalar states beyond the step count, with their initial values
+    scalar_states: Dict[str, float] = {}
     defaults: Dict[str, Any] = {}
 
     def __init__(self, params: ParamsT, **hyper: Any) -> None:
@@ -61,7 +63,8 @@ class Optimizer:
 
     # -- set-up ------------------------------------------------------------------------------
 
-    def _check_group(self, group: Dict[str, Any], index: int) -> None:
+    @classmethod
+    def _check_group(cls, group: Dict[str, Any], index: int) -> None:
         params = group["params"]
         if not params:
             raise ValueError(f"param_groups[{index}] has no params")
@@ -83,17 +86,19 @@ class Optimizer:
             if not group[name] >= 0:
                 raise ValueError(f"{name} must be >= 0, got {group[name]!r}")
 
-    def _initial_value(self, name: str, group: Dict[str, Any]) -> float:
+    @classmethod
+    def _initial_value(cls, name: str, group: Dict[str, Any]) -> float:
         return 0.0
 
-    def _needed_states(self, group: Dict[str, Any]) -> Sequence[str]:
+    @classmethod
+    def _needed_states(cls, group: Dict[str, Any]) -> Sequence[str]:
         """The states this group's options use (e.g. no momentum buffer without momentum)."""
-        return self.state_names
+        return cls.state_names
 
     def _new_state(self, group: Dict[str, Any]) -> Dict[str, Any]:
         params = group["params"]
         total = sum(p.size for p in params)
-        state: Dict[str, Any] = {"step": 0}
+        state: Dict[str, Any] = {"step": 0, **self.scalar_states}
         for name in self._needed_states(group):
             flat = np.full(total, self._initial_value(name, group), dtype=params[0].dtype)
             state[name] = flat
@@ -138,7 +143,8 @@ class Optimizer:
                 raise ValueError(f"grads has {len(g)} arrays for a group of {len(group['params'])} parameters")
         return out
 
-    def _fused_options(self, group: Dict[str, Any], grads: List[np.ndarray]) -> Optional[Dict[str, Any]]:
+    @classmethod
+    def _fused_options(cls, group: Dict[str, Any], grads: List[np.ndarray]) -> Optional[Dict[str, Any]]:
         opts: Dict[str, Any] = {"maximize": group["maximize"], "l1": group["l1"], "l2": group["l2"],
                                 "check_finite": group["check_finite"], "clip_value": group["clipvalue"]}
         if group["clipnorm"] is not None:
@@ -155,11 +161,13 @@ class Optimizer:
             opts["grad_scale"] = F.clip_coef(total, group["global_clipnorm"])
         return opts
 
-    def _update(self, group: Dict[str, Any], state: Dict[str, Any], grads: List[np.ndarray],
+    @classmethod
+    def _update(cls, group: Dict[str, Any], state: Dict[str, Any], grads: List[np.ndarray],
                 opts: Dict[str, Any]) -> bool:
         raise NotImplementedError
 
-    def views(self, state: Dict[str, Any], name: str) -> Optional[List[np.ndarray]]:
+    @classmethod
+    def views(cls, state: Dict[str, Any], name: str) -> Optional[List[np.ndarray]]:
         return state.get(name + "_views")
 
     # -- learning rate and checkpoints -------------------------------------------------------

@@ -1,9 +1,8 @@
 """The optimizer classes: torch.optim's names, defaults and formulas (see fastopt.functional)."""
 from __future__ import annotations
 
-from typing import Any, Dict, List
+from typing import Any, Dict
 
-import numpy as np
 
 from .. import functional as F
 from .optimizer import Optimizer
@@ -18,11 +17,13 @@ class SGD(Optimizer):
     defaults = {"lr": 1e-3, "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0, "nesterov": False}
     state_names = ("momentum_buffer",)
 
-    def _needed_states(self, group):
-        return self.state_names if group["momentum"] != 0 else ()
+    @classmethod
+    def _needed_states(cls, group):
+        return cls.state_names if group["momentum"] != 0 else ()
 
-    def _update(self, group, state, grads, opts):
-        return F.sgd_(group["params"], grads, self.views(state, "momentum_buffer"), step=state["step"],
+    @classmethod
+    def _update(cls, group, state, grads, opts):
+        return F.sgd_(group["params"], grads, cls.views(state, "momentum_buffer"), step=state["step"],
                       lr=group["lr"], momentum=group["momentum"], dampening=group["dampening"],
                       weight_decay=group["weight_decay"], nesterov=group["nesterov"], **opts)
 
@@ -33,14 +34,16 @@ class Adam(Optimizer):
     state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     decoupled = False
 
-    def _update(self, group, state, grads, opts):
-        return F.adam_(group["params"], grads, self.views(state, "exp_avg"), self.views(state, "exp_avg_sq"),
-                       self.views(state, "max_exp_avg_sq"), step=state["step"], lr=group["lr"],
+    @classmethod
+    def _update(cls, group, state, grads, opts):
+        return F.adam_(group["params"], grads, cls.views(state, "exp_avg"), cls.views(state, "exp_avg_sq"),
+                       cls.views(state, "max_exp_avg_sq"), step=state["step"], lr=group["lr"],
                        betas=_betas(group), eps=group["eps"], weight_decay=group["weight_decay"],
-                       amsgrad=group["amsgrad"], decoupled_weight_decay=self.decoupled, **opts)
+                       amsgrad=group["amsgrad"], decoupled_weight_decay=cls.decoupled, **opts)
 
-    def _needed_states(self, group):
-        return self.state_names if group["amsgrad"] else self.state_names[:2]
+    @classmethod
+    def _needed_states(cls, group):
+        return cls.state_names if group["amsgrad"] else cls.state_names[:2]
 
 
 class AdamW(Adam):
@@ -54,11 +57,13 @@ class Adagrad(Optimizer):
     defaults = {"lr": 1e-2, "lr_decay": 0.0, "weight_decay": 0.0, "initial_accumulator_value": 0.0, "eps": 1e-10}
     state_names = ("sum",)
 
-    def _initial_value(self, name, group):
+    @classmethod
+    def _initial_value(cls, name, group):
         return group["initial_accumulator_value"]
 
-    def _update(self, group, state, grads, opts):
-        return F.adagrad_(group["params"], grads, self.views(state, "sum"), step=state["step"], lr=group["lr"],
+    @classmethod
+    def _update(cls, group, state, grads, opts):
+        return F.adagrad_(group["params"], grads, cls.views(state, "sum"), step=state["step"], lr=group["lr"],
                           lr_decay=group["lr_decay"], weight_decay=group["weight_decay"], eps=group["eps"], **opts)
 
 
@@ -67,13 +72,15 @@ class RMSprop(Optimizer):
     defaults = {"lr": 1e-2, "alpha": 0.99, "eps": 1e-8, "weight_decay": 0.0, "momentum": 0.0, "centered": False}
     state_names = ("square_avg", "grad_avg", "momentum_buffer")
 
-    def _needed_states(self, group):
+    @classmethod
+    def _needed_states(cls, group):
         return ("square_avg",) + (("grad_avg",) if group["centered"] else ()) + \
             (("momentum_buffer",) if group["momentum"] > 0 else ())
 
-    def _update(self, group, state, grads, opts):
-        return F.rmsprop_(group["params"], grads, self.views(state, "square_avg"), self.views(state, "grad_avg"),
-                          self.views(state, "momentum_buffer"), lr=group["lr"], alpha=group["alpha"],
+    @classmethod
+    def _update(cls, group, state, grads, opts):
+        return F.rmsprop_(group["params"], grads, cls.views(state, "square_avg"), cls.views(state, "grad_avg"),
+                          cls.views(state, "momentum_buffer"), lr=group["lr"], alpha=group["alpha"],
                           eps=group["eps"], weight_decay=group["weight_decay"], momentum=group["momentum"],
                           centered=group["centered"], **opts)
 
@@ -83,8 +90,9 @@ class Adadelta(Optimizer):
     defaults = {"lr": 1.0, "rho": 0.9, "eps": 1e-6, "weight_decay": 0.0}
     state_names = ("square_avg", "acc_delta")
 
-    def _update(self, group, state, grads, opts):
-        return F.adadelta_(group["params"], grads, self.views(state, "square_avg"), self.views(state, "acc_delta"),
+    @classmethod
+    def _update(cls, group, state, grads, opts):
+        return F.adadelta_(group["params"], grads, cls.views(state, "square_avg"), cls.views(state, "acc_delta"),
                            lr=group["lr"], rho=group["rho"], eps=group["eps"], weight_decay=group["weight_decay"],
                            **opts)
 
@@ -94,8 +102,9 @@ class Adamax(Optimizer):
     defaults = {"lr": 2e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0}
     state_names = ("exp_avg", "exp_inf")
 
-    def _update(self, group, state, grads, opts):
-        return F.adamax_(group["params"], grads, self.views(state, "exp_avg"), self.views(state, "exp_inf"),
+    @classmethod
+    def _update(cls, group, state, grads, opts):
+        return F.adamax_(group["params"], grads, cls.views(state, "exp_avg"), cls.views(state, "exp_inf"),
                          step=state["step"], lr=group["lr"], betas=_betas(group), eps=group["eps"],
                          weight_decay=group["weight_decay"], **opts)
 
@@ -105,16 +114,13 @@ class NAdam(Optimizer):
     defaults = {"lr": 2e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "momentum_decay": 4e-3,
                 "decoupled_weight_decay": False}
     state_names = ("exp_avg", "exp_avg_sq")
+    scalar_states = {"mu_product": 1.0}
 
-    def _new_state(self, group):
-        state = super()._new_state(group)
-        state["mu_product"] = 1.0
-        return state
-
-    def _update(self, group, state, grads, opts):
+    @classmethod
+    def _update(cls, group, state, grads, opts):
         b1 = _betas(group)[0]
         mu_product = state["mu_product"] * F.nadam_mu(state["step"], b1, group["momentum_decay"])
-        ok = F.nadam_(group["params"], grads, self.views(state, "exp_avg"), self.views(state, "exp_avg_sq"),
+        ok = F.nadam_(group["params"], grads, cls.views(state, "exp_avg"), cls.views(state, "exp_avg_sq"),
                       step=state["step"], mu_product=mu_product, lr=group["lr"], betas=_betas(group),
                       eps=group["eps"], weight_decay=group["weight_decay"], momentum_decay=group["momentum_decay"],
                       decoupled_weight_decay=group["decoupled_weight_decay"], **opts)
@@ -129,8 +135,9 @@ class RAdam(Optimizer):
                 "decoupled_weight_decay": False}
     state_names = ("exp_avg", "exp_avg_sq")
 
-    def _update(self, group, state, grads, opts):
-        return F.radam_(group["params"], grads, self.views(state, "exp_avg"), self.views(state, "exp_avg_sq"),
+    @classmethod
+    def _update(cls, group, state, grads, opts):
+        return F.radam_(group["params"], grads, cls.views(state, "exp_avg"), cls.views(state, "exp_avg_sq"),
                         step=state["step"], lr=group["lr"], betas=_betas(group), eps=group["eps"],
                         weight_decay=group["weight_decay"], decoupled_weight_decay=group["decoupled_weight_decay"],
                         **opts)
@@ -141,8 +148,9 @@ class Lion(Optimizer):
     defaults = {"lr": 1e-4, "betas": (0.9, 0.99), "weight_decay": 0.0}
     state_names = ("exp_avg",)
 
-    def _update(self, group, state, grads, opts):
-        return F.lion_(group["params"], grads, self.views(state, "exp_avg"), lr=group["lr"], betas=_betas(group),
+    @classmethod
+    def _update(cls, group, state, grads, opts):
+        return F.lion_(group["params"], grads, cls.views(state, "exp_avg"), lr=group["lr"], betas=_betas(group),
                        weight_decay=group["weight_decay"], **opts)
 
 
@@ -151,8 +159,9 @@ class LAMB(Optimizer):
     defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-6, "weight_decay": 0.0}
     state_names = ("exp_avg", "exp_avg_sq")
 
-    def _update(self, group, state, grads, opts):
-        return F.lamb_(group["params"], grads, self.views(state, "exp_avg"), self.views(state, "exp_avg_sq"),
+    @classmethod
+    def _update(cls, group, state, grads, opts):
+        return F.lamb_(group["params"], grads, cls.views(state, "exp_avg"), cls.views(state, "exp_avg_sq"),
                        step=state["step"], lr=group["lr"], betas=_betas(group), eps=group["eps"],
                        weight_decay=group["weight_decay"], **opts)
 

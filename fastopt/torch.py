@@ -1,0 +1,173 @@
+"""PyTorch interop: ``torch.optim.Optimizer`` subclasses that run fastopt's kernels in place on
+the tensors' own memory (CPU, float32 / float64, no copies).
+
+>>> opt = fastopt.torch.Adam(model.parameters(), lr=1e-3)      # instead of torch.optim.Adam
+>>> loss.backward(); opt.step(); opt.zero_grad()
+
+They are torch optimizers: parameter groups, ``zero_grad``, ``torch.optim.lr_scheduler``,
+``closure``, and ``state_dict`` / ``load_state_dict`` in torch's own layout and state names, so a
+checkpoint of ``torch.optim.Adam`` loads into ``fastopt.torch.Adam`` and back.  Each parameter
+group is one kernel call per step (one per dtype and step count when those differ within a
+group).  Beyond torch's hyperparameters every class takes fastopt's fused options
+(``global_clipnorm``, ``clipnorm``, ``clipvalue``, ``l1``, ``l2``, ``check_finite``; see
+:class:`fastopt.optim.Optimizer`).  Lion and LAMB have no torch.optim counterpart.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from . import functional as F
+from . import optim as _optim
+from .optim.optimizer import COMMON
+
+__all__ = ["FastoptOptimizer", "SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta", "Adamax", "NAdam",
+           "RAdam", "Lion", "LAMB"]
+
+_DTYPES = (torch.float32, torch.float64)
+
+
+def _check_param(p: torch.Tensor, where: str) -> None:
+    if not isinstance(p, torch.Tensor):
+        raise TypeError(f"{where} must be a torch.Tensor, got {type(p).__name__}")
+    if p.device.type != "cpu":
+        raise ValueError(f"{where} is on {p.device}; fastopt updates CPU tensors")
+    if p.dtype not in _DTYPES:
+        raise TypeError(f"{where} has dtype {p.dtype}; fastopt optimizes float32 or float64 tensors")
+    if not p.is_contiguous():
+        raise ValueError(f"{where} is not contiguous; fastopt updates contiguous tensors in place")
+
+
+class FastoptOptimizer(torch.optim.Optimizer):
+    """The torch face of a :mod:`fastopt.optim` class (``rule``): same update, torch's state."""
+
+    rule: type = _optim.Optimizer
+
+    def __init__(self, params, **hyper: Any) -> None:
+        unknown = set(hyper) - set(self.rule.defaults) - set(COMMON)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unknown hyperparameters {sorted(unknown)}")
+        defaults = {**COMMON, **self.rule.defaults, **hyper}
+        probe = {**defaults, "params": [np.zeros(1, np.float32)]}
+        self.rule._check_group(probe, 0)  # the same value checks as fastopt.optim
+        super().__init__(params, defaults)
+        self.skipped_steps = 0
+        for i, group in enumerate(self.param_groups):
+            for j, p in enumerate(group["params"]):
+                _check_param(p, f"param_groups[{i}]['params'][{j}]")
+
+    def _hyper(self, group: Dict[str, Any]) -> Dict[str, Any]:
+        # a group loaded from torch.optim's state_dict may lack fastopt's options, or carry torch's own
+        h = {**COMMON, **self.rule.defaults}
+        h.update({k: group[k] for k in h if k in group})
+        h["lr"] = float(h["lr"])
+        return h
+
+    def _init_state(self, p: torch.Tensor, h: Dict[str, Any]) -> Dict[str, Any]:
+        state = self.state[p]
+        if "step" not in state:
+            # torch's SGD keeps no step: a momentum buffer means it has stepped before
+            has_buf = state.get("momentum_buffer") is not None
+            state["step"] = torch.tensor(1.0 if has_buf else 0.0, dtype=torch.float32)
+        elif not isinstance(state["step"], torch.Tensor):  # a checkpoint with a plain number
+            state["step"] = torch.tensor(float(state["step"]), dtype=torch.float32)
+        for name in self.rule._needed_states(h):
+            buf = state.get(name)
+            if buf is None:
+                value = self.rule._initial_value(name, h)
+                state[name] = torch.full_like(p, value, memory_format=torch.preserve_format)
+            elif buf.shape != p.shape:
+                raise ValueError(f"state {name!r} has shape {tuple(buf.shape)}, its parameter {tuple(p.shape)}")
+            elif buf.dtype != p.dtype or not buf.is_contiguous():  # a checkpoint saved another way
+                state[name] = buf.to(p.dtype).contiguous()
+        for name, value in self.rule.scalar_states.items():  # NAdam's mu_product
+            if not isinstance(state.get(name, value), torch.Tensor) or name not in state:
+                state[name] = torch.tensor(float(state.get(name, value)), dtype=torch.float64)
+        return state
+
+    @torch.no_grad()
+    def step(self, closure: Optional[Callable[[], float]] = None):
+        """One update of every parameter that has a gradient; returns ``closure()``'s loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for i, group in enumerate(self.param_groups):
+            self._step_group(group, i)
+        return loss
+
+    def _step_group(self, group: Dict[str, Any], index: int) -> None:
+        h = self._hyper(group)
+        items: List[Tuple[torch.Tensor, np.ndarray]] = []
+        for j, p in enumerate(group["params"]):
+            g = p.grad
+            if g is None:
+                continue
+            where = f"param_groups[{index}]['params'][{j}].grad"
+            if g.is_sparse:
+                raise ValueError(f"{where} is sparse; fastopt takes dense gradients")
+            if g.dtype != p.dtype or g.shape != p.shape:
+                raise ValueError(f"{where} is {g.dtype} {tuple(g.shape)}, the parameter {p.dtype} {tuple(p.shape)}")
+            items.append((p, g.detach().contiguous().numpy()))
+        if not items:
+            return
+        dtypes = {p.dtype for p, _ in items}
+        if len(dtypes) > 1 and h["global_clipnorm"] is not None:
+            raise ValueError(f"param_groups[{index}] mixes {sorted(map(str, dtypes))}: global_clipnorm needs "
+                             "one dtype per group (put each dtype in its own group)")
+        buckets: Dict[Tuple[Any, ...], List[Tuple[torch.Tensor, np.ndarray]]] = {}
+        for p, g in items:
+            st = self._init_state(p, h)
+            key = (p.dtype, int(st["step"])) + tuple(float(st[k]) for k in self.rule.scalar_states)
+            buckets.setdefault(key, []).append((p, g))
+        if h["check_finite"] and len(buckets) > 1 and not all(F.all_finite([g]) for _, g in items):
+            self.skipped_steps += 1  # one bucket must not step while another skips
+            return
+        shared = None
+        if len(dtypes) == 1:  # the global norm and its scale cover the whole group
+            shared = self.rule._fused_options(h, [g for _, g in items])
+            if shared is None:  # check_finite met a NaN or Inf norm
+                self.skipped_steps += 1
+                return
+        names = self.rule._needed_states(h)
+        skipped = False
+        for (_, step, *scalars), bucket in buckets.items():
+            grads = [g for _, g in bucket]
+            bucket_opts = shared if shared is not None else self.rule._fused_options(h, grads)
+            state = {"step": step + 1, **dict(zip(self.rule.scalar_states, scalars))}
+            for name in names:
+                state[name + "_views"] = [self.state[p][name].numpy() for p, _ in bucket]
+            params = [p.detach().numpy() for p, _ in bucket]
+            if bucket_opts is None or not self.rule._update({**h, "params": params}, state, grads, bucket_opts):
+                skipped = True  # check_finite met a NaN or Inf
+                continue
+            for p, _ in bucket:  # in place, as torch.optim counts
+                st = self.state[p]
+                st["step"].fill_(step + 1)
+                for k in self.rule.scalar_states:
+                    st[k].fill_(state[k])
+        self.skipped_steps += skipped
+
+
+def _make(rule: type) -> type:
+    name = rule.__name__
+    twin = f"``torch.optim.{name}``" if hasattr(torch.optim, name) else "its paper"
+    doc = (f"{name} over torch tensors with fastopt's kernel, as {twin} (the rule: "
+           f":class:`fastopt.optim.{name}`).  Defaults: "
+           + ", ".join(f"{k}={v!r}" for k, v in rule.defaults.items()) + ".")
+    return type(name, (FastoptOptimizer,), {"rule": rule, "__doc__": doc, "__module__": __name__})
+
+
+SGD = _make(_optim.SGD)
+Adam = _make(_optim.Adam)
+AdamW = _make(_optim.AdamW)
+Adagrad = _make(_optim.Adagrad)
+RMSprop = _make(_optim.RMSprop)
+Adadelta = _make(_optim.Adadelta)
+Adamax = _make(_optim.Adamax)
+NAdam = _make(_optim.NAdam)
+RAdam = _make(_optim.RAdam)
+Lion = _make(_optim.Lion)
+LAMB = _make(_optim.LAMB)

@@ -1,0 +1,181 @@
+"""fastopt.torch: torch.optim.Optimizer subclasses over fastopt's kernels, against torch.optim.
+
+Tolerances as in test_torch.py (torch contracts multiply-adds into FMA; fastopt does not):
+float32 rtol 2e-5 / atol 2e-6 after 10 steps, float64 1e-12, NAdam float64 1e-7 (torch keeps
+mu_product in float32).
+"""
+import copy
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+import fastopt.torch as ft  # noqa: E402
+from fastopt import optim  # noqa: E402
+
+SHARED = ["SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta", "Adamax", "NAdam", "RAdam"]
+HYPER = {"SGD": {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-3},
+         "Adam": {"lr": 1e-2, "amsgrad": True, "weight_decay": 1e-3}, "AdamW": {"lr": 1e-2},
+         "Adagrad": {"lr": 0.05, "lr_decay": 1e-3, "initial_accumulator_value": 0.1},
+         "RMSprop": {"lr": 1e-2, "momentum": 0.5, "centered": True}, "Adadelta": {"lr": 1.0},
+         "Adamax": {"lr": 1e-2}, "NAdam": {"lr": 1e-2, "decoupled_weight_decay": True, "weight_decay": 1e-2},
+         "RAdam": {"lr": 1e-2, "weight_decay": 1e-3}}
+TOL = {torch.float32: {"rtol": 2e-5, "atol": 2e-6}, torch.float64: {"rtol": 1e-12, "atol": 1e-12}}
+
+
+def net(dtype=torch.float32, seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Linear(20, 64), torch.nn.Tanh(), torch.nn.Linear(64, 3)).to(dtype)
+
+
+def data(dtype=torch.float32):
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(128, 20, generator=g, dtype=dtype), torch.randint(0, 3, (128,), generator=g)
+
+
+def train(model, opt, X, y, steps):
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(X), y).backward()
+        opt.step()
+
+
+def close(a, b, tol):
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        np.testing.assert_allclose(pa.detach().numpy(), pb.detach().numpy(), **tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("name", SHARED)
+def test_same_training_as_torch_optim(name, dtype):
+    X, y = data(dtype)
+    a, b = net(dtype), net(dtype)
+    theirs = getattr(torch.optim, name)(a.parameters(), foreach=False, **HYPER[name])
+    ours = getattr(ft, name)(b.parameters(), **HYPER[name])
+    assert isinstance(ours, torch.optim.Optimizer)
+    train(a, theirs, X, y, 10)
+    train(b, ours, X, y, 10)
+    tol = {"rtol": 1e-7, "atol": 1e-9} if (name, dtype) == ("NAdam", torch.float64) else TOL[dtype]
+    close(a, b, tol)
+    for p in a.parameters():  # the same state, under torch's names
+        assert set(theirs.state[p]) - {"step"} <= set(ours.state[dict(zip(a.parameters(), b.parameters()))[p]])
+
+
+@pytest.mark.parametrize("name", ["Adam", "SGD", "NAdam", "Adagrad"])
+def test_checkpoints_move_between_torch_and_fastopt(name):
+    X, y = data()
+    hyper = HYPER[name]
+    a, b = net(), net()
+    theirs = getattr(torch.optim, name)(a.parameters(), foreach=False, **hyper)
+    train(a, theirs, X, y, 3)
+    b.load_state_dict(a.state_dict())
+    ours = getattr(ft, name)(b.parameters(), **hyper)
+    ours.load_state_dict(copy.deepcopy(theirs.state_dict()))  # torch's checkpoint into fastopt
+    train(a, theirs, X, y, 4)
+    train(b, ours, X, y, 4)
+    close(a, b, TOL[torch.float32])
+    c = net()
+    c.load_state_dict(b.state_dict())
+    back = getattr(torch.optim, name)(c.parameters(), foreach=False, **hyper)
+    back.load_state_dict(copy.deepcopy(ours.state_dict()))  # and fastopt's back into torch
+    train(c, back, X, y, 3)
+    train(b, ours, X, y, 3)
+    close(b, c, TOL[torch.float32])
+
+
+def test_lion_and_lamb_equal_the_numpy_optimizers():
+    X, y = data()
+    for name in ("Lion", "LAMB"):
+        model = net()
+        start = [p.detach().numpy().copy() for p in model.parameters()]
+        ours = getattr(ft, name)(model.parameters(), lr=1e-3, weight_decay=0.01)
+        ref = getattr(optim, name)([p.copy() for p in start], lr=1e-3, weight_decay=0.01)
+        for _ in range(5):
+            ours.zero_grad()
+            torch.nn.functional.cross_entropy(model(X), y).backward()
+            grads = [p.grad.numpy().copy() for p in model.parameters()]
+            ours.step()
+            ref.step(grads)
+        flat = [p for g in ref.param_groups for p in g["params"]]
+        for p, r in zip(model.parameters(), flat):
+            np.testing.assert_array_equal(p.detach().numpy(), r)  # the same kernel: bit-identical
+
+
+def test_lr_scheduler_closure_groups_and_missing_grads():
+    X, y = data()
+    a, b = net(), net()
+    groups = lambda m: [{"params": m[0].parameters()}, {"params": m[2].parameters(), "lr": 0.01}]  # noqa: E731
+    theirs = torch.optim.SGD(groups(a), lr=0.1, momentum=0.9, foreach=False)
+    ours = ft.SGD(groups(b), lr=0.1, momentum=0.9)
+    sched = [torch.optim.lr_scheduler.StepLR(o, step_size=2, gamma=0.5) for o in (theirs, ours)]
+    frozen = b[2].bias.detach().clone()
+    for _ in range(5):
+        for m, o in ((a, theirs), (b, ours)):
+            def closure(m=m, o=o):
+                o.zero_grad()
+                loss = torch.nn.functional.cross_entropy(m(X), y)
+                loss.backward()
+                m[2].bias.grad = None  # a parameter without a gradient is left alone
+                return loss
+            loss = o.step(closure)
+            assert torch.isfinite(loss)
+        for s in sched:
+            s.step()
+    assert [g["lr"] for g in ours.param_groups] == [g["lr"] for g in theirs.param_groups] == [0.025, 0.0025]  # 5 steps: halved twice
+    close(a, b, TOL[torch.float32])
+    assert torch.equal(b[2].bias.detach(), frozen) and b[2].bias not in ours.state
+
+
+def test_mixed_dtypes_in_one_group_and_fused_options():
+    w32 = torch.zeros(5, dtype=torch.float32, requires_grad=True)
+    w64 = torch.zeros(7, dtype=torch.float64, requires_grad=True)
+    opt = ft.Adam([w32, w64], lr=0.1, clipvalue=0.5)
+    w32.grad = torch.full((5,), 3.0)
+    w64.grad = torch.full((7,), -3.0, dtype=torch.float64)
+    opt.step()
+    # Adam's first step: lr * g / (|g| + eps) with the clipped g = +-0.5
+    move = 0.1 * 0.5 / (0.5 + 1e-8)
+    np.testing.assert_allclose(w32.detach().numpy(), -move, rtol=1e-6)
+    np.testing.assert_allclose(w64.detach().numpy(), move, rtol=1e-12)
+    with pytest.raises(ValueError, match="global_clipnorm needs one dtype per group"):
+        ft.Adam([w32, w64], global_clipnorm=1.0).step()
+
+
+def test_global_clipnorm_matches_torch_clip_then_step():
+    X, y = data()
+    a, b = net(), net()
+    theirs = torch.optim.AdamW(a.parameters(), lr=1e-2, foreach=False)
+    ours = ft.AdamW(b.parameters(), lr=1e-2, global_clipnorm=0.1)
+    for _ in range(5):
+        theirs.zero_grad()
+        torch.nn.functional.cross_entropy(a(X), y).backward()
+        torch.nn.utils.clip_grad_norm_(a.parameters(), 0.1)
+        theirs.step()
+        train(b, ours, X, y, 1)
+    close(a, b, TOL[torch.float32])
+
+
+def test_check_finite_skips_the_step():
+    w = torch.ones(4, requires_grad=True)
+    opt = ft.Adam([w], lr=0.1, check_finite=True)
+    w.grad = torch.tensor([1.0, float("nan"), 1.0, 1.0])
+    opt.step()
+    assert torch.equal(w.detach(), torch.ones(4)) and opt.skipped_steps == 1
+    assert int(opt.state[w]["step"]) == 0
+
+
+def test_bad_parameters_and_gradients():
+    with pytest.raises(TypeError, match=r"param_groups\[0\]\['params'\]\[0\] has dtype torch.float16"):
+        ft.Adam([torch.zeros(3, dtype=torch.float16, requires_grad=True)])
+    with pytest.raises(ValueError, match="not contiguous"):
+        ft.Adam([torch.zeros(4, 4).t().requires_grad_()])
+    with pytest.raises(ValueError, match="lr must be a finite number >= 0"):
+        ft.SGD([torch.zeros(3, requires_grad=True)], lr=-1.0)
+    with pytest.raises(TypeError, match="unknown hyperparameters \\['momentun'\\]"):
+        ft.SGD([torch.zeros(3, requires_grad=True)], momentun=0.9)
+    w = torch.zeros(3, requires_grad=True)
+    opt = ft.Adam([w])
+    w.grad = torch.ones(3).to_sparse()
+    with pytest.raises(ValueError, match=r"param_groups\[0\]\['params'\]\[0\]\.grad is sparse"):
+        opt.step()
+    assert not opt.state and not w.detach().any()  # nothing written
