@@ -9,7 +9,7 @@ import pytest
 
 def pytest_addoption(parser):
     parser.addoption("--fastopt-sizes", default=None,
-                     help="sizes for the size sweep, e.g. 1K,64K,4M,64M (default: 1K..64M; 1K,64K when disabled)")
+                     help="sizes for the size sweep, e.g. 1K,64K,4M,64M (default: 1K,64K,1M,4M,64M; 1K,64K when disabled)")
 
 
 def _sizes(config):

@@ -1,4 +1,5 @@
-"""Every rule, fastopt against the bandwidth probe, NumPy and torch.optim, grouped by case."""
+"""Every rule, fastopt against the bandwidth probe, NumPy (naive and in place) and torch.optim, grouped
+by case."""
 import numpy as np
 import pytest
 
@@ -9,13 +10,13 @@ ALL = _core.get_num_threads()
 THREADS = sorted({1, ALL})
 
 
-def run_peer(benchmark, rule, dtype, sizes, threads, peer):
+def run_peer(benchmark, rule, dtype, sizes, threads, peer, label=None):
     B.set_threads(threads)
     pr = B.Problem.make(rule, dtype, sizes)
     fn = B.make_peer(pr, peer)
     if fn is None:
         pytest.skip(f"{peer} has no {rule}")
-    label = "resnet50" if len(sizes) > 1 else str(sizes[0])
+    label = label or str(sizes[0])
     benchmark.group = f"{rule} {np.dtype(dtype).name} n={label} threads={threads}"
     benchmark.extra_info.update(bytes=pr.bytes, elements=pr.elements, peer=peer)
     benchmark(fn)
@@ -25,28 +26,24 @@ def run_peer(benchmark, rule, dtype, sizes, threads, peer):
 
 @pytest.mark.parametrize("peer", B.PEERS)
 @pytest.mark.parametrize("threads", THREADS)
-def test_adam_float32_size_sweep(benchmark, size, threads, peer):
-    """Adam float32 from 1K (in cache, per-call overhead) to 64M (memory-bound)."""
-    run_peer(benchmark, "adam", np.float32, [size], threads, peer)
-
-
-@pytest.mark.parametrize("peer", B.PEERS)
-@pytest.mark.parametrize("threads", THREADS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("rule", sorted(B.RULES))
-def test_every_rule(benchmark, smoke, rule, dtype, threads, peer):
-    """Every rule at 4M elements (1K in the smoke run)."""
-    run_peer(benchmark, rule, dtype, [1024 if smoke else 4 << 20], threads, peer)
+def test_size_sweep(benchmark, rule, dtype, size, threads, peer):
+    """Every rule, both dtypes, from 1K (in cache: per-call overhead) to 64M (memory-bound), one
+    thread and all; the full matrix is long: pick with -k, e.g. -k "adam and float32"."""
+    run_peer(benchmark, rule, dtype, [size], threads, peer)
 
 
-@pytest.mark.parametrize("peer", ["fastopt", "probe", "torch-foreach", "torch-fused"])
+@pytest.mark.parametrize("peer", ["fastopt", "probe", "numpy-inplace", "torch-foreach", "torch-fused"])
 @pytest.mark.parametrize("rule", ["adam", "adamw", "sgd"])
-def test_resnet50_parameter_list(benchmark, smoke, rule, peer):
-    """ResNet-50's 161 parameter arrays (25.6M elements) in one call."""
-    sizes = B.resnet50_sizes()
+@pytest.mark.parametrize("network", sorted(B.NETWORKS))
+def test_network_parameter_list(benchmark, smoke, network, rule, peer):
+    """A real network's parameter list in one call: ResNet-50 (161 arrays, 25.6M elements) and
+    GPT-2 small (148 arrays, 124.4M elements)."""
+    sizes = B.NETWORKS[network]()
     if smoke:
         sizes = [max(1, n // 1000) for n in sizes]
-    run_peer(benchmark, rule, np.float32, sizes, ALL, peer)
+    run_peer(benchmark, rule, np.float32, sizes, ALL, peer, label=network)
 
 
 @pytest.mark.parametrize("way", ["fastopt-fused", "fastopt-separate", "torch-fused"])

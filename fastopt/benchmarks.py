@@ -13,7 +13,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from . import _core, functional as F, reference
+from . import _core, functional as F, numpy_inplace, reference
 
 # rule -> (kernel, per-array reference name, torch class name, default hyperparameters)
 RULES: Dict[str, tuple] = {
@@ -59,6 +59,20 @@ def resnet50_sizes() -> List[int]:
     return sizes + [1000 * 2048, 1000]
 
 
+def gpt2_small_sizes() -> List[int]:
+    """Element counts of GPT-2 small's 148 parameter tensors (124.4M parameters; the output layer
+    shares the token embedding): a transformer's list, two huge embeddings and many small vectors."""
+    d, vocab, ctx, layers = 768, 50257, 1024, 12
+    sizes = [vocab * d, ctx * d]
+    for _ in range(layers):
+        sizes += [d, d, d * 3 * d, 3 * d, d * d, d, d, d, d * 4 * d, 4 * d, 4 * d * d, d]
+    return sizes + [d, d]
+
+
+#: the named parameter lists of real networks
+NETWORKS = {"resnet50": resnet50_sizes, "gpt2-small": gpt2_small_sizes}
+
+
 @dataclass
 class Problem:
     rule: str
@@ -87,12 +101,8 @@ class Problem:
 
 
 def fastopt_step(pr: Problem, **extra) -> Callable[[], object]:
-    fn, _, _, hyper = RULES[pr.rule]
-    kw = dict(hyper, **extra)
-    if pr.rule in TAKES_STEP:
-        kw["step"] = STEP
-    if pr.rule == "nadam":
-        kw["mu_product"] = math.prod(reference.nadam_mu(t) for t in range(1, STEP + 1))
+    fn = RULES[pr.rule][0]
+    kw = dict(_kernel_hyper(pr), **extra)
     return lambda: fn(pr.params, pr.grads, *pr.states, **kw)
 
 
@@ -103,65 +113,36 @@ def probe_step(pr: Problem) -> Callable[[], object]:
 
 def numpy_step(pr: Problem) -> Callable[[], object]:
     """The naive NumPy version a user writes: fastopt.reference, one array at a time."""
-    _, ref, _, hyper = RULES[pr.rule]
-    hyper = dict(hyper)
+    ref = RULES[pr.rule][1]
+    hyper = _kernel_hyper(pr)
     if pr.rule == "adamw":
         hyper["decoupled_weight_decay"] = True
-    if pr.rule in TAKES_STEP:
-        hyper["step"] = STEP
-    if pr.rule == "nadam":
-        hyper["mu_product"] = 0.5
     unused = {"adam": 1, "rmsprop": 2}.get(ref, 0)  # amsgrad's and centered/momentum's states
     states = pr.states + [[None] * len(pr.sizes)] * unused
     return lambda: reference.step(ref, pr.params, pr.grads, states, **hyper)
 
 
-def numpy_inplace_step(pr: Problem) -> Optional[Callable[[], object]]:
-    """The best NumPy can do: every operation in place with ``out=`` into preallocated scratch."""
-    if pr.rule not in ("adam", "adamw", "sgd", "gd"):
-        return None
+def _kernel_hyper(pr: Problem) -> Dict[str, object]:
+    """The hyperparameters every peer of ``pr`` uses, with the step (and NAdam's mu_product)."""
     _, _, _, hyper = RULES[pr.rule]
-    lr = hyper["lr"]
-    scratch = [np.empty_like(p) for p in pr.params]
-    scratch2 = [np.empty_like(p) for p in pr.params]
-    if pr.rule in ("adam", "adamw"):
-        b1, b2, eps, wd = 0.9, 0.999, 1e-8, hyper.get("weight_decay", 0.0)
-        step_size = lr / (1 - b1 ** STEP)
-        bc2_sqrt = math.sqrt(1 - b2 ** STEP)
+    kw = dict(hyper)
+    if pr.rule in TAKES_STEP:
+        kw["step"] = STEP
+    if pr.rule == "nadam":
+        kw["mu_product"] = math.prod(reference.nadam_mu(t) for t in range(1, STEP + 1))
+    return kw
 
-        def step():
-            for p, g, m, v, t, u in zip(pr.params, pr.grads, pr.states[0], pr.states[1], scratch, scratch2):
-                if wd:
-                    np.multiply(p, 1 - lr * wd, out=p)
-                np.subtract(g, m, out=t)
-                np.multiply(t, 1 - b1, out=t)
-                np.add(m, t, out=m)
-                np.multiply(v, b2, out=v)
-                np.multiply(g, g, out=t)
-                np.multiply(t, 1 - b2, out=t)
-                np.add(v, t, out=v)
-                np.sqrt(v, out=t)
-                np.divide(t, bc2_sqrt, out=t)
-                np.add(t, eps, out=t)
-                np.divide(m, t, out=u)
-                np.multiply(u, -step_size, out=u)
-                np.add(p, u, out=p)
-        return step
-    if pr.rule == "sgd":
-        mom = hyper["momentum"]
 
-        def step():
-            for p, g, b, t in zip(pr.params, pr.grads, pr.states[0], scratch):
-                np.multiply(b, mom, out=b)
-                np.add(b, g, out=b)
-                np.multiply(b, -lr, out=t)
-                np.add(p, t, out=p)
-        return step
+def numpy_inplace_step(pr: Problem) -> Callable[[], object]:
+    """The best NumPy can do: every operation in place with ``out=`` into preallocated scratch
+    (:mod:`fastopt.numpy_inplace`)."""
+    fn, _ = numpy_inplace.RULES["adam" if pr.rule == "adamw" else pr.rule]
+    kw = _kernel_hyper(pr)
+    scratch = [(np.empty_like(p), np.empty_like(p)) for p in pr.params]
 
     def step():
-        for p, g, t in zip(pr.params, pr.grads, scratch):
-            np.multiply(g, -lr, out=t)
-            np.add(p, t, out=p)
+        for i, (p, g) in enumerate(zip(pr.params, pr.grads)):
+            fn(p, g, *(s[i] for s in pr.states), *scratch[i], **kw)
     return step
 
 

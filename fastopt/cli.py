@@ -68,17 +68,22 @@ def bench_main(args: argparse.Namespace) -> int:
     if "probe" not in peers:
         peers.insert(0, "probe")
     sizes = [[n] for n in args.sizes]
-    if args.resnet50:
-        sizes.append(B.resnet50_sizes())
+    labels = {}
+    for name in ([args.network] if args.network else []) + (["resnet50"] if args.resnet50 else []):
+        if name not in B.NETWORKS:
+            raise SystemExit(f"fastopt bench: unknown network {name!r}; choose from {', '.join(B.NETWORKS)}")
+        sizes.append(B.NETWORKS[name]())
+        labels[len(sizes) - 1] = name
     all_threads = _core.get_num_threads()
     threads = sorted({all_threads if t == "all" else int(t) for t in args.threads.split(",")})
     dtypes = [np.dtype(d).type for d in args.dtype.split(",")]
-    cases = [(r, d, s, t) for r in rules for d in dtypes for s in sizes for t in threads]
+    cases = [(r, d, k, t) for r in rules for d in dtypes for k in range(len(sizes)) for t in threads]
     bar = _progress(len(cases) * len(peers), not args.no_progress)
     results = []
-    for rule, dtype, size_list, nt in cases:
+    for rule, dtype, k, nt in cases:
         B.set_threads(nt)
-        label = "resnet50" if len(size_list) > 1 else _fmt_size(size_list[0])
+        size_list = sizes[k]
+        label = labels.get(k) or _fmt_size(size_list[0])
         row = {"rule": rule, "dtype": np.dtype(dtype).name, "size": label, "elements": int(sum(size_list)),
                "arrays": len(size_list), "threads": nt, "peers": {}}
         for peer in peers:
@@ -240,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--dtype", default="float32", help="float32, float64 or both comma-separated")
     b.add_argument("--sizes", type=_sizes, default=_sizes("1K,64K,1M,16M"), help="elements, e.g. 1K,1M,64M")
     b.add_argument("--resnet50", action="store_true", help="also ResNet-50's 161 parameter arrays in one call")
+    b.add_argument("--network", help="also a real network's parameter list in one call: resnet50 or gpt2-small")
     b.add_argument("--threads", default="1,all", help="thread counts, e.g. 1,all")
     b.add_argument("--peers", default=",".join(["fastopt", "numpy", "numpy-inplace", "torch-foreach", "torch-fused"]),
                    help="peers to time; the probe always runs")
