@@ -261,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "nadam, radam, lion, lamb (default adam)")
     t.add_argument("--lr", type=float, default=1e-3, help="learning rate (peak rate for schedules)")
     t.add_argument("--schedule", default="constant",
-                   help="constant, step, exponential, cosine, cosine_restarts, onecycle, plateau")
+                   help="constant, step, multistep, exponential, cosine, cosine_restarts, onecycle, plateau")
     t.add_argument("--warmup", type=int, default=0, help="linear warm-up steps before the schedule")
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--batch-size", type=int, default=32)

@@ -50,13 +50,18 @@ class FastoptOptimizer(torch.optim.Optimizer):
         if unknown:
             raise TypeError(f"{type(self).__name__} got unknown hyperparameters {sorted(unknown)}")
         defaults = {**COMMON, **self.rule.defaults, **hyper}
-        probe = {**defaults, "params": [np.zeros(1, np.float32)]}
-        self.rule._check_group(probe, 0)  # the same value checks as fastopt.optim
-        super().__init__(params, defaults)
         self.skipped_steps = 0
-        for i, group in enumerate(self.param_groups):
-            for j, p in enumerate(group["params"]):
-                _check_param(p, f"param_groups[{i}]['params'][{j}]")
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: Dict[str, Any]) -> None:
+        """torch's, with fastopt's checks of the tensors and hyperparameters."""
+        i = len(self.param_groups)
+        params = param_group["params"]
+        params = [params] if isinstance(params, torch.Tensor) else list(params)
+        for j, p in enumerate(params):
+            _check_param(p, f"param_groups[{i}]['params'][{j}]")
+        self.rule._check_group({**self.defaults, **param_group, "params": [np.zeros(1, np.float32)]}, i)
+        super().add_param_group({**param_group, "params": params})
 
     def _hyper(self, group: Dict[str, Any]) -> Dict[str, Any]:
         # a group loaded from torch.optim's state_dict may lack fastopt's options, or carry torch's own

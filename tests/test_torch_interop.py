@@ -173,6 +173,12 @@ def test_bad_parameters_and_gradients():
         ft.SGD([torch.zeros(3, requires_grad=True)], lr=-1.0)
     with pytest.raises(TypeError, match="unknown hyperparameters \\['momentun'\\]"):
         ft.SGD([torch.zeros(3, requires_grad=True)], momentun=0.9)
+    opt = ft.Adam([torch.zeros(3, requires_grad=True)])
+    with pytest.raises(ValueError, match=r"param_groups\[1\]\['params'\]\[0\] is on meta"):
+        opt.add_param_group({"params": [torch.zeros(2, device="meta", requires_grad=True)]})
+    with pytest.raises(ValueError, match="lr must be a finite number >= 0"):
+        opt.add_param_group({"params": [torch.zeros(2, requires_grad=True)], "lr": float("nan")})
+    assert len(opt.param_groups) == 1
     w = torch.zeros(3, requires_grad=True)
     opt = ft.Adam([w])
     w.grad = torch.ones(3).to_sparse()
