@@ -68,16 +68,17 @@ def test_call_overhead_tiny(benchmark, rule):
     benchmark(B.fastopt_step(pr))
 
 
-@pytest.mark.parametrize("op", ["global_norm", "clip_grad_norm_", "clip_grad_value_", "regularize_grad_", "penalty"])
-def test_clip_and_regularize(benchmark, smoke, op):
-    import fastopt
-    pr = B.Problem.make("gd", np.float32, [1024 if smoke else 16 << 20])
-    fns = {
-        "global_norm": lambda: fastopt.global_norm(pr.grads),
-        "clip_grad_norm_": lambda: fastopt.clip_grad_norm_(pr.grads, 1e9),
-        "clip_grad_value_": lambda: fastopt.clip_grad_value_(pr.grads, 1.0),
-        "regularize_grad_": lambda: fastopt.regularize_grad_(pr.grads, pr.params, 1e-6, 1e-6),
-        "penalty": lambda: fastopt.penalty(pr.params, 1e-4, 1e-4),
-    }
-    benchmark.group = f"clip/regularize float32 n={pr.elements}"
-    benchmark(fns[op])
+@pytest.mark.parametrize("peer", B.CLIP_PEERS)
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("op", sorted(B.CLIP_OPS))
+def test_clip_and_regularize(benchmark, op, dtype, size, threads, peer):
+    """The clip and penalty kernels against the NumPy reference and torch's clip functions."""
+    B.set_threads(threads)
+    pr = B.Problem.make("gd", dtype, [size])
+    fn = B.clip_peer(pr, op, peer)
+    if fn is None:
+        pytest.skip(f"{peer} has no {op}")
+    benchmark.group = f"{op} {np.dtype(dtype).name} n={size} threads={threads}"
+    benchmark.extra_info.update(bytes=size * np.dtype(dtype).itemsize * B.CLIP_OPS[op], elements=size, peer=peer)
+    benchmark(fn)

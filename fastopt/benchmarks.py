@@ -212,6 +212,51 @@ def fused_clip_steps(pr: Problem, max_norm: float = 1.0) -> Dict[str, Callable[[
     return out
 
 
+#: the clip and penalty kernels benchmarked, with the bytes each moves per element (in units of itemsize)
+CLIP_OPS = {"global_norm": 1, "clip_grad_norm_": 3, "clip_grad_value_": 2, "regularize_grad_": 3, "penalty": 1}
+CLIP_PEERS = ["fastopt", "numpy", "torch"]
+
+
+def clip_peer(pr: Problem, op: str, peer: str) -> Optional[Callable[[], object]]:
+    """One clip or penalty call on ``pr.grads`` (and ``pr.params``): fastopt's kernel, the NumPy
+    reference, or torch's counterpart (``torch.nn.utils.clip_grad_norm_`` / ``clip_grad_value_``,
+    ``torch.linalg.vector_norm`` for the norm); None where the peer has no such operation.
+    ``clip_grad_norm_`` clips to norm 1: after the first call the norm sits at the limit and every
+    call still scales (the coefficient is 1 / (1 + 1e-6), as torch's), so each call does the
+    norm pass and the scale pass on data that no longer changes."""
+    if op not in CLIP_OPS:
+        raise ValueError(f"unknown op {op!r}; choose from {list(CLIP_OPS)}")
+    if peer == "fastopt":
+        return {"global_norm": lambda: F.global_norm(pr.grads),
+                "clip_grad_norm_": lambda: F.clip_grad_norm_(pr.grads, 1.0),
+                "clip_grad_value_": lambda: F.clip_grad_value_(pr.grads, 1.0),
+                "regularize_grad_": lambda: F.regularize_grad_(pr.grads, pr.params, 1e-6, 1e-6),
+                "penalty": lambda: F.penalty(pr.params, 1e-4, 1e-4)}[op]
+    if peer == "numpy":
+        return {"global_norm": lambda: reference.global_norm(pr.grads),
+                "clip_grad_norm_": lambda: reference.clip_grad_norm(pr.grads, 1.0),
+                "clip_grad_value_": lambda: reference.clip_grad_value(pr.grads, 1.0),
+                "regularize_grad_": lambda: reference.regularize_grad(pr.grads, pr.params, 1e-6, 1e-6),
+                "penalty": lambda: reference.penalty(pr.params, 1e-4, 1e-4)}[op]
+    if peer != "torch":
+        raise ValueError(f"unknown peer {peer!r}; choose from {CLIP_PEERS}")
+    try:
+        import torch
+    except ImportError:
+        return None
+    grads = [torch.from_numpy(g) for g in pr.grads]
+    params = [torch.from_numpy(p) for p in pr.params]
+    for p, g in zip(params, grads):
+        p.grad = g
+    if op == "global_norm":
+        return lambda: torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    if op == "clip_grad_norm_":
+        return lambda: torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
+    if op == "clip_grad_value_":
+        return lambda: torch.nn.utils.clip_grad_value_(params, 1.0, foreach=True)
+    return None
+
+
 @dataclass
 class Timing:
     best: float
