@@ -75,9 +75,7 @@ class Optimizer:
                 raise TypeError(f"params[{j}] has dtype {p.dtype}; fastopt optimizes float32 or float64 arrays")
             if p.dtype != params[0].dtype:
                 raise TypeError(f"params[{j}] is {p.dtype} but params[0] is {params[0].dtype}: one dtype per group")
-        lr = group.get("lr", 0.0)
-        if not (isinstance(lr, (int, float)) and lr >= 0 and math.isfinite(lr)):
-            raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
+        _check_lr(group.get("lr", 0.0))
         for name in ("clipnorm", "clipvalue", "global_clipnorm"):
             v = group[name]
             if v is not None and not v > 0:
@@ -178,8 +176,7 @@ class Optimizer:
 
     @lr.setter
     def lr(self, value: float) -> None:
-        if not (value >= 0 and math.isfinite(value)):
-            raise ValueError(f"lr must be a finite number >= 0, got {value!r}")
+        _check_lr(value)
         for g in self.param_groups:
             g["lr"] = float(value)
 
@@ -209,6 +206,11 @@ class Optimizer:
                     state[k] = v
             group.update({k: v for k, v in saved_group.items() if k != "params"})
         self.skipped_steps = int(sd.get("skipped_steps", 0))
+
+
+def _check_lr(lr: Any) -> None:
+    if not (isinstance(lr, (int, float, np.floating)) and lr >= 0 and math.isfinite(lr)):
+        raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
 
 
 def _views(flat: np.ndarray, params: Sequence[np.ndarray]) -> List[np.ndarray]:
