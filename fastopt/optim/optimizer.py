@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -41,7 +41,13 @@ class Optimizer:
     state_names: Sequence[str] = ()
     #: per-group scalar states beyond the step count, with their initial values
     scalar_states: Dict[str, float] = {}
+    #: hyperparameters with torch's defaults; each is the kernel's keyword of the same name ...
     defaults: Dict[str, Any] = {}
+    #: ... except these, used only to set the state up
+    set_up_only: Sequence[str] = ()
+    #: the fused update (a fastopt.functional rule) and whether it takes the step count
+    kernel: Callable[..., bool]
+    takes_step: bool = True
 
     def __init__(self, params: ParamsT, **hyper: Any) -> None:
         unknown = set(hyper) - set(self.defaults) - set(COMMON)
@@ -160,9 +166,25 @@ class Optimizer:
         return opts
 
     @classmethod
+    def _kernel_kwargs(cls, group: Dict[str, Any], state: Dict[str, Any]) -> Dict[str, Any]:
+        """The kernel's keyword arguments: the group's hyperparameters (named as the kernel names
+        them) and the step count."""
+        kw = {k: group[k] for k in cls.defaults if k not in cls.set_up_only}
+        if cls.takes_step:
+            kw["step"] = state["step"]
+        return kw
+
+    @classmethod
+    def _run(cls, group: Dict[str, Any], state: Dict[str, Any], grads: List[np.ndarray], kw: Dict[str, Any],
+             opts: Dict[str, Any]) -> bool:
+        states = [cls.views(state, name) for name in cls.state_names]
+        return cls.kernel(group["params"], grads, *states, **kw, **opts)
+
+    @classmethod
     def _update(cls, group: Dict[str, Any], state: Dict[str, Any], grads: List[np.ndarray],
                 opts: Dict[str, Any]) -> bool:
-        raise NotImplementedError
+        """One fused kernel call for the group; False if ``check_finite`` skipped it."""
+        return cls._run(group, state, grads, cls._kernel_kwargs(group, state), opts)
 
     @classmethod
     def views(cls, state: Dict[str, Any], name: str) -> Optional[List[np.ndarray]]:
