@@ -226,18 +226,11 @@ def clip_peer(pr: Problem, op: str, peer: str) -> Optional[Callable[[], object]]
     norm pass and the scale pass on data that no longer changes."""
     if op not in CLIP_OPS:
         raise ValueError(f"unknown op {op!r}; choose from {list(CLIP_OPS)}")
-    if peer == "fastopt":
-        return {"global_norm": lambda: F.global_norm(pr.grads),
-                "clip_grad_norm_": lambda: F.clip_grad_norm_(pr.grads, 1.0),
-                "clip_grad_value_": lambda: F.clip_grad_value_(pr.grads, 1.0),
-                "regularize_grad_": lambda: F.regularize_grad_(pr.grads, pr.params, 1e-6, 1e-6),
-                "penalty": lambda: F.penalty(pr.params, 1e-4, 1e-4)}[op]
-    if peer == "numpy":
-        return {"global_norm": lambda: reference.global_norm(pr.grads),
-                "clip_grad_norm_": lambda: reference.clip_grad_norm(pr.grads, 1.0),
-                "clip_grad_value_": lambda: reference.clip_grad_value(pr.grads, 1.0),
-                "regularize_grad_": lambda: reference.regularize_grad(pr.grads, pr.params, 1e-6, 1e-6),
-                "penalty": lambda: reference.penalty(pr.params, 1e-4, 1e-4)}[op]
+    if peer in ("fastopt", "numpy"):  # the reference names the in-place ones without the trailing _
+        fn = getattr(F, op) if peer == "fastopt" else getattr(reference, op.rstrip("_"))
+        args = {"global_norm": (pr.grads,), "clip_grad_norm_": (pr.grads, 1.0), "clip_grad_value_": (pr.grads, 1.0),
+                "regularize_grad_": (pr.grads, pr.params, 1e-6, 1e-6), "penalty": (pr.params, 1e-4, 1e-4)}[op]
+        return lambda: fn(*args)
     if peer != "torch":
         raise ValueError(f"unknown peer {peer!r}; choose from {CLIP_PEERS}")
     try:
