@@ -35,3 +35,34 @@ def test_peers_agree_with_the_reference(rule, dtype):
 
 def test_every_rule_has_an_inplace_numpy_peer():
     assert all(callable(B.make_peer(B.Problem.make(r, np.float32, [8]), "numpy-inplace")) for r in B.RULES)
+
+
+@pytest.mark.parametrize("op", sorted(B.CLIP_OPS))
+def test_clip_peers_agree(op):
+    """The clip and penalty peers leave the same gradients and return the same value (the norms
+    and penalties sum in float64 in both; rtol 1e-6 covers float32 rounding of the scale)."""
+    torch_installed = True
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        torch_installed = False
+    out = {}
+    for peer in B.CLIP_PEERS:
+        pr = B.Problem.make("gd", np.float32, [5000, 17], seed=1)
+        fn = B.clip_peer(pr, op, peer)
+        if fn is None:
+            assert peer == "torch" and (op in ("regularize_grad_", "penalty") or not torch_installed)
+            continue
+        value = fn()
+        out[peer] = (None if value is None else float(value), [g.copy() for g in pr.grads])
+    ref_value, ref_grads = out["numpy"]
+    for peer, (value, grads) in out.items():
+        if ref_value is not None and value is not None:
+            assert value == pytest.approx(ref_value, rel=1e-6), peer
+        for g, r in zip(grads, ref_grads):
+            np.testing.assert_allclose(g, r, rtol=1e-6, atol=1e-9, err_msg=peer)
+
+
+def test_network_lists_have_the_published_sizes():
+    assert (len(B.resnet50_sizes()), sum(B.resnet50_sizes())) == (161, 25_557_032)
+    assert (len(B.gpt2_small_sizes()), sum(B.gpt2_small_sizes())) == (148, 124_439_808)
