@@ -1,6 +1,4 @@
 // pybind11 front of the kernels: argument checks, GIL release, Python exceptions.  No math.
-#include <dlfcn.h>
-#include <omp.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -12,6 +10,7 @@
 #include <vector>
 
 #include "dispatch.hpp"
+#include "pool.hpp"
 #include "types.hpp"
 
 namespace py = pybind11;
@@ -253,10 +252,36 @@ double finish_norm(Reduce kind, double p, double raw) {
   return std::pow(raw, 1.0 / p);
 }
 
-std::string openmp_library() {
-  Dl_info info;
-  if (dladdr(reinterpret_cast<void*>(&omp_get_max_threads), &info) && info.dli_fname) return info.dli_fname;
-  return "unknown";
+// ---- the fused layer passes --------------------------------------------------------------
+
+// One array of a layer pass: a C-contiguous, aligned, native-order ndarray of `nd` dimensions,
+// writeable when written.
+const PyArrayObject_* layer_array(py::handle h, const char* name, int nd, int num, bool written) {  // num: -1 float32 or float64, 0 int64
+  if (!py::isinstance<py::array>(h)) throw py::type_error(std::string(name) + " must be a numpy.ndarray, got " + type_name(h));
+  const auto* a = reinterpret_cast<const PyArrayObject_*>(h.ptr());
+  const auto* descr = py::detail::array_descriptor_proxy(a->descr);
+  const int t = descr->type_num;
+  static_assert(sizeof(long) == 8, "int64 labels are NPY_LONG or NPY_LONGLONG on LP64 platforms");
+  const bool ok = num < 0 ? (t == NPY_FLOAT32 || t == NPY_FLOAT64) : (t == 7 || t == 9);  // int64
+  if (!ok || descr->byteorder == '>')
+    throw py::type_error(std::string(name) + " has dtype " + std::string(py::str(h.attr("dtype"))) + "; expected " +
+                         (num < 0 ? "float32 or float64" : "int64") + " in native byte order");
+  if (a->nd != nd) throw py::value_error(std::string(name) + " must be " + std::to_string(nd) + "-D, got " + std::to_string(a->nd) + "-D");
+  if (!(a->flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_) || !(a->flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    throw py::value_error(std::string(name) + " is not C-contiguous and aligned");
+  if (written && !(a->flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_)) throw py::value_error(std::string(name) + " is read-only");
+  return a;
+}
+int dtype_of(const PyArrayObject_* a) { return py::detail::array_descriptor_proxy(a->descr)->type_num == NPY_FLOAT32 ? F32 : F64; }
+int activation_code(const std::string& act) {
+  if (act == "identity") return kActIdentity;
+  if (act == "relu") return kActRelu;
+  if (act == "tanh") return kActTanh;
+  if (act == "sigmoid") return kActSigmoid;
+  throw py::value_error("act must be 'identity', 'relu', 'tanh' or 'sigmoid', got '" + act + "'");
+}
+void same_dtype(const PyArrayObject_* a, const PyArrayObject_* b, const char* an, const char* bn) {
+  if (dtype_of(a) != dtype_of(b)) throw py::type_error(std::string(bn) + " and " + an + " must share one dtype");
 }
 
 }  // namespace
@@ -509,11 +534,63 @@ PYBIND11_MODULE(_core, m) {
     return true;
   }, py::arg("arrays"), "True when no array holds a NaN or an infinity.");
 
+  m.def("bias_act_", [](py::array z, py::array b, const std::string& act) {
+    const int code = activation_code(act);
+    const auto* za = layer_array(z, "z", 2, -1, true);
+    const auto* ba = layer_array(b, "b", 1, -1, false);
+    same_dtype(za, ba, "z", "b");
+    if (ba->dimensions[0] != za->dimensions[1])
+      throw py::value_error("b has " + std::to_string(ba->dimensions[0]) + " elements but z has " +
+                            std::to_string(za->dimensions[1]) + " columns");
+    py::gil_scoped_release nogil;
+    kernels().bias_act[dtype_of(za)](za->data, ba->data, za->dimensions[0], za->dimensions[1], code);
+  }, py::arg("z"), py::arg("b"), py::arg("act"), "z <- act(z + b) in place, b added to every row.");
+
+  m.def("act_backward_", [](py::array d, py::array a, const std::string& act) {
+    const int code = activation_code(act);
+    const auto* da = layer_array(d, "d", 2, -1, true);
+    const auto* aa = layer_array(a, "a", 2, -1, false);
+    same_dtype(da, aa, "d", "a");
+    if (da->dimensions[0] != aa->dimensions[0] || da->dimensions[1] != aa->dimensions[1])
+      throw py::value_error("d and a must have one shape");
+    if (da->data == aa->data) throw py::value_error("d and a must be separate arrays");
+    py::gil_scoped_release nogil;
+    kernels().act_backward[dtype_of(da)](da->data, aa->data, element_count(da), code);
+  }, py::arg("d"), py::arg("a"), py::arg("act"),
+     "d <- d * act'(z) in place, from the activation's output a = act(z).");
+
+  m.def("softmax_xent_", [](py::array z, py::array y, py::array dz, double scale) {
+    const auto* za = layer_array(z, "z", 2, -1, false);
+    const auto* ya = layer_array(y, "y", 1, 0, false);
+    const auto* dza = layer_array(dz, "dz", 2, -1, true);
+    same_dtype(za, dza, "z", "dz");
+    const int64_t rows = za->dimensions[0], cols = za->dimensions[1];
+    if (dza->dimensions[0] != rows || dza->dimensions[1] != cols) throw py::value_error("dz must have z's shape");
+    if (ya->dimensions[0] != rows) throw py::value_error("y must have one label per row of z");
+    if (cols < 1) throw py::value_error("z must have at least one column");
+    if (dza->data == za->data) throw py::value_error("dz and z must be separate arrays");
+    const int64_t* labels = static_cast<const int64_t*>(static_cast<void*>(ya->data));
+    for (int64_t r = 0; r < rows; ++r)
+      if (labels[r] < 0 || labels[r] >= cols)
+        throw py::value_error("y[" + std::to_string(r) + "] = " + std::to_string(labels[r]) + " is not a class in [0, " +
+                              std::to_string(cols) + ")");
+    double out[2] = {0.0, 0.0};
+    {
+      py::gil_scoped_release nogil;
+      kernels().softmax_xent[dtype_of(za)](za->data, labels, dza->data, rows, cols, scale, out);
+    }
+    return py::make_tuple(out[0], out[1]);
+  }, py::arg("z"), py::arg("y"), py::arg("dz"), py::arg("scale"),
+     "Softmax cross-entropy on logits z and int64 labels y: dz <- (softmax(z) - onehot(y)) * scale; returns "
+     "(sum of the rows' losses, count of rows whose first argmax is y).");
+
   m.def("get_num_threads", &num_threads);
-  m.def("set_num_threads", [](int n) {
-    if (n < 1) throw py::value_error("n must be >= 1, got " + std::to_string(n));
-    set_num_threads(n);
+  m.def("set_num_threads", [](int64_t n) {
+    FASTOPT_REQUIRE(n >= 0 && n <= kMaxThreads, "n must be in [1, " + std::to_string(kMaxThreads) + "] (0: back to the default), got " +
+                                                    std::to_string(n));
+    set_num_threads(int(n));
   }, py::arg("n"));
+  m.def("_thread_setting", &thread_setting, "set_num_threads' value, 0 when unset (the default applies).");
   m.def("isa", []() { return std::string(kernels().name); }, "The instruction set in use.");
   m.def("compiled_isas", &compiled_isas);
   m.def("supported_isas", &supported_isas);
@@ -524,13 +601,13 @@ PYBIND11_MODULE(_core, m) {
       throw py::value_error(e.what());
     }
   }, py::arg("name"));
-  m.def("openmp_info", []() {
+  m.def("pool_info", []() {
     py::dict d;
-    d["version"] = _OPENMP;
-    d["library"] = openmp_library();
-    d["max_threads"] = omp_get_max_threads();
+    d["workers"] = pool_workers();
+    d["spin_us"] = pool_spin_us();
+    d["max_threads"] = kMaxThreads;
     return d;
-  });
+  }, "The thread team: workers started, microseconds a worker spins before it sleeps, the thread cap.");
   m.attr("CHUNK") = 1 << 14;
 #ifdef FASTOPT_VERSION
   m.attr("__version__") = FASTOPT_VERSION;

@@ -1,7 +1,5 @@
 #include "dispatch.hpp"
 
-#include <omp.h>
-
 #include <atomic>
 #include <cstdlib>
 #include <stdexcept>
@@ -85,7 +83,6 @@ const KernelTable* initial_table() {
 }
 
 std::atomic<const KernelTable*> g_table{nullptr};
-std::atomic<int> g_threads{0};
 
 }  // namespace
 
@@ -112,19 +109,5 @@ const KernelTable& kernels() {
 }
 
 void set_isa(const std::string& name) { g_table.store(find_supported(name), std::memory_order_release); }
-
-int num_threads() {
-  int n = g_threads.load(std::memory_order_relaxed);
-  if (n <= 0) {
-    n = omp_get_max_threads();  // honours OMP_NUM_THREADS
-    g_threads.store(n, std::memory_order_relaxed);
-  }
-  return n;
-}
-
-void set_num_threads(int n) {
-  if (n < 1) throw std::invalid_argument("n must be >= 1");
-  g_threads.store(n, std::memory_order_relaxed);
-}
 
 }  // namespace fastopt

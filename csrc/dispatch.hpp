@@ -32,6 +32,11 @@ struct KernelTable {
   void (*reduce[2])(const Batch&, int slot, Reduce kind, double power, int nthreads, double* per_array);
   // gradients (slot 1) <- pre(gradients, params), params read only when with_params.
   void (*transform[2])(const Batch&, const PreHyper&, bool with_params, int nthreads);
+  // The fused layer passes of layers.hpp (one thread; z, d, a, dz: C-contiguous rows x cols).
+  void (*bias_act[2])(void* z, const void* b, int64_t rows, int64_t cols, int act);
+  void (*act_backward[2])(void* d, const void* a, int64_t n, int act);
+  void (*softmax_xent[2])(const void* z, const int64_t* y, void* dz, int64_t rows, int64_t cols, double scale,
+                          double* out);
 };
 
 // Instruction sets this build holds, lowest first ("baseline", "avx2", "avx512").
@@ -42,8 +47,5 @@ std::vector<std::string> supported_isas();
 const KernelTable& kernels();
 // Use the named instruction set; throws std::invalid_argument if unknown or unsupported.
 void set_isa(const std::string& name);
-
-int num_threads();
-void set_num_threads(int n);
 
 }  // namespace fastopt

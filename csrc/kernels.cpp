@@ -2,6 +2,7 @@
 // FASTOPT_ISA_NS naming the target and the target's -march flags.
 #include "dispatch.hpp"
 #include "kernels.hpp"
+#include "layers.hpp"
 #define FASTOPT_STR2(x) #x
 #define FASTOPT_STR(x) FASTOPT_STR2(x)
 
@@ -64,6 +65,9 @@ const KernelTable table = {
 #undef FASTOPT_ENTRY
     {reduce<float>, reduce<double>},
     {transform<float>, transform<double>},
+    {bias_act<float>, bias_act<double>},
+    {act_backward<float>, act_backward<double>},
+    {softmax_xent<float>, softmax_xent<double>},
 };
 
 }  // namespace FASTOPT_ISA_NS

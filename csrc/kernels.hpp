@@ -1,18 +1,16 @@
 // The loops: elementwise sweeps and fixed-block reductions over a Batch, templated on rule
 // and dtype.  Included by kernels.cpp only, which is compiled once per instruction set.
 //
-// Work is cut into items of at most kChunk elements of one array; threads take contiguous
-// runs of items holding about the same number of elements, so one huge array and many tiny
-// ones balance alike.  Reductions sum each item with kLanes partial sums and join the items of
-// an array in order: the result does not depend on the thread count or the vector width.
+// Work is cut into items of at most kChunk elements of one array; threads take items one at a
+// time from a shared counter (pool.hpp), so one huge array and many tiny ones balance alike.
+// Reductions sum each item with kLanes partial sums and join the items of an array in order: the result does not depend on the thread count or the vector width.
 //
 // Like rules.hpp, everything here lives in the instruction set's namespace, and no standard
 // library template is instantiated (the linker would keep one target's copy for all).
 #pragma once
-#include <omp.h>
-
 #include <cstdint>
 
+#include "pool.hpp"
 #include "rules.hpp"
 #include "types.hpp"
 
@@ -48,32 +46,18 @@ inline int64_t count_items(const Batch& b) {
 struct Plan {
   int64_t n;
   Buffer<Item> items;
-  Buffer<int64_t> offset;  // elements before items[i]
   int64_t total = 0;
 
-  explicit Plan(const Batch& b) : n(count_items(b)), items(n), offset(n) {
+  explicit Plan(const Batch& b) : n(count_items(b)), items(n) {
     int64_t k = 0;
     for (int64_t a = 0; a < b.count; ++a)
       for (int64_t s = 0; s < b.sizes[a]; s += kChunk, ++k) {
         const int64_t len = b.sizes[a] - s < kChunk ? b.sizes[a] - s : kChunk;
         items[k] = {a, s, len};
-        offset[k] = total;
         total += len;
       }
   }
   int64_t size() const { return n; }
-  // First item of thread t out of nthreads: the first whose offset reaches t / nthreads of the total.
-  int64_t boundary(int t, int nthreads) const {
-    if (t >= nthreads) return n;
-    const int64_t target = int64_t((__int128)total * t / nthreads);
-    int64_t lo = 0, hi = n;
-    while (lo < hi) {
-      const int64_t mid = lo + (hi - lo) / 2;
-      if (offset[mid] < target) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
-  }
 };
 
 template <class F>
@@ -82,12 +66,18 @@ void for_items(const Plan& plan, int nt, F&& f) {
     for (int64_t i = 0; i < plan.size(); ++i) f(i);
     return;
   }
-#pragma omp parallel num_threads(nt)
-  {
-    const int n = omp_get_num_threads(), t = omp_get_thread_num();
-    const int64_t hi = plan.boundary(t + 1, n);
-    for (int64_t i = plan.boundary(t, n); i < hi; ++i) f(i);
-  }
+  // Items go to whichever thread asks next: a thread the OS delays (a busy machine) holds up
+  // one item, not a fixed share.  The result does not depend on which thread ran an item.
+  struct Shared {
+    const Plan* plan;
+    F* f;
+    int64_t next;
+  } shared{&plan, &f, 0};
+  if (nt > plan.size()) nt = int(plan.size());
+  parallel_run(nt, [](void* ctx) {
+    auto& s = *static_cast<Shared*>(ctx);
+    for (int64_t i; (i = __atomic_fetch_add(&s.next, 1, __ATOMIC_RELAXED)) < s.plan->size();) (*s.f)(i);
+  }, &shared);
 }
 
 template <class T>

@@ -40,6 +40,9 @@ struct LambHyper { double lr, beta1, beta2, eps, weight_decay; int64_t step; };
 // The bandwidth probe: p += c * g and s_k += c * g for nstate state arrays.
 struct StreamHyper { double c; int nstate; };
 
+// Activations of the fused layer passes (layers.hpp).
+enum Activation : int { kActIdentity = 0, kActRelu = 1, kActTanh = 2, kActSigmoid = 3 };
+
 // Reductions over one slot of a batch.
 enum class Reduce : int { SumAbs = 0, SumSq = 1, MaxAbs = 2, SumPow = 3, NonFinite = 4 };
 

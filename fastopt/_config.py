@@ -1,10 +1,12 @@
-"""Build and run-time configuration: instruction set, threads, OpenMP."""
+"""Build and run-time configuration: instruction set and threads."""
 from __future__ import annotations
 
 import os
 import platform
 import warnings
 from typing import Any, Dict
+
+import numpy as np
 
 try:
     from . import _core
@@ -25,36 +27,76 @@ if _forced and _forced != _core.isa():
 
 
 def get_num_threads() -> int:
-    """Threads the kernels use (OMP_NUM_THREADS, or every core, unless set)."""
+    """Threads a kernel call may use: :func:`set_num_threads`' value, else ``OMP_NUM_THREADS``,
+    else every CPU this process may run on.  Read at every call, so ``threadpoolctl``'s limits
+    and later changes take effect at once."""
     return _core.get_num_threads()
 
 
 def set_num_threads(n: int) -> None:
-    """Use ``n`` threads in the kernels from now on.  Results do not depend on it."""
+    """Use at most ``n`` threads (1 to 1024) in the kernels from now on; results do not depend on it.
+    ``0`` goes back to the default (``OMP_NUM_THREADS``, else every CPU).
+
+    Calls below about 64K elements run on the calling thread whatever ``n`` is.  ``threadpoolctl``
+    governs the same setting: ``threadpool_limits(1)`` limits fastopt with BLAS and OpenMP.
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"n must be an int, got {type(n).__name__}")
     _core.set_num_threads(int(n))
+
+
+def _register_threadpoolctl() -> None:
+    """Make fastopt's thread team visible to threadpoolctl (``threadpool_info``, ``threadpool_limits``)."""
+    try:
+        import threadpoolctl
+    except ImportError:
+        return
+    if not hasattr(threadpoolctl, "register"):  # threadpoolctl < 3.5
+        return
+
+    class FastoptController(threadpoolctl.LibController):
+        user_api = "fastopt"
+        internal_api = "fastopt"
+        filename_prefixes = ("_core",)
+        check_symbols = ("fastopt_get_num_threads", "fastopt_set_num_threads")
+
+        def get_num_threads(self) -> int:
+            return int(self.dynlib.fastopt_get_num_threads())
+
+        def set_num_threads(self, num_threads: int) -> None:
+            self.dynlib.fastopt_set_num_threads(int(num_threads))
+
+        def get_version(self) -> str:
+            return __version__
+
+    threadpoolctl.register(FastoptController)
+
+
+_register_threadpoolctl()
 
 
 def config() -> Dict[str, Any]:
     """The configuration :func:`show_config` prints, as a dict."""
-    omp = _core.openmp_info()
+    pool = _core.pool_info()
     return {
         "version": __version__,
         "isa": _core.isa(),
         "isa_compiled": list(_core.compiled_isas()),
         "isa_supported": list(_core.supported_isas()),
-        "openmp": {"version": omp["version"], "library": omp["library"]},
         "num_threads": get_num_threads(),
+        "thread_pool": {"workers": pool["workers"], "spin_us": pool["spin_us"], "max_threads": pool["max_threads"]},
         "machine": platform.machine(),
         "python": platform.python_version(),
     }
 
 
 def show_config() -> None:
-    """Print version, instruction set in use and available, OpenMP runtime and threads."""
+    """Print version, instruction set in use and available, and threads."""
     c = config()
     print(f"fastopt {c['version']}")
     print(f"  instruction set : {c['isa']} (compiled: {', '.join(c['isa_compiled'])}; "
           f"this CPU: {', '.join(c['isa_supported'])}; FASTOPT_ISA forces a lower one)")
-    print(f"  OpenMP          : {c['openmp']['version']} ({c['openmp']['library']})")
-    print(f"  threads         : {c['num_threads']} (set_num_threads, OMP_NUM_THREADS)")
+    t = c["thread_pool"]
+    print(f"  threads         : {c['num_threads']} (set_num_threads, OMP_NUM_THREADS, threadpoolctl); "
+          f"fastopt's own team: {t['workers']} workers started, {t['spin_us']} us spin, then sleep")
     print(f"  machine         : {c['machine']}, Python {c['python']}")

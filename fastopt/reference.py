@@ -217,3 +217,47 @@ def regularize_grad(grads, params, l1=0.0, l2=0.0) -> None:
 def penalty(params, l1=0.0, l2=0.0) -> float:
     return float(sum(l1 * np.sum(np.abs(p.astype(np.float64))) + l2 * np.sum(p.astype(np.float64) ** 2)
                      for p in params))
+
+
+# ---- the fused layer passes of the MLP (fastopt.nn.fused) -----------------------------------
+
+def activation(z: np.ndarray, act: str) -> np.ndarray:
+    """relu, tanh, sigmoid (1 / (1 + exp(-z))) or identity of z, in z's dtype."""
+    if act == "relu":
+        return np.maximum(z, z.dtype.type(0))
+    if act == "tanh":
+        return np.tanh(z)
+    if act == "sigmoid":
+        one = z.dtype.type(1)
+        with np.errstate(over="ignore"):
+            return one / (one + np.exp(-z))
+    return z.copy()
+
+
+def bias_act(z: np.ndarray, b: np.ndarray, act: str) -> np.ndarray:
+    """act(z + b), b added to every row."""
+    return activation(z + b, act)
+
+
+def act_backward(d: np.ndarray, a: np.ndarray, act: str) -> np.ndarray:
+    """d * act'(z), written through the output a = act(z)."""
+    one = a.dtype.type(1)
+    if act == "relu":
+        return np.where(a > 0, d, a.dtype.type(0))
+    if act == "tanh":
+        return d * (one - a * a)
+    if act == "sigmoid":
+        return d * a * (one - a)
+    return d.copy()
+
+
+def softmax_xent(z: np.ndarray, y: np.ndarray, scale: float):
+    """(sum of -log softmax(z)[y] over rows, rows whose first argmax is y, (softmax(z) - onehot(y)) * scale)."""
+    m = z.max(axis=1, keepdims=True)
+    e = np.exp(z - m)
+    s = e.sum(axis=1, keepdims=True)
+    rows = np.arange(len(y))
+    loss = float(np.sum(m[:, 0].astype(np.float64) + np.log(s[:, 0].astype(np.float64)) - z[rows, y]))
+    dz = e * (z.dtype.type(scale) / s)
+    dz[rows, y] -= z.dtype.type(scale)
+    return loss, int(np.sum(z.argmax(axis=1) == y)), dz

@@ -106,7 +106,11 @@ def test_empty_and_size_zero_are_fine():
 
 
 def test_set_num_threads_validates(restore_threads):
-    with pytest.raises(ValueError, match="n must be >= 1"):
-        fastopt.set_num_threads(0)
+    for bad in (-1, 1025, 50000, 100000, 2**40):
+        with pytest.raises(ValueError, match=r"n must be in \[1, 1024\]"):
+            fastopt.set_num_threads(bad)
+    for bad in (2.0, "2", None, True):
+        with pytest.raises(TypeError, match="n must be an int"):
+            fastopt.set_num_threads(bad)
     fastopt.set_num_threads(3)
     assert fastopt.get_num_threads() == 3

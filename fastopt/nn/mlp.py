@@ -10,6 +10,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .fused import FUSED_ACTIVATIONS, act_backward_, bias_act_, softmax_xent_
 from .losses import LOSSES, sigmoid, softmax
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity", "softmax")
@@ -86,6 +87,7 @@ class MLP:
         self.init(seed)
         self.training = False
         self._rng = np.random.default_rng(seed)
+        self._ws: Dict[int, Dict[str, list]] = {}  # training buffers by batch size
 
     def init(self, seed: Optional[int] = 0) -> None:
         """He init for relu layers, Glorot otherwise (or each layer's ``init``); zero biases."""
@@ -142,10 +144,86 @@ class MLP:
 
     def loss_and_grad(self, X: np.ndarray, y: np.ndarray, loss: str = "softmax_cross_entropy",
                       train: bool = True) -> float:
-        fn, _ = LOSSES[loss]
-        value, dz = fn(self.forward(X, train=train), y)
-        self.backward(dz)
-        return value
+        """The mean loss on (X, y); fills ``model.grads``."""
+        return self.train_batch(X, y, loss, train)[0]
+
+    # -- the training step: preallocated buffers and fused passes ----------------------------
+
+    def _workspace(self, n: int) -> Dict[str, list]:
+        ws = self._ws.get(n)
+        if ws is None:
+            if len(self._ws) >= 2:  # a full and a last, shorter batch
+                self._ws.clear()
+            units = [layer.units for layer in self.layers]
+            drop = [layer.dropout > 0 for layer in self.layers[:-1]] + [False]
+            ws = {"z": [np.empty((n, u), self.dtype) for u in units],
+                  "d": [np.empty((n, u), self.dtype) for u in units],
+                  "out": [np.empty((n, u), self.dtype) if k else None for u, k in zip(units, drop)],
+                  "mask": [np.empty((n, u), self.dtype) if k else None for u, k in zip(units, drop)],
+                  "rand": [np.empty((n, u)) if k else None for u, k in zip(units, drop)]}
+            self._ws[n] = ws
+        return ws
+
+    def train_batch(self, X: np.ndarray, y: np.ndarray, loss: str = "softmax_cross_entropy",
+                    train: bool = True) -> Tuple[float, Optional[int]]:
+        """Forward and backward on one batch into reused buffers; fills ``model.grads``.
+
+        Returns the mean loss and the rows predicted right (``None`` for a regression loss).
+        Softmax cross-entropy on integer labels runs as one fused pass (softmax, loss, gradient,
+        hits); the hidden layers' bias and activation, and their derivatives, too.
+        """
+        X = np.asarray(X, self.dtype)
+        if X.ndim != 2 or X.shape[1] != self.n_inputs:
+            raise ValueError(f"X must have shape (n, {self.n_inputs}), got {X.shape}")
+        n = X.shape[0]
+        ws = self._workspace(n)
+        last = len(self.layers) - 1
+        inputs = []
+        a = X
+        for j, (layer, W, b) in enumerate(zip(self.layers, self.W, self.b)):
+            inputs.append(a)
+            z = ws["z"][j]
+            np.matmul(a, W, out=z)
+            act = "identity" if j == last else layer.activation
+            if act in FUSED_ACTIVATIONS:
+                bias_act_(z, b, act)
+            else:
+                z += b
+                z[...] = _act(act, z)
+            a = z
+            if train and ws["mask"][j] is not None:
+                mask, out = ws["mask"][j], ws["out"][j]
+                keep = 1.0 - layer.dropout
+                self._rng.random(out=ws["rand"][j])
+                np.less(ws["rand"][j], keep, out=mask, casting="unsafe")
+                mask *= self.dtype.type(1.0 / keep)
+                np.multiply(z, mask, out=out)
+                a = out
+        z = ws["z"][last]
+        dz = ws["d"][last]
+        y = np.asarray(y)
+        if loss == "softmax_cross_entropy" and y.ndim == 1 and y.dtype.kind in "iub":
+            total, hits = softmax_xent_(z, y.astype(np.int64, copy=False), dz, 1.0 / n)
+            value: float = total / n
+        else:
+            value, grad = LOSSES[loss][0](z, y)
+            dz[...] = grad
+            hits = _hits(z, y, loss)
+        for j in range(last, -1, -1):
+            d = ws["d"][j]
+            np.matmul(inputs[j].T, d, out=self.dW[j])
+            np.sum(d, axis=0, out=self.db[j])
+            if j:
+                prev = ws["d"][j - 1]
+                np.matmul(d, self.W[j].T, out=prev)
+                if train and ws["mask"][j - 1] is not None:
+                    prev *= ws["mask"][j - 1]
+                act = self.layers[j - 1].activation
+                if act in FUSED_ACTIVATIONS:
+                    act_backward_(prev, ws["z"][j - 1], act)
+                else:
+                    prev[...] = _act_backward(act, None, ws["z"][j - 1], prev)
+        return value, hits
 
     def get_weights(self) -> np.ndarray:
         return self.params.copy()
@@ -168,6 +246,16 @@ class MLP:
     def config(self) -> Dict:
         return {"n_inputs": self.n_inputs, "dtype": self.dtype.name,
                 "layers": [vars(layer).copy() for layer in self.layers]}
+
+
+def _hits(z: np.ndarray, y: np.ndarray, loss: str) -> Optional[int]:
+    """Rows predicted right from the last layer's pre-activation z (None for mse)."""
+    if loss == "mse":
+        return None
+    if z.shape[1] == 1:  # sigmoid(z) > 0.5 exactly when z > 0
+        return int(np.sum((z[:, 0] > 0) == (np.asarray(y).reshape(-1) > 0.5)))
+    labels = y.argmax(axis=1) if y.ndim == 2 else y
+    return int(np.sum(z.argmax(axis=1) == labels))
 
 
 def gradient_check(model: MLP, X: np.ndarray, y: np.ndarray, loss: str = "softmax_cross_entropy",

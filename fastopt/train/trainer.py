@@ -8,9 +8,11 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 
 from .. import optim
+from ..functional import all_finite
 from ..nn.losses import LOSSES
 from ..nn.mlp import MLP
 from ..schedules import ReduceOnPlateau, Schedule
+from . import threads as _threads
 
 
 @dataclass
@@ -52,6 +54,13 @@ def accuracy(model: MLP, X: np.ndarray, y: np.ndarray) -> float:
     return float((out.argmax(axis=1) == labels).mean())
 
 
+def _finite(a: np.ndarray) -> bool:
+    """No NaN or infinity in a (the fused, threaded check for float arrays; no temporary)."""
+    if a.dtype in (np.float32, np.float64) and a.flags.c_contiguous and a.flags.aligned:
+        return all_finite(a.reshape(-1))
+    return a.dtype.kind not in "fc" or bool(np.all(np.isfinite(a)))
+
+
 def _check_data(X, y, name="X"):
     X = np.asarray(X)
     y = np.asarray(y)
@@ -61,9 +70,9 @@ def _check_data(X, y, name="X"):
         raise ValueError(f"{name} has {len(X)} samples but y has {len(y)}")
     if len(X) == 0:
         raise ValueError(f"{name} is empty")
-    if not np.all(np.isfinite(X)):
+    if not _finite(X):
         raise ValueError(f"{name} contains NaN or infinity")
-    if np.issubdtype(y.dtype, np.floating) and not np.all(np.isfinite(y)):
+    if np.issubdtype(y.dtype, np.floating) and not _finite(y):
         raise ValueError("y contains NaN or infinity")
     return X, y
 
@@ -74,15 +83,22 @@ class Trainer:
     optimizer: a name from :data:`fastopt.optim.OPTIMIZERS` (with ``optimizer_kwargs``) or an
     :class:`~fastopt.optim.Optimizer` built over ``[model.params]``.  lr: a float or a
     :class:`~fastopt.schedules.Schedule` evaluated at every step (``ReduceOnPlateau`` once an epoch
-    on the validation loss).
+    on the validation loss).  threads: ``"auto"`` (BLAS and the kernels get the free cores the
+    model's matmuls pay for, decided at the first fit and kept; see :mod:`fastopt.train.threads`),
+    an int for both, or None to leave every thread setting as it is.
     """
 
     def __init__(self, model: MLP, optimizer: Union[str, optim.Optimizer] = "adam",
                  lr: Union[float, Schedule] = 1e-3, loss: str = "softmax_cross_entropy",
-                 early_stopping: Optional[EarlyStopping] = None, **optimizer_kwargs: Any):
+                 early_stopping: Optional[EarlyStopping] = None, threads: Union[str, int, None] = "auto",
+                 **optimizer_kwargs: Any):
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; choose from {', '.join(LOSSES)}")
-        self.model, self.loss, self.early_stopping = model, loss, early_stopping
+        if not (threads is None or threads == "auto" or (isinstance(threads, int) and not isinstance(threads, bool)
+                                                          and threads >= 1)):
+            raise ValueError(f"threads must be 'auto', None or an int >= 1, got {threads!r}")
+        self.model, self.loss, self.early_stopping, self.threads = model, loss, early_stopping, threads
+        self._thread_plan: Optional[Tuple[int, int]] = None
         self.schedule = lr if isinstance(lr, Schedule) else None
         if not isinstance(lr, Schedule) and not (isinstance(lr, (int, float)) and lr > 0):
             raise ValueError(f"lr must be > 0 or a Schedule, got {lr!r}")
@@ -96,6 +112,19 @@ class Trainer:
     def fit(self, X, y, epochs: int = 10, batch_size: int = 32, validation_split: float = 0.0,
             validation_data: Optional[Tuple[np.ndarray, np.ndarray]] = None, shuffle: bool = True,
             seed: Optional[int] = 0, verbose: bool = True) -> History:
+        """Train; returns the :class:`History`.  Each epoch's ``loss`` and ``accuracy`` are means over
+        its batches as the weights moved (as Keras reports them); ``val_*`` are measured at its end."""
+        if self.threads == "auto":
+            if self._thread_plan is None:
+                sizes = [self.model.n_inputs] + [layer.units for layer in self.model.layers]
+                self._thread_plan = _threads.plan(sizes, int(batch_size))
+            blas, kernels = self._thread_plan
+        else:
+            blas = kernels = self.threads
+        with _threads.limited(blas, kernels):
+            return self._fit(X, y, epochs, batch_size, validation_split, validation_data, shuffle, seed, verbose)
+
+    def _fit(self, X, y, epochs, batch_size, validation_split, validation_data, shuffle, seed, verbose) -> History:
         X, y = _check_data(X, y)
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
@@ -119,15 +148,27 @@ class Trainer:
         best, best_weights, wait = None, None, 0
         last_good = self.model.get_weights()
         bar = _bar(epochs, verbose)
-        n = len(X)
+        # once: rows in the model's dtype, labels as int64, a reused minibatch buffer
+        X = np.ascontiguousarray(X, dtype=self.model.dtype)
+        if y.ndim == 1 and y.dtype.kind in "iub":
+            y = y.astype(np.int64, copy=False)
+        k = self.model.layers[-1].units
+        if self.loss in ("softmax_cross_entropy", "focal") and y.ndim == 1 and len(y) and (y.min() < 0 or y.max() >= k):
+            raise ValueError(f"y holds labels outside [0, {k}): the last layer has {k} units")
+        n, bs = len(X), int(batch_size)
+        xbuf = np.empty((min(bs, n),) + X.shape[1:], X.dtype)
+        ybuf = np.empty((min(bs, n),) + y.shape[1:], y.dtype)
         for epoch in range(int(epochs)):
             order = rng.permutation(n) if shuffle else np.arange(n)
-            total, count = 0.0, 0
-            for start in range(0, n, int(batch_size)):
-                b = order[start:start + int(batch_size)]
+            total, count, hits = 0.0, 0, 0
+            for start in range(0, n, bs):
+                b = order[start:start + bs]
+                xb, yb = xbuf[:len(b)], ybuf[:len(b)]
+                np.take(X, b, axis=0, out=xb)
+                np.take(y, b, axis=0, out=yb)
                 if self.schedule is not None:
                     self.optimizer.lr = self.schedule(self.steps)
-                value = self.model.loss_and_grad(X[b], y[b], self.loss, train=True)
+                value, right = self.model.train_batch(xb, yb, self.loss, train=True)
                 if not math.isfinite(value):
                     self.model.set_weights(last_good)
                     history.stop_reason = f"loss became {value} at epoch {epoch + 1}: stopped, last good weights kept"
@@ -140,11 +181,13 @@ class Trainer:
                 self.steps += 1
                 total += value * len(b)
                 count += len(b)
+                hits += right or 0
             if np.all(np.isfinite(self.model.params)):
                 last_good = self.model.get_weights()
+            # as Keras: the epoch's loss and accuracy are means over its batches, as the weights moved
             row = {"loss": total / count, "lr": self.optimizer.lr}
             if self.loss != "mse":
-                row["accuracy"] = accuracy(self.model, X, y)
+                row["accuracy"] = hits / count
             if validation_data is not None:
                 Xv, yv = validation_data
                 row["val_loss"] = fn(self.model.forward(Xv), yv)[0]

@@ -1,0 +1,98 @@
+"""How many threads a training run gives BLAS and fastopt's kernels.
+
+A minibatch step alternates matmuls (BLAS's threads) and the update (fastopt's team); the two
+never run at once, so each may use every free core.  Two things limit that number, both
+measured (see the README, "Threads"):
+
+- the other processes on the machine: a BLAS call splits its work evenly between its threads
+  and waits for the slowest, so a thread that shares its core with a busy process holds up
+  every matmul (the MNIST-shaped fit ran 2.8x slower with two BLAS threads than with one beside
+  one busy process on two cores, and 1.4x faster on a quiet machine);
+- the size of the matmuls: a thread needs about :data:`FLOPS_PER_THREAD` of work per call to
+  pay for waking it (on a 16-core Xeon the 128 x 784 x 256 matmuls ran fastest on 4 threads).
+
+The trainer takes the smaller of the two for BLAS, and the free cores for fastopt's kernels,
+within any lower limit already set (``threadpool_limits``, ``OPENBLAS_NUM_THREADS``, ...).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from typing import Iterator, Optional, Sequence, Tuple
+
+from .._config import get_num_threads
+
+#: floating-point operations of one matmul per BLAS thread below which another thread does not pay
+FLOPS_PER_THREAD = 12.5e6
+
+
+def _cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _runnable() -> Optional[int]:
+    """Threads of other processes running or ready to run now (Linux), else None."""
+    try:
+        with open("/proc/loadavg") as f:
+            everyone = int(f.read().split()[3].split("/")[0])
+        mine = 0  # this process's own: the caller, and BLAS threads still spinning after a call
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                mine += f.read().rsplit(")", 1)[1].split()[0] == "R"
+        return max(0, everyone - mine)
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def free_cores(samples: int = 5, interval: float = 0.001) -> int:
+    """Cores not taken by other processes: this process's CPUs minus the other processes' threads
+    that are running or ready (median of a few instantaneous samples; every CPU where that is
+    unknown)."""
+    cpus = _cpus()
+    seen = []
+    for k in range(samples):
+        r = _runnable()
+        if r is None:
+            return cpus
+        seen.append(r)
+        if k + 1 < samples:
+            time.sleep(interval)
+    others = sorted(seen)[len(seen) // 2]
+    return max(1, min(cpus, cpus - others))
+
+
+def matmul_threads(layer_sizes: Sequence[int], batch_size: int) -> int:
+    """Threads the largest matmul of a step pays for (at least 1)."""
+    flops = max(2.0 * batch_size * a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
+    return max(1, int(flops // FLOPS_PER_THREAD))
+
+
+def plan(layer_sizes: Sequence[int], batch_size: int) -> Tuple[int, int]:
+    """(BLAS threads, fastopt threads) for a run of this shape on this machine now."""
+    free = free_cores()
+    return min(free, matmul_threads(layer_sizes, batch_size)), min(free, get_num_threads())
+
+
+@contextlib.contextmanager
+def limited(blas: Optional[int], kernels: Optional[int]) -> Iterator[None]:
+    """BLAS and fastopt's kernels at most at these counts inside the block (None: unchanged).
+    A lower limit already in place stays; BLAS is left alone without threadpoolctl."""
+    from .. import _core
+    with contextlib.ExitStack() as stack:
+        if blas is not None:
+            try:
+                from threadpoolctl import ThreadpoolController
+            except ImportError:
+                ThreadpoolController = None
+            if ThreadpoolController is not None:
+                libs = ThreadpoolController().select(user_api="blas")
+                if libs.lib_controllers and blas < min(lib.num_threads for lib in libs.lib_controllers):
+                    stack.enter_context(libs.limit(limits=blas))
+        if kernels is not None and kernels < get_num_threads():
+            stack.callback(_core.set_num_threads, _core._thread_setting())
+            _core.set_num_threads(kernels)
+        yield
