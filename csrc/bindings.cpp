@@ -534,7 +534,7 @@ PYBIND11_MODULE(_core, m) {
     return true;
   }, py::arg("arrays"), "True when no array holds a NaN or an infinity.");
 
-  m.def("bias_act_", [](py::array z, py::array b, const std::string& act) {
+  m.def("bias_act_", [](py::object z, py::object b, const std::string& act) {
     const int code = activation_code(act);
     const auto* za = layer_array(z, "z", 2, -1, true);
     const auto* ba = layer_array(b, "b", 1, -1, false);
@@ -546,7 +546,7 @@ PYBIND11_MODULE(_core, m) {
     kernels().bias_act[dtype_of(za)](za->data, ba->data, za->dimensions[0], za->dimensions[1], code);
   }, py::arg("z"), py::arg("b"), py::arg("act"), "z <- act(z + b) in place, b added to every row.");
 
-  m.def("act_backward_", [](py::array d, py::array a, const std::string& act) {
+  m.def("act_backward_", [](py::object d, py::object a, const std::string& act) {
     const int code = activation_code(act);
     const auto* da = layer_array(d, "d", 2, -1, true);
     const auto* aa = layer_array(a, "a", 2, -1, false);
@@ -559,7 +559,7 @@ PYBIND11_MODULE(_core, m) {
   }, py::arg("d"), py::arg("a"), py::arg("act"),
      "d <- d * act'(z) in place, from the activation's output a = act(z).");
 
-  m.def("softmax_xent_", [](py::array z, py::array y, py::array dz, double scale) {
+  m.def("softmax_xent_", [](py::object z, py::object y, py::object dz, double scale) {
     const auto* za = layer_array(z, "z", 2, -1, false);
     const auto* ya = layer_array(y, "y", 1, 0, false);
     const auto* dza = layer_array(dz, "dz", 2, -1, true);

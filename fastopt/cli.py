@@ -53,7 +53,49 @@ def _fmt_size(n: int) -> str:
     return str(n)
 
 
+def train_bench_main(args: argparse.Namespace) -> int:
+    from . import trainbench as T
+    cases = [c.strip() for c in args.cases.split(",") if c.strip()]
+    for c in cases:
+        if c not in T.CASES:
+            raise SystemExit(f"fastopt bench: unknown case {c!r}; choose from {', '.join(T.CASES)}")
+    if args.rounds < 1:
+        raise SystemExit("fastopt bench: --rounds must be >= 1")
+    peers = [(p, p, {}) for p in T.PEERS if p == "fastopt" or _importable(p)]
+    settings = [False, True] if args.busy else [False]
+    bar = _progress(len(settings) * args.rounds * len(cases) * len(peers), not args.no_progress)
+    rows = []
+    for busy in settings:
+        rows += T.compare(cases, peers, rounds=args.rounds, busy=busy, smoke=args.quick, progress=bar.update)
+    bar.close()
+    print(format_train_table(rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"config": _config(), "train": rows}, f, indent=1)
+        print(f"results saved to {args.json}")
+    return 0
+
+
+def _importable(name: str) -> bool:
+    import importlib.util
+    return importlib.util.find_spec(name) is not None
+
+
+def format_train_table(rows) -> str:
+    """Seconds per fit and per epoch, held-out accuracy, and fastopt's speed-up over each peer."""
+    lines = [f"{'case':7} {'machine':8} {'peer':9} {'seconds':>8} {'s/epoch':>8} {'range':>13} {'accuracy':>8} "
+             f"{'fastopt x':>9}"]
+    ours = {(r["case"], r["busy"]): r["seconds"] for r in rows if r["peer"] == "fastopt"}
+    for r in rows:
+        speed = f"{r['seconds'] / ours[(r['case'], r['busy'])]:9.2f}" if r["peer"] != "fastopt" else f"{'':9}"
+        lines.append(f"{r['case']:7} {'busy' if r['busy'] else 'quiet':8} {r['peer']:9} {r['seconds']:8.2f} "
+                     f"{r['seconds_per_epoch']:8.3f} {r['min']:6.2f}-{r['max']:<6.2f} {r['accuracy']:8.4f} {speed}")
+    return "\n".join(lines)
+
+
 def bench_main(args: argparse.Namespace) -> int:
+    if args.train:
+        return train_bench_main(args)
     from . import _core
     from . import benchmarks as B
 
@@ -254,6 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", metavar="FILE", help="save the results as JSON")
     b.add_argument("--plot", metavar="PNG", help="draw GB/s against size (needs matplotlib)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.add_argument("--train", action="store_true",
+                   help="instead: train an MLP end to end with fastopt, torch and scikit-learn (fastopt.trainbench)")
+    b.add_argument("--cases", default="mnist,digits", help="with --train: mnist, digits or both")
+    b.add_argument("--rounds", type=int, default=3, help="with --train: interleaved rounds (the median is shown)")
+    b.add_argument("--busy", action="store_true", help="with --train: also with one busy process running")
     b.set_defaults(func=bench_main)
 
     t = sub.add_parser("train", help="train an MLP on scikit-learn's handwritten digits")

@@ -1,0 +1,129 @@
+"""The thread team: threadpoolctl, the count read at every call, fork, many Python threads."""
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+
+import numpy as np
+import pytest
+
+import fastopt
+from fastopt import _core
+
+threadpoolctl = pytest.importorskip("threadpoolctl")
+
+BIG = 1 << 18  # above the size where a call uses more than one thread
+
+
+def _adam_problem(n=BIG, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(n).astype(np.float32) for _ in range(2)] + [np.zeros(n, np.float32) for _ in range(2)]
+
+
+def test_threadpoolctl_lists_and_limits_fastopt(restore_threads):
+    fastopt.set_num_threads(3)
+    info = [i for i in threadpoolctl.threadpool_info() if i["internal_api"] == "fastopt"]
+    assert len(info) == 1 and info[0]["num_threads"] == 3 and info[0]["version"] == fastopt.__version__
+    with threadpoolctl.threadpool_limits(1):
+        assert fastopt.get_num_threads() == 1
+    assert fastopt.get_num_threads() == 3
+    with threadpoolctl.threadpool_limits({"fastopt": 2}):
+        assert fastopt.get_num_threads() == 2
+
+
+def test_limit_after_first_use_takes_effect(restore_threads):
+    p = _adam_problem()
+    fastopt.adam_(*p, step=1)  # a first parallel call
+    with threadpoolctl.threadpool_limits(1):
+        assert fastopt.get_num_threads() == 1
+        fastopt.adam_(*p, step=2)
+    assert fastopt.get_num_threads() == max(1, fastopt.get_num_threads())
+
+
+def _run(code, env=None, timeout=60):
+    return subprocess.run([sys.executable, "-c", code], env={**os.environ, **(env or {})}, capture_output=True,
+                          text=True, timeout=timeout, cwd=tempfile.gettempdir())
+
+
+def test_omp_num_threads_read_at_each_call():
+    code = ("import os, fastopt; a = fastopt.get_num_threads(); os.environ['OMP_NUM_THREADS'] = '5'; "
+            "print(a, fastopt.get_num_threads())")
+    out = _run(code, {"OMP_NUM_THREADS": "3"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["3", "5"]
+
+
+def test_set_num_threads_zero_restores_default(restore_threads):
+    fastopt.set_num_threads(7)
+    fastopt.set_num_threads(0)
+    assert fastopt.get_num_threads() == _core.get_num_threads() >= 1 and _core._thread_setting() == 0
+
+
+FORK_CODE = """
+import os, sys, numpy as np, fastopt, multiprocessing as mp
+fastopt.set_num_threads(4)
+n = 1 << 18
+p = [np.ones(n, np.float32) for _ in range(4)]
+fastopt.adam_(*p, step=1)                       # the parent ran a parallel step
+def child(q):
+    c = [np.ones(n, np.float32) for _ in range(4)]
+    fastopt.adam_(*c, step=1)                   # and the child runs one too
+    q.put(float(c[0][0]))
+pid = os.fork()
+if pid == 0:
+    c = [np.ones(n, np.float32) for _ in range(4)]
+    fastopt.adam_(*c, step=1)
+    os._exit(0 if abs(c[0][0] - p[0][0]) == 0 else 3)
+_, status = os.waitpid(pid, 0)
+assert os.WEXITSTATUS(status) == 0, status
+q = mp.get_context("fork").Queue()
+proc = mp.get_context("fork").Process(target=child, args=(q,))
+proc.start(); proc.join(30)
+assert proc.exitcode == 0 and q.get(timeout=5) == float(p[0][0])
+print("ok")
+"""
+
+
+def test_fork_after_parallel_step_does_not_hang():
+    out = _run(FORK_CODE, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_threads_on_separate_arrays_give_the_sequential_result(restore_threads):
+    fastopt.set_num_threads(2)
+    problems = [_adam_problem(seed=s) for s in range(4)]
+    expected = [[a.copy() for a in p] for p in problems]
+    for p in expected:
+        for step in range(1, 4):
+            fastopt.adam_(*p, step=step)
+
+    def work(p):
+        for step in range(1, 4):
+            fastopt.adam_(*p, step=step)
+
+    threads = [threading.Thread(target=work, args=(p,)) for p in problems]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got, want in zip(problems, expected):
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+
+
+def test_more_threads_than_items_and_many_threads_match_one(restore_threads):
+    results = []
+    for nt in (1, 2, 3, 16, 64):
+        fastopt.set_num_threads(nt)
+        p = _adam_problem(n=(1 << 16) + 5)
+        fastopt.adam_(*p, step=1)
+        results.append(p[0])
+    for r in results[1:]:
+        np.testing.assert_array_equal(r, results[0])
+
+
+def test_config_reports_the_team():
+    c = fastopt.config()["thread_pool"]
+    assert c["max_threads"] == 1024 and c["workers"] >= 0 and c["spin_us"] >= 0
