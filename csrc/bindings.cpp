@@ -25,9 +25,10 @@ std::string type_name(py::handle h) { return py::str(py::type::handle_of(h).attr
 // ---- arrays ------------------------------------------------------------------------------
 
 struct Role {
-  const char* name;  // argument name, for messages
-  py::handle obj;    // an ndarray or a list/tuple of them (None: absent)
+  const char* name;       // argument name, for messages
+  py::handle obj;         // an ndarray or a list/tuple of them
   bool written;
+  bool optional = false;  // None means absent (else None is an error)
 };
 
 // An argument name and index, made into text only for an error message.
@@ -60,9 +61,10 @@ class Arrays {
 
   // roles[0] is the parameter (or only) list; every array must match its dtype and sizes.
   explicit Arrays(const std::vector<Role>& roles) {
-    std::vector<std::vector<py::handle>> lists;
     std::vector<bool> listed;
     for (const Role& r : roles) {
+      if (!r.optional && (!r.obj || r.obj.is_none()))
+        throw py::type_error(std::string(r.name) + " is required: a numpy.ndarray or a list of them, got None");
       bool is_list = false;
       lists.push_back(as_list(r, &is_list));
       listed.push_back(is_list);
@@ -81,7 +83,7 @@ class Arrays {
       for (int64_t i = 0; i < count; ++i) {
         const Label label{roles[s].name, listed[s] ? i : -1};
         const Label first{roles[0].name, listed[0] ? i : -1};
-        py::handle h = lists[s][size_t(i)];
+        py::handle h = lists[s][size_t(i)];  // owned by `lists` until the call returns
         check_array(h, label, roles[s].written, s == 0 ? -1 : dtype, s == 0 ? -1 : sizes[size_t(i)], first);
         auto* a = reinterpret_cast<PyArrayObject_*>(h.ptr());
         const int num = py::detail::array_descriptor_proxy(a->descr)->type_num;
@@ -103,6 +105,10 @@ class Arrays {
     check_disjoint(spans);
   }
 
+  // The arrays of the call, one reference each: they stay alive while the kernel runs without
+  // the GIL, whatever another thread or a list's __getitem__ does.
+  std::vector<std::vector<py::object>> lists;
+
   Batch batch() const {
     Batch b;
     b.count = count;
@@ -112,14 +118,20 @@ class Arrays {
   }
 
  private:
-  static std::vector<py::handle> as_list(const Role& r, bool* is_list) {
-    std::vector<py::handle> out;
+  static std::vector<py::object> as_list(const Role& r, bool* is_list) {
+    std::vector<py::object> out;
     if (!r.obj || r.obj.is_none()) return out;
     if (py::isinstance<py::array>(r.obj)) {
-      out.push_back(r.obj);
+      out.push_back(py::reinterpret_borrow<py::object>(r.obj));
     } else if (PyList_Check(r.obj.ptr()) || PyTuple_Check(r.obj.ptr())) {
       *is_list = true;
-      for (py::handle h : py::reinterpret_borrow<py::sequence>(r.obj)) out.push_back(h);
+      // The list's own items (a subclass's __getitem__ is not called), one reference each.
+      py::object fast = py::reinterpret_steal<py::object>(PySequence_Fast(r.obj.ptr(), r.name));
+      if (!fast) throw py::error_already_set();
+      const Py_ssize_t n = PySequence_Fast_GET_SIZE(fast.ptr());
+      PyObject** items = PySequence_Fast_ITEMS(fast.ptr());
+      out.reserve(size_t(n));
+      for (Py_ssize_t i = 0; i < n; ++i) out.push_back(py::reinterpret_borrow<py::object>(items[i]));
     } else {
       throw py::type_error(std::string(r.name) + " must be a numpy.ndarray or a list of them, got " + type_name(r.obj));
     }
@@ -183,7 +195,15 @@ void check_beta(const char* name, double b) {
   FASTOPT_REQUIRE(b >= 0.0 && b < 1.0, std::string(name) + " must be in [0, 1), got " + num(b));
 }
 void check_eps(double eps) { FASTOPT_REQUIRE(eps > 0.0 && std::isfinite(eps), "eps must be a finite number > 0, got " + num(eps)); }
-void check_step(int64_t step) { FASTOPT_REQUIRE(step >= 1, "step must be >= 1 (the count of steps taken, this one included), got " + std::to_string(step)); }
+constexpr int64_t kMaxStep = int64_t(1) << 53;  // exact in a double, far from overflow
+void check_step(int64_t step) {
+  FASTOPT_REQUIRE(step >= 1 && step <= kMaxStep,
+                  "step must be in [1, 2**53] (the count of steps taken, this one included), got " + std::to_string(step));
+}
+// An eps that rounds to 0 in the arrays' dtype divides 0 by 0.
+void check_eps_in(double eps, int dtype) {
+  FASTOPT_REQUIRE(dtype != F32 || float(eps) > 0.0f, "eps = " + num(eps) + " is 0 in float32: use at least 1.4e-45");
+}
 
 PreHyper make_pre(bool maximize, double grad_scale, std::optional<double> clip_value, double l1, double l2) {
   check_nonneg("grad_scale", grad_scale);
@@ -307,7 +327,7 @@ PYBIND11_MODULE(_core, m) {
     FASTOPT_REQUIRE(momentum == 0.0 || !momentum_buffers.is_none(), "momentum_buffers are required when momentum != 0");
     const PreHyper pre = FASTOPT_PRE;
     Arrays a({{"params", params, true}, {"grads", grads, false},
-              {"momentum_buffers", momentum != 0.0 ? momentum_buffers : py::none(), true}});
+              {"momentum_buffers", momentum != 0.0 ? momentum_buffers : py::none(), true, momentum == 0.0}});
     return run(a, [](const KernelTable& k) { return k.sgd; },
                SgdHyper{lr, momentum, dampening, weight_decay, nesterov, step}, pre, check_finite);
   }, py::arg("params"), py::arg("grads"), py::arg("momentum_buffers"), py::arg("step"), py::arg("lr"),
@@ -325,7 +345,8 @@ PYBIND11_MODULE(_core, m) {
     FASTOPT_REQUIRE(!amsgrad || !max_exp_avg_sqs.is_none(), "max_exp_avg_sqs are required when amsgrad=True");
     const PreHyper pre = FASTOPT_PRE;
     Arrays a({{"params", params, true}, {"grads", grads, false}, {"exp_avgs", exp_avgs, true},
-              {"exp_avg_sqs", exp_avg_sqs, true}, {"max_exp_avg_sqs", amsgrad ? max_exp_avg_sqs : py::none(), true}});
+              {"exp_avg_sqs", exp_avg_sqs, true}, {"max_exp_avg_sqs", amsgrad ? max_exp_avg_sqs : py::none(), true, !amsgrad}});
+    check_eps_in(eps, a.dtype);
     return run(a, [](const KernelTable& k) { return k.adam; },
                AdamHyper{lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled_weight_decay, step}, pre, check_finite);
   }, py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"), py::arg("max_exp_avg_sqs"),
@@ -341,6 +362,7 @@ PYBIND11_MODULE(_core, m) {
     check_eps(eps);
     const PreHyper pre = FASTOPT_PRE;
     Arrays a({{"params", params, true}, {"grads", grads, false}, {"state_sums", state_sums, true}});
+    check_eps_in(eps, a.dtype);
     return run(a, [](const KernelTable& k) { return k.adagrad; }, AdagradHyper{lr, lr_decay, weight_decay, eps, step},
                pre, check_finite);
   }, py::arg("params"), py::arg("grads"), py::arg("state_sums"), py::arg("step"), py::arg("lr"), py::arg("lr_decay"),
@@ -361,6 +383,7 @@ PYBIND11_MODULE(_core, m) {
     if (centered) roles.push_back({"grad_avgs", grad_avgs, true});
     if (momentum > 0.0) roles.push_back({"momentum_buffers", momentum_buffers, true});
     Arrays a(roles);
+    check_eps_in(eps, a.dtype);
     return run(a, [](const KernelTable& k) { return k.rmsprop; },
                RmspropHyper{lr, alpha, eps, weight_decay, momentum, centered}, pre, check_finite);
   }, py::arg("params"), py::arg("grads"), py::arg("square_avgs"), py::arg("grad_avgs"), py::arg("momentum_buffers"),
@@ -376,6 +399,7 @@ PYBIND11_MODULE(_core, m) {
     const PreHyper pre = FASTOPT_PRE;
     Arrays a({{"params", params, true}, {"grads", grads, false}, {"square_avgs", square_avgs, true},
               {"acc_deltas", acc_deltas, true}});
+    check_eps_in(eps, a.dtype);
     return run(a, [](const KernelTable& k) { return k.adadelta; }, AdadeltaHyper{lr, rho, eps, weight_decay}, pre,
                check_finite);
   }, py::arg("params"), py::arg("grads"), py::arg("square_avgs"), py::arg("acc_deltas"), py::arg("lr"),
@@ -392,6 +416,7 @@ PYBIND11_MODULE(_core, m) {
     const PreHyper pre = FASTOPT_PRE;
     Arrays a({{"params", params, true}, {"grads", grads, false}, {"exp_avgs", exp_avgs, true},
               {"exp_infs", exp_infs, true}});
+    check_eps_in(eps, a.dtype);
     return run(a, [](const KernelTable& k) { return k.adamax; }, AdamaxHyper{lr, beta1, beta2, eps, weight_decay, step},
                pre, check_finite);
   }, py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_infs"), py::arg("step"), py::arg("lr"),
@@ -411,6 +436,7 @@ PYBIND11_MODULE(_core, m) {
     const PreHyper pre = FASTOPT_PRE;
     Arrays a({{"params", params, true}, {"grads", grads, false}, {"exp_avgs", exp_avgs, true},
               {"exp_avg_sqs", exp_avg_sqs, true}});
+    check_eps_in(eps, a.dtype);
     return run(a, [](const KernelTable& k) { return k.nadam; },
                NadamHyper{lr, beta1, beta2, eps, weight_decay, momentum_decay, mu_product, decoupled_weight_decay, step},
                pre, check_finite);
@@ -430,6 +456,7 @@ PYBIND11_MODULE(_core, m) {
     const PreHyper pre = FASTOPT_PRE;
     Arrays a({{"params", params, true}, {"grads", grads, false}, {"exp_avgs", exp_avgs, true},
               {"exp_avg_sqs", exp_avg_sqs, true}});
+    check_eps_in(eps, a.dtype);
     return run(a, [](const KernelTable& k) { return k.radam; },
                RadamHyper{lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, step}, pre, check_finite);
   }, py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"), py::arg("step"),
@@ -460,6 +487,7 @@ PYBIND11_MODULE(_core, m) {
     const PreHyper pre = FASTOPT_PRE;
     Arrays a({{"params", params, true}, {"grads", grads, false}, {"exp_avgs", exp_avgs, true},
               {"exp_avg_sqs", exp_avg_sqs, true}});
+    check_eps_in(eps, a.dtype);
     return run(a, [](const KernelTable& k) { return k.lamb; }, LambHyper{lr, beta1, beta2, eps, weight_decay, step},
                pre, check_finite);
   }, py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"), py::arg("step"),
@@ -479,7 +507,9 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("transform_", [](py::object grads, py::object params, double scale, std::optional<double> clip_value,
                          double l1, double l2, bool maximize) {
-    const PreHyper pre = make_pre(maximize, scale, clip_value, l1, l2);
+    FASTOPT_REQUIRE(std::isfinite(scale), "scale must be a finite number, got " + num(scale));
+    PreHyper pre = make_pre(maximize, 1.0, clip_value, l1, l2);
+    pre.scale = scale;
     const bool with_params = !params.is_none();
     FASTOPT_REQUIRE(with_params || (l1 == 0.0 && l2 == 0.0), "params are required for an l1 or l2 penalty gradient");
     Arrays a(with_params ? std::vector<Role>{{"params", params, false}, {"grads", grads, true}}

@@ -297,7 +297,11 @@ def clip_grad_norm_(grads: Arrays, max_norm: float, norm_type: float = 2.0,
                            "set `error_if_nonfinite=False`")
     coef = clip_coef(total, max_norm)
     if math.isnan(coef):  # a NaN norm spreads to every gradient, as in torch
-        for g in ([grads] if isinstance(grads, np.ndarray) else grads):
+        arrays = [grads] if isinstance(grads, np.ndarray) else list(grads)
+        for i, g in enumerate(arrays):  # all or nothing: every array checked before the first is written
+            if not g.flags.writeable:
+                raise ValueError(f"grads[{i}] is read-only")
+        for g in arrays:
             g.fill(np.nan)
     elif coef < 1.0:
         _core.transform_(grads, None, coef)
@@ -310,8 +314,11 @@ def clip_grad_value_(grads: Arrays, clip_value: float) -> None:
 
 
 def scale_(grads: Arrays, factor: float) -> None:
-    """``grads *= factor`` in place, in one parallel pass over every array."""
-    _core.transform_(grads, None, float(factor))
+    """``grads *= factor`` in place (any finite factor), in one parallel pass over every array."""
+    factor = float(factor)
+    if not math.isfinite(factor):
+        raise ValueError(f"factor must be a finite number, got {factor}")
+    _core.transform_(grads, None, factor)
 
 
 def regularize_grad_(grads: Arrays, params: Arrays, l1: float = 0.0, l2: float = 0.0) -> None:

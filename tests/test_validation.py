@@ -43,7 +43,7 @@ BAD = [
     ("beta2", ValueError, "beta2 must be in \\[0, 1\\)", {"betas": (0.9, -0.1)}),
     ("betas shape", ValueError, "betas must be a pair", {"betas": (0.9,)}),
     ("eps", ValueError, "eps must be", {"eps": 0.0}),
-    ("step", ValueError, "step must be >= 1", {"step": 0}),
+    ("step", ValueError, r"step must be in \[1, 2\*\*53\]", {"step": 0}),
     ("weight_decay", ValueError, "weight_decay must be", {"weight_decay": -0.1}),
     ("grad_scale", ValueError, "grad_scale must be", {"grad_scale": -1.0}),
     ("clip_value", ValueError, "clip_value must be > 0", {"clip_value": 0.0}),

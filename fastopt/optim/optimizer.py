@@ -115,6 +115,8 @@ class Optimizer:
         """Update every parameter in place from ``grads`` (one array per parameter, in order; or
         one list per group).  Returns False if ``check_finite`` skipped the step."""
         per_group = self._split(grads)
+        for i, (group, g) in enumerate(zip(self.param_groups, per_group)):
+            _check_grads(group["params"], g, i)  # all or nothing: every group checked before any steps
         applied = True
         for group, state, g in zip(self.param_groups, self.state, per_group):
             opts = self._fused_options(group, g)
@@ -122,7 +124,11 @@ class Optimizer:
                 applied = False
                 continue
             state["step"] += 1
-            ok = self._update(group, state, g, opts)
+            try:
+                ok = self._update(group, state, g, opts)
+            except BaseException:
+                state["step"] -= 1
+                raise
             if not ok:
                 state["step"] -= 1
                 applied = False
@@ -228,6 +234,20 @@ class Optimizer:
                     state[k] = v
             group.update({k: v for k, v in saved_group.items() if k != "params"})
         self.skipped_steps = int(sd.get("skipped_steps", 0))
+
+
+def _check_grads(params: Sequence[np.ndarray], grads: Sequence[np.ndarray], group: int) -> None:
+    """What the kernel would refuse, found before any group is stepped."""
+    for j, (p, g) in enumerate(zip(params, grads)):
+        where = f"grads[{j}] of param_groups[{group}]"
+        if not isinstance(g, np.ndarray):
+            raise TypeError(f"{where} must be a numpy.ndarray, got {type(g).__name__}")
+        if g.dtype != p.dtype:
+            raise TypeError(f"{where} is {g.dtype} but its parameter is {p.dtype}")
+        if g.size != p.size:
+            raise ValueError(f"{where} has {g.size} elements but its parameter has {p.size}")
+        if not (g.flags.c_contiguous and g.flags.aligned):
+            raise ValueError(f"{where} is not C-contiguous (numpy.ascontiguousarray makes a contiguous copy)")
 
 
 def _check_lr(lr: Any) -> None:

@@ -1,0 +1,142 @@
+"""Hostile calls: each raises TypeError / ValueError naming the argument with every array
+unchanged, or works; never a crash, never a half-written state."""
+import threading
+
+import numpy as np
+import pytest
+
+import fastopt
+from fastopt import optim
+
+from cases import RULES
+
+N = 10
+
+
+def _arrays(k, n=N):
+    return [[np.full(n, 0.5 + i, np.float32)] for i in range(k)]
+
+
+# each rule's positional arrays: params, grads, then the states the rule needs by default
+POSITIONAL = {"gd": 2, "sgd": 2, "adam": 4, "adagrad": 3, "rmsprop": 3, "adadelta": 4, "adamax": 4, "nadam": 4,
+              "radam": 4, "lion": 3, "lamb": 4}
+
+
+def _call(rule, arrays, **kw):
+    fn, _, takes_step = RULES[rule]
+    extra = {"step": 1} if takes_step else {}
+    if rule in ("gd", "sgd"):
+        extra["lr"] = 0.1
+    if rule == "sgd":
+        arrays = arrays + [None]
+    if rule == "rmsprop":
+        arrays = arrays + [None, None]
+    if rule == "nadam":
+        extra["mu_product"] = 0.9
+    return fn(*arrays, **{**extra, **kw})
+
+
+@pytest.mark.parametrize("rule", list(POSITIONAL))
+def test_none_in_every_required_position_raises_and_writes_nothing(rule):
+    k = POSITIONAL[rule]
+    for pos in range(k):
+        arrays = _arrays(k)
+        before = [a[0].copy() for a in arrays]
+        arrays[pos] = None
+        with pytest.raises(TypeError, match="is required"):
+            _call(rule, arrays)
+        for a, b in zip(arrays, before):
+            if a is not None:
+                np.testing.assert_array_equal(a[0], b)
+
+
+@pytest.mark.parametrize("fn", [fastopt.all_finite, fastopt.global_norm, fastopt.array_norms, fastopt.clip_grad_value_
+                                and (lambda a: fastopt.clip_grad_value_(a, 1.0)), lambda a: fastopt.scale_(a, 2.0),
+                                lambda a: fastopt.penalty(a, 1.0), lambda a: fastopt.clip_grad_norm_(a, 1.0)])
+def test_none_is_not_an_empty_list(fn):
+    with pytest.raises(TypeError, match="is required"):
+        fn(None)
+
+
+def test_step_is_bounded():
+    p = _arrays(4)
+    with pytest.raises(ValueError, match=r"step must be in \[1, 2\*\*53\]"):
+        fastopt.nadam_(*p, step=2**63 - 1, mu_product=0.5)
+    assert np.all(p[0][0] == 0.5)
+
+
+@pytest.mark.parametrize("rule", ["adam", "adagrad", "adamax", "nadam", "radam", "lamb", "adadelta"])
+def test_eps_that_is_zero_in_float32_is_refused(rule):
+    p = _arrays(POSITIONAL[rule])
+    for eps in (5e-324, 1e-46):
+        with pytest.raises(ValueError, match="is 0 in float32"):
+            _call(rule, p, eps=eps)
+    assert np.all(p[0][0] == 0.5)
+    p64 = [[a[0].astype(np.float64)] for a in p]
+    _call(rule, p64, eps=1e-46)  # representable in float64
+
+
+def test_scale_takes_any_finite_factor_and_names_it():
+    g = np.array([1.0, -2.0], np.float32)
+    fastopt.scale_(g, -1)
+    np.testing.assert_array_equal(g, [-1.0, 2.0])
+    with pytest.raises(ValueError, match="factor must be a finite number"):
+        fastopt.scale_(g, float("nan"))
+
+
+def test_clip_grad_norm_nan_with_a_read_only_array_writes_nothing():
+    a = np.array([np.nan, 1.0], np.float32)
+    b = np.ones(3, np.float32)
+    b.flags.writeable = False
+    with pytest.raises(ValueError, match=r"grads\[1\] is read-only"):
+        fastopt.clip_grad_norm_([a, b], 1.0)
+    assert a[1] == 1.0
+
+
+class FreshItems(list):
+    """A list whose items are new arrays at every access."""
+
+    def __getitem__(self, i):
+        return np.ones(1 << 17, np.float32)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+
+def test_list_subclass_returning_fresh_arrays_is_safe():
+    params = FreshItems([0, 0])
+    grads = FreshItems([0, 0])
+    assert fastopt.gd_(params, grads, lr=0.1)
+
+
+def test_another_thread_clearing_the_lists_is_safe(restore_threads):
+    fastopt.set_num_threads(2)
+    n = 1 << 22
+    p = [np.ones(n, np.float32) for _ in range(4)]
+    lists = [list(p[:1]), list(p[1:2]), list(p[2:3]), list(p[3:])]
+    del p
+    t = threading.Thread(target=lambda: [lst.clear() for lst in lists])
+    t.start()
+    fastopt.adam_(*lists, step=1)
+    t.join()
+
+
+@pytest.mark.parametrize("name", ["adam", "nadam", "sgd"])
+def test_optimizer_step_is_all_or_nothing(name):
+    ps = [np.ones(4, np.float32), np.ones(3, np.float32)]
+    opt = optim.get(name, [{"params": [ps[0]]}, {"params": [ps[1]]}], lr=0.1, **({"momentum": 0.9} if name == "sgd" else {}))
+    opt.step([np.ones(4, np.float32), np.ones(3, np.float32)])
+    snapshot = opt.state_dict()
+    before = [p.copy() for p in ps]
+    for bad in ([np.ones(4, np.float32), np.ones(3, np.float64)],      # wrong dtype in the second group
+                [np.ones(4, np.float32), np.ones(2, np.float32)],      # wrong size
+                [np.ones(4, np.float32), np.ones(6, np.float32)[::2]]):  # not contiguous
+        with pytest.raises((TypeError, ValueError), match="grads"):
+            opt.step(bad)
+        for p, b in zip(ps, before):
+            np.testing.assert_array_equal(p, b)
+        after = opt.state_dict()
+        for s0, s1 in zip(snapshot["state"], after["state"]):
+            assert s0.keys() == s1.keys()
+            for k in s0:
+                np.testing.assert_array_equal(s0[k], s1[k])
