@@ -127,3 +127,34 @@ def test_more_threads_than_items_and_many_threads_match_one(restore_threads):
 def test_config_reports_the_team():
     c = fastopt.config()["thread_pool"]
     assert c["max_threads"] == 1024 and c["workers"] >= 0 and c["spin_us"] >= 0
+
+
+def test_trainer_threads_setting_is_checked_and_restored(restore_threads):
+    from fastopt.nn import MLP, Dense
+    from fastopt.train import Trainer
+    from fastopt.train import threads as T
+    model = MLP(4, [Dense(3, "softmax")])
+    for bad in ("many", 0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="threads must be"):
+            Trainer(model, threads=bad)
+    fastopt.set_num_threads(2)
+    X = np.random.default_rng(0).standard_normal((40, 4)).astype(np.float32)
+    y = np.arange(40) % 3
+    Trainer(model, threads=1).fit(X, y, epochs=1, verbose=False)
+    assert fastopt.get_num_threads() == 2  # the fit's limit ends with the fit
+    with T.limited(1, 1):
+        assert fastopt.get_num_threads() == 1
+    assert fastopt.get_num_threads() == 2
+    blas, kernels = T.plan([784, 256, 10], 128)
+    assert 1 <= blas <= T._cpus() and 1 <= kernels <= fastopt.get_num_threads()
+    assert T.matmul_threads([64, 64, 10], 32) == 1 and T.matmul_threads([784, 256, 10], 128) == 4
+
+
+def test_trainer_labels_outside_the_outputs_are_refused():
+    from fastopt.nn import MLP, Dense
+    from fastopt.train import Trainer
+    model = MLP(2, [Dense(3, "softmax")])
+    before = model.params.copy()
+    with pytest.raises(ValueError, match=r"labels outside \[0, 3\)"):
+        Trainer(model).fit(np.zeros((4, 2)), np.array([0, 1, 2, 3]), epochs=1, verbose=False)
+    np.testing.assert_array_equal(model.params, before)
