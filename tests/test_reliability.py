@@ -140,3 +140,71 @@ def test_optimizer_step_is_all_or_nothing(name):
             assert s0.keys() == s1.keys()
             for k in s0:
                 np.testing.assert_array_equal(s0[k], s1[k])
+
+
+def _trained(name="adam", **hyper):
+    ps = [np.ones(4, np.float32), np.ones(3, np.float32)]
+    opt = optim.get(name, [{"params": [ps[0]]}, {"params": [ps[1]]}], **hyper)
+    opt.step([np.full(4, 0.5, np.float32), np.full(3, 0.25, np.float32)])
+    return opt
+
+
+def _bad_state_dicts():
+    good = _trained().state_dict()
+
+    def edit(fn):
+        import copy
+        sd = copy.deepcopy(good)
+        fn(sd)
+        return sd
+
+    yield "float64 1e300", TypeError, edit(lambda sd: sd["state"][0].update(exp_avg=np.full(4, 1e300)))
+    yield "list of None", TypeError, edit(lambda sd: sd["state"][0].update(exp_avg=[None] * 4))
+    for step in (-3, "x", None, 2.5, True, 2**60):
+        yield f"step {step!r}", ValueError, edit(lambda sd, s=step: sd["state"][1].update(step=s))
+    yield "lr nan", ValueError, edit(lambda sd: sd["param_groups"][1].update(lr=float("nan")))
+    yield "eps 0", ValueError, edit(lambda sd: sd["param_groups"][1].update(eps=0.0))
+    yield "betas", ValueError, edit(lambda sd: sd["param_groups"][1].update(betas=(0.9, 1.5)))
+    yield "no groups", ValueError, edit(lambda sd: (sd["param_groups"].clear(), sd["state"].clear()))
+    yield "amsgrad without its buffer", ValueError, edit(lambda sd: sd["param_groups"][1].update(amsgrad=True))
+    yield "missing key in group 1", ValueError, edit(lambda sd: sd["state"][1].pop("exp_avg_sq"))
+    yield "unknown state key", ValueError, edit(lambda sd: sd["state"][1].update(exp_avg_views=[np.zeros(3)]))
+    yield "unknown hyperparameter", ValueError, edit(lambda sd: sd["param_groups"][1].update(momentum=0.9))
+    yield "wrong size", ValueError, edit(lambda sd: sd["state"][1].update(exp_avg=np.zeros(5, np.float32)))
+    yield "skipped_steps", ValueError, edit(lambda sd: sd.update(skipped_steps=-1))
+
+
+@pytest.mark.parametrize("label,exc,sd", list(_bad_state_dicts()), ids=lambda v: v if isinstance(v, str) else "")
+def test_load_state_dict_is_all_or_nothing(label, exc, sd):
+    opt = _trained()
+    opt.step([np.full(4, 0.1, np.float32), np.full(3, 0.1, np.float32)])  # differs from the checkpoint
+    before = opt.state_dict()
+    with pytest.raises(exc):
+        opt.load_state_dict(sd)
+    after = opt.state_dict()
+    assert after["param_groups"] == before["param_groups"] and after["skipped_steps"] == before["skipped_steps"]
+    for s0, s1 in zip(before["state"], after["state"]):
+        assert s0.keys() == s1.keys()
+        for k in s0:
+            np.testing.assert_array_equal(s0[k], s1[k])
+
+
+@pytest.mark.parametrize("other", ["radam", "nadam", "lion", "sgd"])
+def test_another_rules_state_is_refused(other):
+    sd = _trained("adam").state_dict()
+    target = _trained(other, **({"momentum": 0.9} if other == "sgd" else {}))
+    with pytest.raises(ValueError):
+        target.load_state_dict(sd)
+
+
+def test_amsgrad_checkpoint_loads_into_plain_adam_and_steps_as_amsgrad():
+    src = _trained("adam", amsgrad=True)
+    dst = _trained("adam")
+    dst.load_state_dict(src.state_dict())
+    assert dst.param_groups[0]["amsgrad"] and "max_exp_avg_sq" in dst.state[0]
+    g = [np.full(4, 0.3, np.float32), np.full(3, 0.3, np.float32)]
+    src.step(g)
+    dst.step(g)
+    for a, b in zip(src.state_dict()["state"], dst.state_dict()["state"]):
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])

@@ -209,8 +209,10 @@ class Optimizer:
             g["lr"] = float(value)
 
     def state_dict(self) -> Dict[str, Any]:
-        """Hyperparameters and copies of the state buffers (no parameters), as torch's."""
+        """Hyperparameters and copies of the state buffers (no parameters), as torch's, and the
+        optimizer's class name, so a checkpoint of another rule is refused."""
         return {
+            "optimizer": type(self).__name__,
             "param_groups": [{k: v for k, v in g.items() if k != "params"} for g in self.param_groups],
             "state": [{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()
                        if not k.endswith("_views")} for s in self.state],
@@ -218,22 +220,117 @@ class Optimizer:
         }
 
     def load_state_dict(self, sd: Dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned; the next step continues bit for bit."""
-        if len(sd["state"]) != len(self.param_groups):
-            raise ValueError(f"state_dict has {len(sd['state'])} groups, the optimizer {len(self.param_groups)}")
-        for group, state, saved_group, saved in zip(self.param_groups, self.state, sd["param_groups"], sd["state"]):
-            for name in self._needed_states(group):
-                if name not in saved:
-                    raise ValueError(f"state_dict has no {name!r} state")
-                buf = np.asarray(saved[name])
-                if buf.shape != state[name].shape:
-                    raise ValueError(f"state {name!r} has {buf.size} elements, the parameters {state[name].size}")
-                state[name][...] = buf
-            for k, v in saved.items():
-                if k not in self.state_names:
-                    state[k] = v
-            group.update({k: v for k, v in saved_group.items() if k != "params"})
-        self.skipped_steps = int(sd.get("skipped_steps", 0))
+        """Restore what :meth:`state_dict` returned; the next step continues bit for bit.
+
+        Everything is checked before anything changes (all or nothing): the class, the number of
+        groups, every hyperparameter (known names, valid values), every state (present, known,
+        of the parameters' size and a dtype that converts exactly), the step counts.
+        """
+        if not isinstance(sd, dict):
+            raise TypeError(f"state_dict must be a dict, got {type(sd).__name__}")
+        for key in ("param_groups", "state"):
+            if not isinstance(sd.get(key), (list, tuple)):
+                raise ValueError(f"state_dict[{key!r}] must be a list, one entry per parameter group")
+        name = sd.get("optimizer", type(self).__name__)
+        if name != type(self).__name__:
+            raise ValueError(f"state_dict is of {name}, not {type(self).__name__}")
+        for key in ("param_groups", "state"):
+            if len(sd[key]) != len(self.param_groups):
+                raise ValueError(f"state_dict has {len(sd[key])} {key} entries, the optimizer "
+                                 f"{len(self.param_groups)} parameter groups")
+        skipped = sd.get("skipped_steps", 0)
+        if not _is_count(skipped):
+            raise ValueError(f"skipped_steps must be an int >= 0, got {skipped!r}")
+        new_groups, new_states = [], []
+        for i, (group, saved_group, saved) in enumerate(zip(self.param_groups, sd["param_groups"], sd["state"])):
+            new_groups.append(self._loaded_group(group, saved_group, i))
+            new_states.append(self._loaded_state(new_groups[-1], saved, i))
+        for group, new_group, state, new_state in zip(self.param_groups, new_groups, self.state, new_states):
+            group.update(new_group)
+            state.clear()
+            state.update(new_state)
+        self.skipped_steps = int(skipped)
+
+    def _loaded_group(self, group: Dict[str, Any], saved: Any, i: int) -> Dict[str, Any]:
+        if not isinstance(saved, dict):
+            raise TypeError(f"param_groups[{i}] must be a dict, got {type(saved).__name__}")
+        known = set(self.defaults) | set(COMMON)
+        unknown = set(saved) - known - {"params"}
+        if unknown:
+            raise ValueError(f"param_groups[{i}] has hyperparameters {sorted(unknown)} that "
+                             f"{type(self).__name__} does not take")
+        new = {**group, **{k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k != "params"}}
+        self._check_group(new, i)
+        self._check_hyper(new, i)
+        return new
+
+    def _loaded_state(self, group: Dict[str, Any], saved: Any, i: int) -> Dict[str, Any]:
+        if not isinstance(saved, dict):
+            raise TypeError(f"state[{i}] must be a dict, got {type(saved).__name__}")
+        allowed = {"step"} | set(self.state_names) | set(self.scalar_states)
+        unknown = set(saved) - allowed
+        if unknown:
+            raise ValueError(f"state[{i}] has entries {sorted(unknown)} that {type(self).__name__} does not keep")
+        step = saved.get("step")
+        if not _is_count(step) or step > 2**53:
+            raise ValueError(f"state[{i}]['step'] must be an int in [0, 2**53], got {step!r}")
+        new = self._new_state(group)
+        new["step"] = int(step)
+        for name, initial in self.scalar_states.items():
+            v = saved.get(name, initial)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not 0.0 <= v <= 1.0:
+                raise ValueError(f"state[{i}][{name!r}] must be a number in [0, 1], got {v!r}")
+            new[name] = float(v)
+        for name in self._needed_states(group):
+            if name not in saved:
+                raise ValueError(f"state[{i}] has no {name!r} state (the group's options need it)")
+            buf = saved[name]
+            if not isinstance(buf, np.ndarray) or buf.dtype.kind != "f":
+                raise TypeError(f"state[{i}][{name!r}] must be a float numpy array, got "
+                                f"{getattr(buf, 'dtype', type(buf).__name__)}")
+            target = new[name]
+            if buf.size != target.size:
+                raise ValueError(f"state[{i}][{name!r}] has {buf.size} elements, the parameters {target.size}")
+            if not np.can_cast(buf.dtype, target.dtype, "same_kind") or (
+                    buf.dtype.itemsize > target.dtype.itemsize and not _fits(buf, target.dtype)):
+                raise TypeError(f"state[{i}][{name!r}] is {buf.dtype} with values {target.dtype} cannot hold")
+            target[...] = buf.reshape(-1)
+        return new
+
+    @classmethod
+    def _check_hyper(cls, group: Dict[str, Any], i: int) -> None:
+        """The rule's own hyperparameters, as the kernel would check them at the next step."""
+        for k, v in group.items():
+            if k in ("params", "lr") or k in COMMON:
+                continue
+            where = f"param_groups[{i}][{k!r}]"
+            if k == "betas":
+                try:
+                    b1, b2 = v
+                except (TypeError, ValueError):
+                    raise ValueError(f"{where} must be a pair, got {v!r}") from None
+                for b in (b1, b2):
+                    if isinstance(b, bool) or not isinstance(b, (int, float, np.floating)) or not 0.0 <= b < 1.0:
+                        raise ValueError(f"{where} must be in [0, 1), got {v!r}")
+            elif isinstance(cls.defaults.get(k), bool):
+                if not isinstance(v, (bool, np.bool_)):
+                    raise ValueError(f"{where} must be a bool, got {v!r}")
+            elif isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not math.isfinite(v):
+                raise ValueError(f"{where} must be a finite number, got {v!r}")
+            elif v < 0 and k != "dampening":
+                raise ValueError(f"{where} must be >= 0, got {v!r}")
+            elif k == "eps" and not v > 0:
+                raise ValueError(f"{where} must be > 0, got {v!r}")
+
+
+def _is_count(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0
+
+
+def _fits(buf: np.ndarray, dtype: np.dtype) -> bool:
+    """Every finite value of buf stays finite in dtype."""
+    finite = buf[np.isfinite(buf)]
+    return finite.size == 0 or float(np.max(np.abs(finite))) <= float(np.finfo(dtype).max)
 
 
 def _check_grads(params: Sequence[np.ndarray], grads: Sequence[np.ndarray], group: int) -> None:
