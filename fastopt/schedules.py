@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from typing import Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 
 class Schedule:
@@ -223,3 +223,24 @@ def make(name: str, lr: float, total_steps: int, warmup: int = 0) -> Schedule:
     else:
         raise ValueError(f"unknown schedule {name!r}; choose from {', '.join(SCHEDULES)}")
     return Warmup(sch, int(warmup)) if warmup else sch
+
+
+def to_config(schedule: Schedule) -> Dict[str, Any]:
+    """A JSON-able description of a schedule of this module (its class and attributes, inner
+    schedules included, with ReduceOnPlateau's running state), for checkpoints."""
+    cls = type(schedule)
+    if globals().get(cls.__name__) is not cls or not issubclass(cls, Schedule):
+        raise TypeError(f"{cls.__name__} is not a fastopt.schedules class: it cannot be saved")
+    attrs = {k: (to_config(v) if isinstance(v, Schedule) else v) for k, v in vars(schedule).items()}
+    return {"class": cls.__name__, "attrs": attrs}
+
+
+def from_config(config: Dict[str, Any]) -> Schedule:
+    """The schedule :func:`to_config` described."""
+    cls = globals().get(config.get("class"))
+    if not (isinstance(cls, type) and issubclass(cls, Schedule)):
+        raise ValueError(f"unknown schedule class {config.get('class')!r}")
+    obj = cls.__new__(cls)
+    for k, v in config["attrs"].items():
+        setattr(obj, k, from_config(v) if isinstance(v, dict) and "class" in v and "attrs" in v else v)
+    return obj

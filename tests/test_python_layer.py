@@ -180,8 +180,9 @@ def test_save_load_resumes_bit_identically(tmp_path):
     t.fit(X_train, y_train, epochs=2, verbose=False, seed=1)
     t.save(tmp_path / "ckpt.npz")
     t2 = Trainer.load(str(tmp_path / "ckpt.npz"))
-    t.fit(X_train, y_train, epochs=1, verbose=False, seed=2)
-    t2.fit(X_train, y_train, epochs=1, verbose=False, seed=2)
+    assert t2.epoch == 2  # a loaded trainer continues at its epoch; initial_epoch=0 starts afresh
+    t.fit(X_train, y_train, epochs=1, verbose=False, seed=2, initial_epoch=0)
+    t2.fit(X_train, y_train, epochs=1, verbose=False, seed=2, initial_epoch=0)
     assert np.array_equal(t.model.params, t2.model.params)
 
 

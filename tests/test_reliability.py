@@ -208,3 +208,69 @@ def test_amsgrad_checkpoint_loads_into_plain_adam_and_steps_as_amsgrad():
     for a, b in zip(src.state_dict()["state"], dst.state_dict()["state"]):
         for k in a:
             np.testing.assert_array_equal(a[k], b[k])
+
+
+def _resume_setup(dropout=0.2, patience=None):
+    from fastopt import schedules
+    from fastopt.nn import MLP, Dense
+    from fastopt.train import EarlyStopping, Trainer
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((120, 6)).astype(np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(np.int64) + (X[:, 2] > 1)
+    model = MLP(6, [Dense(16, "relu", dropout=dropout), Dense(3, "softmax")], seed=1)
+    es = EarlyStopping("val_loss", patience=patience, restore_best_weights=False) if patience else None
+    sched = schedules.Warmup(schedules.CosineAnnealing(5e-3, 200), 10)
+    return X, y, Trainer(model, "adamw", lr=sched, early_stopping=es, threads=1, global_clipnorm=1.0)
+
+
+@pytest.mark.parametrize("patience", [None, 3])
+def test_trainer_resume_is_bit_identical(tmp_path, patience):
+    from fastopt.train import Trainer
+    kw = dict(batch_size=16, validation_split=0.2, seed=3, verbose=False)
+    X, y, whole = _resume_setup(patience=patience)
+    h_whole = whole.fit(X, y, epochs=6, **kw)
+    X, y, first = _resume_setup(patience=patience)
+    first.fit(X, y, epochs=3, **kw)
+    first.save(tmp_path / "t.npz")
+    resumed = Trainer.load(tmp_path / "t.npz")
+    h_rest = resumed.fit(X, y, epochs=6, **kw)
+    np.testing.assert_array_equal(resumed.model.params, whole.model.params)
+    assert resumed.steps == whole.steps and resumed.epoch == whole.epoch
+    assert h_rest.history["loss"] == h_whole.history["loss"][3:len(h_rest.history["loss"]) + 3]
+    for a, b in zip(resumed.optimizer.state_dict()["state"], whole.optimizer.state_dict()["state"]):
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+    # in one process too: continuing at the epoch reached
+    X, y, again = _resume_setup(patience=patience)
+    again.fit(X, y, epochs=3, **kw)
+    again.fit(X, y, epochs=6, initial_epoch=3, **kw)
+    np.testing.assert_array_equal(again.model.params, whole.model.params)
+
+
+def test_checkpoint_says_which_epoch_weights_and_optimizer_are_from(tmp_path):
+    import json
+    from fastopt.nn import MLP, Dense
+    from fastopt.train import EarlyStopping, Trainer
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 3))
+    y = rng.integers(0, 2, 60)  # noise: validation loss stops improving
+    t = Trainer(MLP(3, [Dense(32), Dense(2, "softmax")]), "adam", lr=0.05, threads=1,
+                early_stopping=EarlyStopping("val_loss", patience=2, restore_best_weights=True))
+    h = t.fit(X, y, epochs=40, validation_split=0.3, verbose=False)
+    assert h.stopped_epoch is not None
+    t.save(tmp_path / "es.npz")
+    with np.load(tmp_path / "es.npz") as z:
+        meta = json.loads(str(z["meta"]))
+    assert meta["weights_epoch"] == h.best_epoch and meta["optimizer_epoch"] == h.stopped_epoch
+
+
+def test_weights_of_the_wrong_shape_are_refused(tmp_path):
+    import pickle
+    from fastopt.nn import MLP, Dense
+    model = MLP(3, [Dense(4), Dense(2, "softmax")])
+    with pytest.raises(ValueError, match="weights have shape"):
+        model.set_weights(np.zeros(1))
+    state = model.__getstate__()
+    state["params"] = np.zeros(1, np.float32)
+    with pytest.raises(ValueError, match="weights have shape"):
+        pickle.loads(pickle.dumps(model)).__setstate__(state)

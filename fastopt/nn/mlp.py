@@ -229,6 +229,10 @@ class MLP:
         return self.params.copy()
 
     def set_weights(self, flat: np.ndarray) -> None:
+        """Copy ``flat`` (shaped as ``model.params``) into the weights."""
+        flat = np.asarray(flat)
+        if flat.shape != self.params.shape:
+            raise ValueError(f"weights have shape {flat.shape}, the model {self.params.shape}")
         self.params[...] = flat
 
     def __getstate__(self) -> Dict:
@@ -239,7 +243,7 @@ class MLP:
     def __setstate__(self, state: Dict) -> None:
         cfg = state["config"]
         self.__init__(cfg["n_inputs"], [Dense(**layer) for layer in cfg["layers"]], dtype=cfg["dtype"], seed=None)
-        self.params[...] = state["params"]
+        self.set_weights(state["params"])
         self.training = state["training"]
         self._rng.bit_generator.state = state["rng"]
 

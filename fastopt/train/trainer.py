@@ -108,12 +108,29 @@ class Trainer:
         else:
             self.optimizer = optim.get(optimizer, [model.params], lr=lr0, **optimizer_kwargs)
         self.steps = 0
+        self.epoch = 0  # epochs completed
+        self.weights_epoch = 0  # the epoch the model's weights are from
+        self._rng_state: Optional[Dict[str, Any]] = None  # the shuffle stream after self.epoch
+        self._es: Dict[str, Any] = {}  # early stopping's best, wait, best_epoch, best_weights
+        self._loaded = False
 
     def fit(self, X, y, epochs: int = 10, batch_size: int = 32, validation_split: float = 0.0,
             validation_data: Optional[Tuple[np.ndarray, np.ndarray]] = None, shuffle: bool = True,
-            seed: Optional[int] = 0, verbose: bool = True) -> History:
-        """Train; returns the :class:`History`.  Each epoch's ``loss`` and ``accuracy`` are means over
-        its batches as the weights moved (as Keras reports them); ``val_*`` are measured at its end."""
+            seed: Optional[int] = 0, verbose: bool = True, initial_epoch: Optional[int] = None) -> History:
+        """Train until epoch ``epochs``; returns the :class:`History` of the epochs run.
+
+        Each epoch's ``loss`` and ``accuracy`` are means over its batches as the weights moved (as
+        Keras reports them); ``val_*`` are measured at its end.  ``initial_epoch`` (Keras'): the
+        epoch to start at; by default 0, or the saved epoch for a trainer from :meth:`load`.
+        Starting at the epoch this trainer has reached continues its run exactly: the shuffle
+        stream, the dropout stream, the schedule's step, the optimizer and early stopping pick up
+        where they stopped, so ``fit(epochs=2)``, ``save``, ``load``, ``fit(epochs=4)`` ends with
+        the bits of ``fit(epochs=4)`` (with the same other arguments).
+        """
+        if initial_epoch is None:
+            initial_epoch = self.epoch if self._loaded else 0
+        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, (int, np.integer)) or initial_epoch < 0:
+            raise ValueError(f"initial_epoch must be an int >= 0, got {initial_epoch!r}")
         if self.threads == "auto":
             if self._thread_plan is None:
                 sizes = [self.model.n_inputs] + [layer.units for layer in self.model.layers]
@@ -122,9 +139,11 @@ class Trainer:
         else:
             blas = kernels = self.threads
         with _threads.limited(blas, kernels):
-            return self._fit(X, y, epochs, batch_size, validation_split, validation_data, shuffle, seed, verbose)
+            return self._fit(X, y, epochs, batch_size, validation_split, validation_data, shuffle, seed, verbose,
+                             int(initial_epoch))
 
-    def _fit(self, X, y, epochs, batch_size, validation_split, validation_data, shuffle, seed, verbose) -> History:
+    def _fit(self, X, y, epochs, batch_size, validation_split, validation_data, shuffle, seed, verbose,
+             initial_epoch) -> History:
         X, y = _check_data(X, y)
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
@@ -144,10 +163,6 @@ class Trainer:
         if es is not None and es.monitor.startswith("val_") and validation_data is None:
             raise ValueError(f"early stopping monitors {es.monitor!r} but there is no validation data")
         fn, _ = LOSSES[self.loss]
-        history = History()
-        best, best_weights, wait = None, None, 0
-        last_good = self.model.get_weights()
-        bar = _bar(epochs, verbose)
         # once: rows in the model's dtype, labels as int64, a reused minibatch buffer
         X = np.ascontiguousarray(X, dtype=self.model.dtype)
         if y.ndim == 1 and y.dtype.kind in "iub":
@@ -155,10 +170,20 @@ class Trainer:
         k = self.model.layers[-1].units
         if self.loss in ("softmax_cross_entropy", "focal") and y.ndim == 1 and len(y) and (y.min() < 0 or y.max() >= k):
             raise ValueError(f"y holds labels outside [0, {k}): the last layer has {k} units")
+        continuing = initial_epoch == self.epoch and self.epoch > 0 and self._rng_state is not None
+        if continuing:  # the run this trainer (or its checkpoint) stopped
+            rng.bit_generator.state = self._rng_state
+            best, wait, best_epoch = self._es["best"], self._es["wait"], self._es["best_epoch"]
+            best_weights = self._es["best_weights"]
+        else:
+            best, wait, best_epoch, best_weights = None, 0, None, None
+        history = History(best_epoch=best_epoch)
+        last_good = self.model.get_weights()
+        bar = _bar(max(0, int(epochs) - initial_epoch), verbose)
         n, bs = len(X), int(batch_size)
         xbuf = np.empty((min(bs, n),) + X.shape[1:], X.dtype)
         ybuf = np.empty((min(bs, n),) + y.shape[1:], y.dtype)
-        for epoch in range(int(epochs)):
+        for epoch in range(initial_epoch, int(epochs)):
             order = rng.permutation(n) if shuffle else np.arange(n)
             total, count, hits = 0.0, 0, 0
             for start in range(0, n, bs):
@@ -197,23 +222,32 @@ class Trainer:
             if isinstance(self.schedule, ReduceOnPlateau):
                 self.schedule.update(row.get("val_loss", row["loss"]))
             bar.update(row)
+            stop = False
             if es is not None:
                 if es.monitor not in row:
                     raise ValueError(f"early stopping monitors {es.monitor!r}; the history has {sorted(row)}")
                 cur = row[es.monitor]
                 better = best is None or (cur < best - es.min_delta if es.mode == "min" else cur > best + es.min_delta)
                 if better:
-                    best, wait, history.best_epoch = cur, 0, epoch + 1
+                    best, wait, best_epoch = cur, 0, epoch + 1
+                    history.best_epoch = best_epoch
                     best_weights = self.model.get_weights() if es.restore_best_weights else None
                 else:
                     wait += 1
                     if wait >= es.patience:
                         history.stopped_epoch = epoch + 1
                         history.stop_reason = f"early stopping: {es.monitor} did not improve for {es.patience} epochs"
-                        break
+                        stop = True
+            self.epoch, self._rng_state = epoch + 1, rng.bit_generator.state
+            self._es = {"best": best, "wait": wait, "best_epoch": best_epoch, "best_weights": best_weights}
+            self.weights_epoch = self.epoch
+            if stop:
+                break
         bar.close()
         if es is not None and es.restore_best_weights and best_weights is not None:
             self.model.set_weights(best_weights)
+            self.weights_epoch = best_epoch
+        self._loaded = False
         return history
 
     def evaluate(self, X, y) -> Dict[str, float]:
@@ -225,30 +259,49 @@ class Trainer:
         return out
 
     def save(self, path: str) -> None:
-        """Model weights, its layout and the optimizer state in one .npz."""
+        """Everything a later :meth:`load` needs to continue the run exactly, in one .npz: the model
+        (layout, weights, dropout stream), the optimizer state, the schedule and its step, early
+        stopping's state, the shuffle stream and the epoch.  ``weights_epoch`` and
+        ``optimizer_epoch`` in the file say which epoch each is from (they differ after early
+        stopping restored the best weights).  No pickle: arrays and JSON only."""
         import json
+        from .. import schedules
         sd = self.optimizer.state_dict()
         arrays = {f"opt_{i}_{k}": v for i, s in enumerate(sd["state"]) for k, v in s.items()
                   if isinstance(v, np.ndarray)}
+        if self._es.get("best_weights") is not None:
+            arrays["es_best_weights"] = self._es["best_weights"]
         meta = {"model": self.model.config(), "loss": self.loss, "steps": self.steps,
                 "optimizer": type(self.optimizer).__name__.lower(),
                 "param_groups": sd["param_groups"], "skipped_steps": sd["skipped_steps"],
-                "scalars": [{k: v for k, v in s.items() if not isinstance(v, np.ndarray)} for s in sd["state"]]}
+                "scalars": [{k: v for k, v in s.items() if not isinstance(v, np.ndarray)} for s in sd["state"]],
+                "epoch": self.epoch, "weights_epoch": self.weights_epoch, "optimizer_epoch": self.epoch,
+                "shuffle_rng": self._rng_state, "dropout_rng": self.model._rng.bit_generator.state,
+                "schedule": schedules.to_config(self.schedule) if self.schedule is not None else None,
+                "early_stopping": vars(self.early_stopping).copy() if self.early_stopping is not None else None,
+                "early_stopping_state": {k: v for k, v in self._es.items() if k != "best_weights"},
+                "threads": self.threads, "thread_plan": self._thread_plan}
         np.savez(path, params=self.model.params, meta=json.dumps(meta, default=list), **arrays)
 
     @classmethod
     def load(cls, path: str) -> "Trainer":
-        """The trainer :meth:`save` wrote; training continues bit for bit."""
+        """The trainer :meth:`save` wrote; ``fit`` with the same arguments continues its run bit for bit."""
         import json
+        from .. import schedules
         from ..nn.mlp import Dense
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             cfg = meta["model"]
             model = MLP(cfg["n_inputs"], [Dense(**layer) for layer in cfg["layers"]], dtype=cfg["dtype"], seed=None)
             model.set_weights(z["params"])
+            model._rng.bit_generator.state = meta["dropout_rng"]
             groups = meta["param_groups"]
             hyper = {k: (tuple(v) if isinstance(v, list) else v) for k, v in groups[0].items()}
-            trainer = cls(model, meta["optimizer"], lr=hyper.pop("lr"), loss=meta["loss"], **hyper)
+            lr = hyper.pop("lr")
+            schedule = schedules.from_config(meta["schedule"]) if meta.get("schedule") else None
+            es = EarlyStopping(**meta["early_stopping"]) if meta.get("early_stopping") else None
+            trainer = cls(model, meta["optimizer"], lr=schedule if schedule is not None else lr, loss=meta["loss"],
+                          early_stopping=es, threads=meta.get("threads", "auto"), **hyper)
             state = []
             for i, scalars in enumerate(meta["scalars"]):
                 s = dict(scalars)
@@ -259,6 +312,14 @@ class Trainer:
             trainer.optimizer.load_state_dict({"param_groups": groups, "state": state,
                                                "skipped_steps": meta["skipped_steps"]})
             trainer.steps = meta["steps"]
+            trainer.epoch = meta.get("epoch", 0)
+            trainer.weights_epoch = meta.get("weights_epoch", trainer.epoch)
+            trainer._rng_state = meta.get("shuffle_rng")
+            trainer._es = dict(meta.get("early_stopping_state") or {})
+            trainer._es["best_weights"] = z["es_best_weights"] if "es_best_weights" in z.files else None
+            plan = meta.get("thread_plan")
+            trainer._thread_plan = tuple(plan) if plan else None
+            trainer._loaded = True
         return trainer
 
 
