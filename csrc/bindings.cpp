@@ -41,7 +41,43 @@ struct Label {
 struct Interval {
   uintptr_t begin, end;
   Label label;
+  bool written;
 };
+
+// The memory of the calls now running (their spans, sorted and disjoint).  Calls register and
+// leave with the GIL held, so the GIL guards this list; a call whose arrays meet a running
+// call's, where either writes, raises instead of racing with it.
+std::vector<const std::vector<Interval>*> g_in_flight;
+
+void claim(const std::vector<Interval>& mine) {
+  for (const std::vector<Interval>* other : g_in_flight) {
+    size_t i = 0, j = 0;
+    while (i < mine.size() && j < other->size()) {
+      const Interval& a = mine[i];
+      const Interval& b = (*other)[j];
+      if (a.end <= b.begin) {
+        ++i;
+      } else if (b.end <= a.begin) {
+        ++j;
+      } else {
+        if (a.written || b.written)
+          throw py::value_error(a.label.str() + " is in use by a call running in another thread: concurrent calls on "
+                                "the same arrays would race");
+        if (a.end < b.end) ++i;
+        else ++j;
+      }
+    }
+  }
+  g_in_flight.push_back(&mine);
+}
+
+void release(const std::vector<Interval>& mine) {
+  for (size_t k = 0; k < g_in_flight.size(); ++k)
+    if (g_in_flight[k] == &mine) {
+      g_in_flight.erase(g_in_flight.begin() + std::ptrdiff_t(k));
+      return;
+    }
+}
 
 using PyArrayObject_ = py::detail::PyArray_Proxy;
 
@@ -74,7 +110,6 @@ class Arrays {
       if (roles[s].obj && !roles[s].obj.is_none() && int64_t(lists[s].size()) != count)
         throw py::value_error(std::string(roles[s].name) + " has " + std::to_string(lists[s].size()) +
                               " arrays but " + roles[0].name + " has " + std::to_string(count));
-    std::vector<Interval> spans;
     spans.reserve(roles.size() * size_t(count));
     for (auto& p : ptrs) p.reserve(size_t(count));
     sizes.reserve(size_t(count));
@@ -98,13 +133,21 @@ class Arrays {
         const int64_t n = element_count(a);
         if (n > 0) {
           const uintptr_t b = reinterpret_cast<uintptr_t>(a->data);
-          spans.push_back({b, b + uintptr_t(n) * (num == NPY_FLOAT32 ? 4u : 8u), label});
+          spans.push_back({b, b + uintptr_t(n) * (num == NPY_FLOAT32 ? 4u : 8u), label, roles[s].written});
         }
       }
     }
     check_disjoint(spans);
+    claim(spans);
+    claimed_ = true;
   }
+  ~Arrays() {
+    if (claimed_) release(spans);
+  }
+  Arrays(const Arrays&) = delete;
+  Arrays& operator=(const Arrays&) = delete;
 
+  std::vector<Interval> spans;  // the call's memory, sorted
   // The arrays of the call, one reference each: they stay alive while the kernel runs without
   // the GIL, whatever another thread or a list's __getitem__ does.
   std::vector<std::vector<py::object>> lists;
@@ -118,6 +161,8 @@ class Arrays {
   }
 
  private:
+  bool claimed_ = false;
+
   static std::vector<py::object> as_list(const Role& r, bool* is_list) {
     std::vector<py::object> out;
     if (!r.obj || r.obj.is_none()) return out;

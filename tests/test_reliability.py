@@ -274,3 +274,45 @@ def test_weights_of_the_wrong_shape_are_refused(tmp_path):
     state["params"] = np.zeros(1, np.float32)
     with pytest.raises(ValueError, match="weights have shape"):
         pickle.loads(pickle.dumps(model)).__setstate__(state)
+
+
+def _race(fn, threads=3, rounds=3):
+    errors, barrier = [], threading.Barrier(threads)
+
+    def work():
+        barrier.wait()
+        for _ in range(rounds):
+            try:
+                fn()
+            except ValueError as e:
+                errors.append(str(e))
+
+    ts = [threading.Thread(target=work) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return errors
+
+
+def test_concurrent_writes_to_the_same_arrays_raise_instead_of_racing(restore_threads):
+    fastopt.set_num_threads(1)
+    n = 1 << 24
+    p = [np.ones(n, np.float32) for _ in range(4)]
+    steps = iter(range(1, 100))
+    errors = _race(lambda: fastopt.adam_(*p, step=next(steps)))
+    assert errors and all("is in use by a call running in another thread" in e for e in errors)
+    # every call that ran was whole: the same bits as that many steps in a row
+    ran = 9 - len(errors)
+    q = [np.ones(n, np.float32) for _ in range(4)]
+    for s in range(1, ran + 1):
+        fastopt.adam_(*q, step=s)
+    np.testing.assert_array_equal(p[2], q[2])
+
+
+def test_concurrent_reads_of_the_same_arrays_are_allowed(restore_threads):
+    fastopt.set_num_threads(1)
+    g = [np.ones(1 << 24, np.float32)]
+    norms = []
+    assert _race(lambda: norms.append(fastopt.global_norm(g))) == []
+    assert len(set(norms)) == 1 and len(norms) == 9
