@@ -169,7 +169,10 @@ template <class T, bool CENTERED, bool MOMENTUM> struct RmspropRule {
     T avg;
     if constexpr (CENTERED) {
       s1 = lerp(s1, g);
-      avg = std::sqrt(sq + T(-1) * s1 * s1);
+      // an infinite sq (huge gradients) stays infinite, as torch's fused multiply-add keeps it,
+      // instead of inf - inf = NaN; finite values are untouched
+      const T var = sq + T(-1) * s1 * s1;
+      avg = std::sqrt(sq == T(INFINITY) ? sq : var);
     } else {
       avg = std::sqrt(sq);
     }

@@ -80,7 +80,9 @@ def rmsprop(p, g, sq, grad_avg, buf, *, lr=1e-2, alpha=0.99, eps=1e-8, weight_de
     sq[...] = sq * alpha + (1.0 - alpha) * g * g
     if centered:
         grad_avg[...] = lerp(grad_avg, g, 1.0 - alpha)
-        avg = np.sqrt(sq + -1.0 * grad_avg * grad_avg)
+        # an infinite sq stays infinite (the variance of huge gradients), not inf - inf = NaN
+        with np.errstate(invalid="ignore", over="ignore"):
+            avg = np.sqrt(np.where(np.isposinf(sq), sq, sq + -1.0 * grad_avg * grad_avg))
     else:
         avg = np.sqrt(sq)
     avg = avg + eps

@@ -9,6 +9,10 @@ import fastopt  # noqa: E402
 from fastopt import _core  # noqa: E402
 
 
+def pytest_addoption(parser):
+    parser.addoption("--fuzz-examples", type=int, default=300, help="examples for test_fuzz.py (default 300)")
+
+
 @pytest.fixture
 def restore_isa():
     isa = _core.isa()

@@ -115,9 +115,19 @@ def test_another_thread_clearing_the_lists_is_safe(restore_threads):
     p = [np.ones(n, np.float32) for _ in range(4)]
     lists = [list(p[:1]), list(p[1:2]), list(p[2:3]), list(p[3:])]
     del p
-    t = threading.Thread(target=lambda: [lst.clear() for lst in lists])
+    import time
+
+    def clear():
+        time.sleep(0.002)  # while the kernel runs without the GIL
+        for lst in lists:
+            lst.clear()
+
+    t = threading.Thread(target=clear)
     t.start()
-    fastopt.adam_(*lists, step=1)
+    try:
+        fastopt.adam_(*lists, step=1)
+    except ValueError as e:  # the lists were emptied before the call read them: refused whole
+        assert "has 1 arrays but params has 0" in str(e) or "has 0 arrays" in str(e)
     t.join()
 
 
@@ -316,3 +326,45 @@ def test_concurrent_reads_of_the_same_arrays_are_allowed(restore_threads):
     norms = []
     assert _race(lambda: norms.append(fastopt.global_norm(g))) == []
     assert len(set(norms)) == 1 and len(norms) == 9
+
+
+def _rss_mb():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/proc/self/statm"), reason="needs /proc")
+def test_no_leaks_in_calls_and_error_paths():
+    import sys
+    p = _arrays(4, n=64)
+    bad = [[np.zeros(64, np.float64)]] + p[1:]
+    refs = [sys.getrefcount(a[0]) for a in p]
+
+    def burst(k):
+        for _ in range(k):
+            fastopt.adam_(*p, step=1)
+            fastopt.global_norm(p[1])
+            for call in (lambda: fastopt.adam_(*bad, step=1), lambda: fastopt.adam_(p[0], None, *p[2:], step=1),
+                         lambda: fastopt.adam_(*p, step=0)):
+                try:
+                    call()
+                except (TypeError, ValueError):
+                    pass
+
+    burst(2000)  # warm: allocator pools, caches
+    before = _rss_mb()
+    burst(20000)
+    assert _rss_mb() - before < 8.0
+    assert [sys.getrefcount(a[0]) for a in p] == refs
+
+
+def test_centered_rmsprop_with_huge_gradients_stays_finite_as_torch():
+    from fastopt import reference
+    p = [np.ones(4, np.float32)]
+    g = [np.full(4, 1e30, np.float32)]
+    sq, ga = [np.zeros(4, np.float32)], [np.zeros(4, np.float32)]
+    fastopt.rmsprop_(p, g, sq, ga, None, lr=0.01, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=True)
+    assert np.all(np.isfinite(p[0])) and np.all(p[0] == 1.0)  # g / inf = 0: torch's result
+    rp, rsq, rga = np.ones(4, np.float32), np.zeros(4, np.float32), np.zeros(4, np.float32)
+    reference.rmsprop(rp, g[0], rsq, rga, None, lr=0.01, alpha=0.99, eps=1e-8, centered=True)
+    np.testing.assert_array_equal(rp, p[0])
