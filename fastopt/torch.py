@@ -51,6 +51,7 @@ class FastoptOptimizer(torch.optim.Optimizer):
             raise TypeError(f"{type(self).__name__} got unknown hyperparameters {sorted(unknown)}")
         defaults = {**COMMON, **self.rule.defaults, **hyper}
         self.skipped_steps = 0
+        self._plans: Dict[int, Any] = {}
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: Dict[str, Any]) -> None:
@@ -62,6 +63,7 @@ class FastoptOptimizer(torch.optim.Optimizer):
             _check_param(p, f"param_groups[{i}]['params'][{j}]")
         self.rule._check_group({**self.defaults, **param_group, "params": [np.zeros(1, np.float32)]}, i)
         super().add_param_group({**param_group, "params": params})
+        self.__dict__.setdefault("_plans", {}).clear()
 
     def _hyper(self, group: Dict[str, Any]) -> Dict[str, Any]:
         # a group loaded from torch.optim's state_dict may lack fastopt's options, or carry torch's own
@@ -103,57 +105,110 @@ class FastoptOptimizer(torch.optim.Optimizer):
             self._step_group(group, i)
         return loss
 
+    # A group's plan: the NumPy views of its parameters and states, bucketed by dtype and step
+    # count, built once and reused while the group's parameters, their storage and the set of
+    # those with a gradient stay the same.  Only the gradients' views are made each step (autograd
+    # may hand out new gradient tensors).  load_state_dict and add_param_group drop the plans.
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        self._plans = {}
+        super().load_state_dict(state_dict)
+
+    def _plan(self, group: Dict[str, Any], index: int, h: Dict[str, Any]) -> "_Plan":
+        params = group["params"]
+        with_grad = tuple(p.grad is not None for p in params)
+        key = (tuple(map(id, params)), with_grad, tuple(p.data_ptr() for p in params), h["amsgrad"]
+               if "amsgrad" in h else None, h.get("momentum"), h.get("centered"))
+        plans = self.__dict__.setdefault("_plans", {})
+        plan = plans.get(index)
+        if plan is None or plan.key != key:
+            plan = plans[index] = _Plan(self, group, index, h, key)
+        return plan
+
     def _step_group(self, group: Dict[str, Any], index: int) -> None:
         h = self._hyper(group)
-        items: List[Tuple[torch.Tensor, np.ndarray]] = []
-        for j, p in enumerate(group["params"]):
+        grads = []
+        for j, p in enumerate(group["params"]):  # checked before any state is made or written
             g = p.grad
             if g is None:
                 continue
-            where = f"param_groups[{index}]['params'][{j}].grad"
-            if g.is_sparse:
-                raise ValueError(f"{where} is sparse; fastopt takes dense gradients")
-            if g.dtype != p.dtype or g.shape != p.shape:
+            if g.is_sparse or g.shape != p.shape or g.dtype != p.dtype:
+                where = f"param_groups[{index}]['params'][{j}].grad"
+                if g.is_sparse:
+                    raise ValueError(f"{where} is sparse; fastopt takes dense gradients")
                 raise ValueError(f"{where} is {g.dtype} {tuple(g.shape)}, the parameter {p.dtype} {tuple(p.shape)}")
-            items.append((p, g.detach().contiguous().numpy()))
-        if not items:
+            grads.append((g if g.is_contiguous() else g.contiguous()).numpy())
+        if not grads:
             return
-        dtypes = {p.dtype for p, _ in items}
-        if len(dtypes) > 1 and h["global_clipnorm"] is not None:
-            raise ValueError(f"param_groups[{index}] mixes {sorted(map(str, dtypes))}: global_clipnorm needs "
-                             "one dtype per group (put each dtype in its own group)")
-        buckets: Dict[Tuple[Any, ...], List[Tuple[torch.Tensor, np.ndarray]]] = {}
-        for p, g in items:
-            st = self._init_state(p, h)
-            key = (p.dtype, int(st["step"])) + tuple(float(st[k]) for k in self.rule.scalar_states)
-            buckets.setdefault(key, []).append((p, g))
-        if h["check_finite"] and len(buckets) > 1 and not all(F.all_finite([g]) for _, g in items):
+        plan = self._plan(group, index, h)
+        if h["check_finite"] and len(plan.buckets) > 1 and not F.all_finite(grads):
             self.skipped_steps += 1  # one bucket must not step while another skips
             return
         shared = None
-        if len(dtypes) == 1:  # the global norm and its scale cover the whole group
-            shared = self.rule._fused_options(h, [g for _, g in items])
+        if len(plan.dtypes) == 1:  # the global norm and its scale cover the whole group
+            shared = self.rule._fused_options(h, grads)
             if shared is None:  # check_finite met a NaN or Inf norm
                 self.skipped_steps += 1
                 return
-        names = self.rule._needed_states(h)
         skipped = False
-        for (_, step, *scalars), bucket in buckets.items():
-            grads = [g for _, g in bucket]
-            bucket_opts = shared if shared is not None else self.rule._fused_options(h, grads)
-            state = {"step": step + 1, **dict(zip(self.rule.scalar_states, scalars))}
-            for name in names:
-                state[name + "_views"] = [self.state[p][name].numpy() for p, _ in bucket]
-            params = [p.detach().numpy() for p, _ in bucket]
-            if bucket_opts is None or not self.rule._update({**h, "params": params}, state, grads, bucket_opts):
+        for b in plan.buckets:
+            bgrads = [grads[k] for k in b.members]
+            opts = shared if shared is not None else self.rule._fused_options(h, bgrads)
+            state = {"step": b.step + 1, **b.scalars}
+            state.update(b.views)
+            if opts is None or not self.rule._update({**h, "params": b.params}, state, bgrads, opts):
                 skipped = True  # check_finite met a NaN or Inf
                 continue
-            for p, _ in bucket:  # in place, as torch.optim counts
-                st = self.state[p]
-                st["step"].fill_(step + 1)
-                for k in self.rule.scalar_states:
-                    st[k].fill_(state[k])
+            b.step += 1
+            torch._foreach_add_(b.step_tensors, 1.0)  # torch's per-parameter step, in place
+            for k in self.rule.scalar_states:  # NAdam's mu_product
+                b.scalars[k] = state[k]
+                for t in b.scalar_tensors[k]:
+                    t.fill_(state[k])
         self.skipped_steps += skipped
+
+
+class _Plan:
+    """The cached NumPy side of one parameter group (see FastoptOptimizer._plan)."""
+
+    class Bucket:
+        def __init__(self):
+            self.members: List[int] = []       # indices into the plan's items
+            self.params: List[np.ndarray] = []
+            self.views: Dict[str, List[np.ndarray]] = {}
+            self.step_tensors: List[torch.Tensor] = []
+            self.scalar_tensors: Dict[str, List[torch.Tensor]] = {}
+            self.step = 0
+            self.scalars: Dict[str, float] = {}
+
+    def __init__(self, opt: "FastoptOptimizer", group: Dict[str, Any], index: int, h: Dict[str, Any], key) -> None:
+        self.key = key
+        self.items = [(j, p) for j, p in enumerate(group["params"]) if p.grad is not None]
+        self.dtypes = {p.dtype for _, p in self.items}
+        if len(self.dtypes) > 1 and h["global_clipnorm"] is not None:
+            raise ValueError(f"param_groups[{index}] mixes {sorted(map(str, self.dtypes))}: global_clipnorm needs "
+                             "one dtype per group (put each dtype in its own group)")
+        rule = opt.rule
+        names = rule._needed_states(h)
+        by_key: Dict[Tuple[Any, ...], _Plan.Bucket] = {}
+        for k, (_, p) in enumerate(self.items):
+            st = opt._init_state(p, h)
+            bkey = (p.dtype, int(st["step"])) + tuple(float(st[n]) for n in rule.scalar_states)
+            b = by_key.get(bkey)
+            if b is None:
+                b = by_key[bkey] = _Plan.Bucket()
+                b.step = int(st["step"])
+                b.scalars = {n: float(st[n]) for n in rule.scalar_states}
+                b.views = {n + "_views": [] for n in names}
+                b.scalar_tensors = {n: [] for n in rule.scalar_states}
+            b.members.append(k)
+            b.params.append(p.detach().numpy())
+            for n in names:
+                b.views[n + "_views"].append(st[n].numpy())
+            b.step_tensors.append(st["step"])
+            for n in rule.scalar_states:
+                b.scalar_tensors[n].append(st[n])
+        self.buckets = list(by_key.values())
 
 
 def _make(rule: type) -> type:

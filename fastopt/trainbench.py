@@ -70,7 +70,7 @@ def _train_fastopt(c: Case, X, y, Xt, yt) -> Tuple[float, float]:
     return seconds, trainer.evaluate(Xt, yt)["accuracy"]
 
 
-def _train_torch(c: Case, X, y, Xt, yt) -> Tuple[float, float]:
+def _train_torch(c: Case, X, y, Xt, yt, optimizer: str = "torch") -> Tuple[float, float]:
     import torch
     torch.manual_seed(0)
     sizes = (X.shape[1],) + c.hidden + (10,)
@@ -81,7 +81,11 @@ def _train_torch(c: Case, X, y, Xt, yt) -> Tuple[float, float]:
         torch.nn.init.zeros_(lin.bias)
         layers += [lin] + ([torch.nn.ReLU()] if i < len(sizes) - 2 else [])
     net = torch.nn.Sequential(*layers)
-    opt = torch.optim.Adam(net.parameters(), lr=c.lr, fused=True)
+    if optimizer == "fastopt":
+        import fastopt.torch
+        opt = fastopt.torch.Adam(net.parameters(), lr=c.lr)
+    else:
+        opt = torch.optim.Adam(net.parameters(), lr=c.lr, fused=True)
     Xs, ys = torch.from_numpy(X), torch.from_numpy(y)
     gen = torch.Generator().manual_seed(0)
     t0 = time.perf_counter()
@@ -113,7 +117,38 @@ def _train_sklearn(c: Case, X, y, Xt, yt) -> Tuple[float, float]:
     return seconds, float(clf.score(Xt, yt))
 
 
-TRAIN = {"fastopt": _train_fastopt, "torch": _train_torch, "sklearn": _train_sklearn}
+def _train_fastopt_torch(c: Case, X, y, Xt, yt) -> Tuple[float, float]:
+    """torch's network and loop with ``fastopt.torch.Adam`` in place of ``torch.optim.Adam``."""
+    return _train_torch(c, X, y, Xt, yt, optimizer="fastopt")
+
+
+GRID = {"lr": [1e-3, 3e-3], "hidden_layer_sizes": [(64,), (128,)]}
+
+
+def _grid_sklearn_api(c: Case, X, y, Xt, yt) -> Tuple[float, float]:
+    """fastopt's estimator in scikit-learn's ``GridSearchCV(n_jobs=2)``, 3 folds, 4 candidates."""
+    from sklearn.model_selection import GridSearchCV
+    from .sklearn import MLPClassifier
+    est = MLPClassifier(epochs=c.epochs, batch_size=c.batch_size, dtype="float32", patience=0, random_state=0)
+    search = GridSearchCV(est, GRID, cv=3, n_jobs=2)
+    t0 = time.perf_counter()
+    search.fit(X, y)
+    seconds = time.perf_counter() - t0
+    return seconds, float(search.score(Xt, yt))
+
+
+def _grid_fastopt_search(c: Case, X, y, Xt, yt) -> Tuple[float, float]:
+    """``fastopt.search.grid_search`` over the same grid, 3 folds (serial)."""
+    from .search import grid_search
+    t0 = time.perf_counter()
+    result = grid_search(X, y, dict(GRID), cv=3,
+                         epochs=c.epochs, batch_size=c.batch_size, patience=0, verbose=False)
+    seconds = time.perf_counter() - t0
+    return seconds, float(result.best_trainer.evaluate(Xt, yt)["accuracy"])
+
+
+TRAIN = {"fastopt": _train_fastopt, "torch": _train_torch, "sklearn": _train_sklearn,
+         "fastopt.torch": _train_fastopt_torch, "GridSearchCV": _grid_sklearn_api, "fastopt.search": _grid_fastopt_search}
 
 
 def run_one(case: str, peer: str, smoke: bool = False) -> Dict[str, float]:

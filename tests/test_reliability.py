@@ -354,7 +354,8 @@ def test_no_leaks_in_calls_and_error_paths():
     burst(2000)  # warm: allocator pools, caches
     before = _rss_mb()
     burst(20000)
-    assert _rss_mb() - before < 8.0
+    if "libasan" not in __import__("os").environ.get("LD_PRELOAD", ""):  # ASan keeps freed memory in quarantine
+        assert _rss_mb() - before < 8.0
     assert [sys.getrefcount(a[0]) for a in p] == refs
 
 
