@@ -16,8 +16,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import functools
+
 import numpy as np
 import torch
+import torch.optim.optimizer as _torch_optim
 
 from . import functional as F
 from . import optim as _optim
@@ -94,7 +97,20 @@ class FastoptOptimizer(torch.optim.Optimizer):
                 state[name] = torch.tensor(float(state.get(name, value)), dtype=torch.float64)
         return state
 
-    @torch.no_grad()
+    @staticmethod
+    def profile_hook_step(func: Callable[..., Any]) -> Callable[..., Any]:
+        """torch's step wrapper (hooks, a profiler range) where a hook is registered or the
+        profiler runs; otherwise the step alone, which saves torch's 10-15 us per step."""
+        hooked = torch.optim.Optimizer.profile_hook_step(func)
+
+        @functools.wraps(func)
+        def wrapper(self, *args: Any, **kwargs: Any) -> Any:
+            if (self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks or _torch_optim._global_optimizer_pre_hooks
+                    or _torch_optim._global_optimizer_post_hooks or torch.autograd._profiler_enabled()):
+                return hooked(self, *args, **kwargs)
+            return func(self, *args, **kwargs)
+        return wrapper
+
     def step(self, closure: Optional[Callable[[], float]] = None):
         """One update of every parameter that has a gradient; returns ``closure()``'s loss."""
         loss = None
@@ -102,7 +118,7 @@ class FastoptOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for i, group in enumerate(self.param_groups):
-            self._step_group(group, i)
+            self._step_group(group, i)  # the kernels write through NumPy views: no autograd involved
         return loss
 
     # A group's plan: the NumPy views of its parameters and states, bucketed by dtype and step
@@ -160,11 +176,10 @@ class FastoptOptimizer(torch.optim.Optimizer):
                 skipped = True  # check_finite met a NaN or Inf
                 continue
             b.step += 1
-            torch._foreach_add_(b.step_tensors, 1.0)  # torch's per-parameter step, in place
-            for k in self.rule.scalar_states:  # NAdam's mu_product
+            b.steps += 1  # every parameter's own step tensor, in one pass (they are views of it)
+            for k in self.rule.scalar_states:  # NAdam's mu_product, likewise
                 b.scalars[k] = state[k]
-                for t in b.scalar_tensors[k]:
-                    t.fill_(state[k])
+                b.scalar_values[k][...] = state[k]
         self.skipped_steps += skipped
 
 
@@ -176,8 +191,8 @@ class _Plan:
             self.members: List[int] = []       # indices into the plan's items
             self.params: List[np.ndarray] = []
             self.views: Dict[str, List[np.ndarray]] = {}
-            self.step_tensors: List[torch.Tensor] = []
-            self.scalar_tensors: Dict[str, List[torch.Tensor]] = {}
+            self.steps: np.ndarray = np.zeros(0, np.float32)  # the bucket's step tensors' memory
+            self.scalar_values: Dict[str, np.ndarray] = {}
             self.step = 0
             self.scalars: Dict[str, float] = {}
 
@@ -191,8 +206,10 @@ class _Plan:
         rule = opt.rule
         names = rule._needed_states(h)
         by_key: Dict[Tuple[Any, ...], _Plan.Bucket] = {}
+        states = []
         for k, (_, p) in enumerate(self.items):
             st = opt._init_state(p, h)
+            states.append(st)
             bkey = (p.dtype, int(st["step"])) + tuple(float(st[n]) for n in rule.scalar_states)
             b = by_key.get(bkey)
             if b is None:
@@ -200,14 +217,21 @@ class _Plan:
                 b.step = int(st["step"])
                 b.scalars = {n: float(st[n]) for n in rule.scalar_states}
                 b.views = {n + "_views": [] for n in names}
-                b.scalar_tensors = {n: [] for n in rule.scalar_states}
             b.members.append(k)
             b.params.append(p.detach().numpy())
             for n in names:
                 b.views[n + "_views"].append(st[n].numpy())
-            b.step_tensors.append(st["step"])
-            for n in rule.scalar_states:
-                b.scalar_tensors[n].append(st[n])
+        # Each parameter keeps its own step tensor (torch's layout), made a view of one buffer per
+        # bucket so that a step counts them all in one pass.
+        for b in by_key.values():
+            steps = torch.full((len(b.members),), float(b.step), dtype=torch.float32)
+            b.steps = steps.numpy()
+            scalars = {n: torch.full((len(b.members),), b.scalars[n], dtype=torch.float64) for n in rule.scalar_states}
+            b.scalar_values = {n: t.numpy() for n, t in scalars.items()}
+            for i, k in enumerate(b.members):
+                states[k]["step"] = steps[i]
+                for n, t in scalars.items():
+                    states[k][n] = t[i]
         self.buckets = list(by_key.values())
 
 
