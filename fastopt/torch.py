@@ -157,6 +157,18 @@ class FastoptOptimizer(torch.optim.Optimizer):
         if not grads:
             return
         plan = self._plan(group, index, h)
+        if h != plan.h:  # an lr scheduler, or any change of the group's options
+            plan.prepare(self.rule, h)
+        if plan.fast is not None:  # one bucket and the call prepared
+            b, kw = plan.buckets[0], plan.fast
+            if self.rule.takes_step:
+                kw["step"] = b.step + 1
+            if self.rule.kernel(b.params, grads, *b.state_lists, **kw):
+                b.step += 1
+                b.steps += 1
+            else:
+                self.skipped_steps += 1  # check_finite met a NaN or Inf
+            return
         if h["check_finite"] and len(plan.buckets) > 1 and not F.all_finite(grads):
             self.skipped_steps += 1  # one bucket must not step while another skips
             return
@@ -193,6 +205,7 @@ class _Plan:
             self.views: Dict[str, List[np.ndarray]] = {}
             self.steps: np.ndarray = np.zeros(0, np.float32)  # the bucket's step tensors' memory
             self.scalar_values: Dict[str, np.ndarray] = {}
+            self.state_lists: List[Optional[List[np.ndarray]]] = []
             self.step = 0
             self.scalars: Dict[str, float] = {}
 
@@ -233,6 +246,18 @@ class _Plan:
                 for n, t in scalars.items():
                     states[k][n] = t[i]
         self.buckets = list(by_key.values())
+        for b in self.buckets:
+            b.state_lists = [b.views.get(n + "_views") for n in rule.state_names]
+        self.prepare(rule, h)
+
+    def prepare(self, rule: type, h: Dict[str, Any]) -> None:
+        """The kernel's keywords for the common case: one bucket, a rule whose step is its kernel
+        call alone, no clipping that needs a norm each step (else ``fast`` is None)."""
+        self.h = dict(h)
+        self.fast: Optional[Dict[str, Any]] = None
+        if (len(self.buckets) == 1 and not rule.scalar_states and rule._update.__func__ is
+                _optim.Optimizer._update.__func__ and h["clipnorm"] is None and h["global_clipnorm"] is None):
+            self.fast = {**rule._kernel_kwargs(h, {"step": 0}), **rule._fused_options(h, [])}
 
 
 def _make(rule: type) -> type:

@@ -185,3 +185,73 @@ def test_bad_parameters_and_gradients():
     with pytest.raises(ValueError, match=r"param_groups\[0\]\['params'\]\[0\]\.grad is sparse"):
         opt.step()
     assert not opt.state and not w.detach().any()  # nothing written
+
+
+def _pair(name="Adam", **hyper):
+    a, b = net(), net()
+    return a, b, getattr(torch.optim, name)(a.parameters(), **hyper), getattr(ft, name)(b.parameters(), **hyper)
+
+
+def _train(model, opt, steps, seed=0, sched=None):
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        X = torch.randn(16, 20, generator=g)
+        y = torch.randint(0, 3, (16,), generator=g)
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(X), y).backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+
+
+def test_cached_plan_follows_changes_to_the_group():
+    a, b, ta, fb = _pair("Adam", lr=1e-2)
+    _train(a, ta, 3)
+    _train(b, fb, 3)
+    # replace a parameter's storage, change options, freeze a layer: the plan must follow
+    for m in (a, b):
+        m[0].weight.data = m[0].weight.data.clone()
+    for o in (ta, fb):
+        o.param_groups[0]["betas"] = (0.8, 0.99)
+        o.param_groups[0]["lr"] = 5e-3
+    _train(a, ta, 2)
+    _train(b, fb, 2)
+    for m in (a, b):
+        m[2].weight.requires_grad_(False)
+        m[2].weight.grad = None
+    _train(a, ta, 2)
+    _train(b, fb, 2)
+    for m in (a, b):
+        m[2].weight.requires_grad_(True)
+    _train(a, ta, 2)
+    _train(b, fb, 2)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pb, pa, **TOL[torch.float32])
+        torch.testing.assert_close(fb.state[pb]["step"], ta.state[pa]["step"])
+    # a scheduler changes lr every step; a checkpoint reload replaces the state
+    sa = torch.optim.lr_scheduler.StepLR(ta, 1, gamma=0.9)
+    sb = torch.optim.lr_scheduler.StepLR(fb, 1, gamma=0.9)
+    _train(a, ta, 3, sched=sa)
+    _train(b, fb, 3, sched=sb)
+    fb.load_state_dict(copy.deepcopy(ta.state_dict()))
+    _train(a, ta, 2)
+    _train(b, fb, 2)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pb, pa, **TOL[torch.float32])
+
+
+def test_step_hooks_and_separate_step_tensors():
+    _, b, _, fb = _pair("AdamW", lr=1e-2)
+    calls = []
+    h1 = fb.register_step_pre_hook(lambda opt, args, kwargs: calls.append("pre"))
+    h2 = fb.register_step_post_hook(lambda opt, args, kwargs: calls.append("post"))
+    _train(b, fb, 2)
+    assert calls == ["pre", "post"] * 2
+    h1.remove()
+    h2.remove()
+    _train(b, fb, 1)
+    assert len(calls) == 4
+    steps = [fb.state[p]["step"] for p in b.parameters()]
+    assert all(float(s) == 3.0 for s in steps)
+    steps[0].fill_(0.0)  # each parameter's step is its own (views of one buffer, no sharing)
+    assert float(steps[1]) == 3.0
