@@ -34,7 +34,7 @@ def test_size_sweep(benchmark, rule, dtype, size, threads, peer):
     run_peer(benchmark, rule, dtype, [size], threads, peer)
 
 
-@pytest.mark.parametrize("peer", ["fastopt", "probe", "numpy-inplace", "torch-foreach", "torch-fused"])
+@pytest.mark.parametrize("peer", ["fastopt", "probe", "numpy-inplace", "torch-foreach", "torch-fused", "fastopt.torch"])
 @pytest.mark.parametrize("rule", ["adam", "adamw", "sgd"])
 @pytest.mark.parametrize("network", sorted(B.NETWORKS))
 def test_network_parameter_list(benchmark, smoke, network, rule, peer):

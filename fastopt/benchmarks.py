@@ -35,7 +35,7 @@ STATE_ARGS = {"gd": 0, "sgd": 1, "adam": 2, "adamw": 2, "adagrad": 1, "rmsprop":
               "nadam": 2, "radam": 2, "lion": 1, "lamb": 2}
 TAKES_STEP = {"sgd", "adam", "adamw", "adagrad", "adamax", "nadam", "radam", "lamb"}
 TORCH_FUSED = {"adam", "adamw", "sgd", "adagrad"}
-PEERS = ["fastopt", "probe", "numpy", "numpy-inplace", "torch", "torch-foreach", "torch-fused"]
+PEERS = ["fastopt", "probe", "numpy", "numpy-inplace", "torch", "torch-foreach", "torch-fused", "fastopt.torch"]
 STEP = 10  # the step count passed to the kernels: past every first-step special case
 
 
@@ -168,6 +168,26 @@ def torch_step(pr: Problem, mode: str) -> Optional[Callable[[], object]]:
     return opt.step
 
 
+def fastopt_torch_step(pr: Problem) -> Optional[Callable[[], object]]:
+    """fastopt.torch's optimizer on tensors that share memory with the problem's arrays: what a
+    torch user runs, Python layer included."""
+    try:
+        import torch
+        import fastopt.torch as ft
+    except ImportError:
+        return None
+    _, _, cls_name, hyper = RULES[pr.rule]
+    cls = getattr(ft, cls_name or {"lion": "Lion", "lamb": "LAMB"}.get(pr.rule, ""), None)
+    if cls is None:
+        return None
+    tensors = [torch.from_numpy(p) for p in pr.params]
+    for t, g in zip(tensors, pr.grads):
+        t.grad = torch.from_numpy(g)
+    opt = cls(tensors, **hyper)
+    opt.step()  # creates the state
+    return opt.step
+
+
 def make_peer(pr: Problem, peer: str) -> Optional[Callable[[], object]]:
     """A step callable for the named peer, or None where the peer has no such rule."""
     if peer == "fastopt":
@@ -178,6 +198,8 @@ def make_peer(pr: Problem, peer: str) -> Optional[Callable[[], object]]:
         return numpy_step(pr)
     if peer == "numpy-inplace":
         return numpy_inplace_step(pr)
+    if peer == "fastopt.torch":
+        return fastopt_torch_step(pr)
     if peer.startswith("torch"):
         return torch_step(pr, {"torch": "single", "torch-foreach": "foreach", "torch-fused": "fused"}[peer])
     raise ValueError(f"unknown peer {peer!r}; choose from {PEERS}")

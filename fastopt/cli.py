@@ -289,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--resnet50", action="store_true", help="also ResNet-50's 161 parameter arrays in one call")
     b.add_argument("--network", help="also a real network's parameter list in one call: resnet50 or gpt2-small")
     b.add_argument("--threads", default="1,all", help="thread counts, e.g. 1,all")
-    b.add_argument("--peers", default=",".join(["fastopt", "numpy", "numpy-inplace", "torch-foreach", "torch-fused"]),
+    b.add_argument("--peers", default=",".join(["fastopt", "numpy", "numpy-inplace", "torch-foreach", "torch-fused",
+                                                "fastopt.torch"]),
                    help="peers to time; the probe always runs")
     b.add_argument("--min-time", type=float, default=0.3, help="seconds of timing per measurement")
     b.add_argument("--quick", action="store_true", help="small sizes, short timing: a smoke run")
