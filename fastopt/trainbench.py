@@ -153,6 +153,9 @@ TRAIN = {"fastopt": _train_fastopt, "torch": _train_torch, "sklearn": _train_skl
 
 def run_one(case: str, peer: str, smoke: bool = False) -> Dict[str, float]:
     """Train once in this process: seconds of the fit (data loading excluded) and held-out accuracy."""
+    if os.environ.get("FASTOPT_BENCH_THREADS"):  # a hand-picked count for fastopt's kernels alone
+        from ._config import set_num_threads
+        set_num_threads(int(os.environ["FASTOPT_BENCH_THREADS"]))
     c = CASES[case]
     if smoke:
         c = Case(c.name, c.hidden, c.batch_size, 1)

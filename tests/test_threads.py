@@ -132,7 +132,7 @@ def test_config_reports_the_team():
 def test_trainer_threads_setting_is_checked_and_restored(restore_threads):
     from fastopt.nn import MLP, Dense
     from fastopt.train import Trainer
-    from fastopt.train import threads as T
+    from fastopt import threads as T
     model = MLP(4, [Dense(3, "softmax")])
     for bad in ("many", 0, -1, 2.5, True):
         with pytest.raises(ValueError, match="threads must be"):

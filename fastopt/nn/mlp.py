@@ -10,6 +10,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .. import threads as _threads
 from .fused import FUSED_ACTIVATIONS, act_backward_, bias_act_, softmax_xent_
 from .losses import LOSSES, sigmoid, softmax
 
@@ -104,10 +105,16 @@ class MLP:
         return self.params.size
 
     def forward(self, X: np.ndarray, train: bool = False) -> np.ndarray:
-        """The last layer's pre-activation z (the losses apply their own link)."""
+        """The last layer's pre-activation z (the losses apply their own link).  BLAS gets the
+        threads these matmuls pay for on the free cores (:mod:`fastopt.threads`)."""
         X = np.asarray(X, self.dtype)
         if X.ndim != 2 or X.shape[1] != self.n_inputs:
             raise ValueError(f"X must have shape (n, {self.n_inputs}), got {X.shape}")
+        sizes = [self.n_inputs] + [layer.units for layer in self.layers]
+        with _threads.for_rows(sizes, X.shape[0]):
+            return self._forward(X, train)
+
+    def _forward(self, X: np.ndarray, train: bool) -> np.ndarray:
         self._cache = []
         a = X
         for j, (layer, W, b) in enumerate(zip(self.layers, self.W, self.b)):

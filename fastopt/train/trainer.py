@@ -12,7 +12,7 @@ from ..functional import all_finite
 from ..nn.losses import LOSSES
 from ..nn.mlp import MLP
 from ..schedules import ReduceOnPlateau, Schedule
-from . import threads as _threads
+from .. import threads as _threads
 
 
 @dataclass
@@ -84,7 +84,7 @@ class Trainer:
     :class:`~fastopt.optim.Optimizer` built over ``[model.params]``.  lr: a float or a
     :class:`~fastopt.schedules.Schedule` evaluated at every step (``ReduceOnPlateau`` once an epoch
     on the validation loss).  threads: ``"auto"`` (BLAS and the kernels get the free cores the
-    model's matmuls pay for, decided at the first fit and kept; see :mod:`fastopt.train.threads`),
+    model's matmuls pay for, decided at the first fit and kept; see :mod:`fastopt.threads`),
     an int for both, or None to leave every thread setting as it is.
     """
 

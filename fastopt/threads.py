@@ -12,7 +12,9 @@ measured (see the README, "Threads"):
   pay for waking it (on a 16-core Xeon the 128 x 784 x 256 matmuls ran fastest on 4 threads).
 
 The trainer takes the smaller of the two for BLAS, and the free cores for fastopt's kernels,
-within any lower limit already set (``threadpool_limits``, ``OPENBLAS_NUM_THREADS``, ...).
+within any lower limit already set (``threadpool_limits``, ``OPENBLAS_NUM_THREADS``, ...); an
+MLP's forward pass outside training (predictions, scores) gives BLAS the same share for its
+rows.  The free cores are read at most every :data:`FREE_CORES_TTL` seconds.
 """
 from __future__ import annotations
 
@@ -21,10 +23,15 @@ import os
 import time
 from typing import Iterator, Optional, Sequence, Tuple
 
-from .._config import get_num_threads
+from ._config import get_num_threads
 
 #: floating-point operations of one matmul per BLAS thread below which another thread does not pay
 FLOPS_PER_THREAD = 12.5e6
+#: seconds a reading of the free cores is reused
+FREE_CORES_TTL = 1.0
+
+_free_cache = [0.0, 0]  # (time read, value)
+_blas_cache: list = []  # threadpoolctl's BLAS controllers, found once
 
 
 def _cpus() -> int:
@@ -48,10 +55,18 @@ def _runnable() -> Optional[int]:
         return None
 
 
-def free_cores(samples: int = 5, interval: float = 0.001) -> int:
+def free_cores(samples: int = 5, interval: float = 0.001, ttl: float = FREE_CORES_TTL) -> int:
     """Cores not taken by other processes: this process's CPUs minus the other processes' threads
-    that are running or ready (median of a few instantaneous samples; every CPU where that is
-    unknown)."""
+    that are running or ready (median of a few instantaneous samples, reused for ``ttl`` seconds;
+    every CPU where that is unknown)."""
+    now = time.monotonic()
+    if ttl > 0 and now - _free_cache[0] < ttl:
+        return _free_cache[1]
+    _free_cache[:] = [now, _free_cores(samples, interval)]
+    return _free_cache[1]
+
+
+def _free_cores(samples: int, interval: float) -> int:
     cpus = _cpus()
     seen = []
     for k in range(samples):
@@ -77,22 +92,33 @@ def plan(layer_sizes: Sequence[int], batch_size: int) -> Tuple[int, int]:
     return min(free, matmul_threads(layer_sizes, batch_size)), min(free, get_num_threads())
 
 
+def _blas():
+    """threadpoolctl's controllers of the loaded BLAS libraries (None without threadpoolctl)."""
+    if not _blas_cache:
+        try:
+            from threadpoolctl import ThreadpoolController
+            _blas_cache.append(ThreadpoolController().select(user_api="blas"))
+        except ImportError:
+            _blas_cache.append(None)
+    return _blas_cache[0]
+
+
 @contextlib.contextmanager
 def limited(blas: Optional[int], kernels: Optional[int]) -> Iterator[None]:
     """BLAS and fastopt's kernels at most at these counts inside the block (None: unchanged).
     A lower limit already in place stays; BLAS is left alone without threadpoolctl."""
-    from .. import _core
+    from . import _core
     with contextlib.ExitStack() as stack:
-        if blas is not None:
-            try:
-                from threadpoolctl import ThreadpoolController
-            except ImportError:
-                ThreadpoolController = None
-            if ThreadpoolController is not None:
-                libs = ThreadpoolController().select(user_api="blas")
-                if libs.lib_controllers and blas < min(lib.num_threads for lib in libs.lib_controllers):
-                    stack.enter_context(libs.limit(limits=blas))
+        libs = _blas() if blas is not None else None
+        if libs is not None and libs.lib_controllers:
+            if blas < min(lib.num_threads for lib in libs.lib_controllers):
+                stack.enter_context(libs.limit(limits=blas))
         if kernels is not None and kernels < get_num_threads():
             stack.callback(_core.set_num_threads, _core._thread_setting())
             _core.set_num_threads(kernels)
         yield
+
+
+def for_rows(layer_sizes: Sequence[int], rows: int) -> contextlib.AbstractContextManager:
+    """BLAS's share for an MLP forward pass over ``rows`` rows (see the module's docstring)."""
+    return limited(min(free_cores(), matmul_threads(layer_sizes, rows)), None)
