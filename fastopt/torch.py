@@ -17,6 +17,8 @@ from __future__ import annotations
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import functools
+import inspect
+import math
 
 import numpy as np
 import torch
@@ -27,7 +29,12 @@ from . import optim as _optim
 from .optim.optimizer import COMMON
 
 __all__ = ["FastoptOptimizer", "SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta", "Adamax", "NAdam",
-           "RAdam", "Lion", "LAMB"]
+           "RAdam", "Lion", "LAMB", "clip_grad_norm_", "clip_grad_value_"]
+
+#: torch.optim's implementation switches: accepted as torch takes them.  ``foreach`` and ``fused``
+#: change nothing (a fastopt step is always one fused kernel per group); ``capturable`` and
+#: ``differentiable`` must be False.
+TORCH_OPTIONS = {"foreach": None, "fused": None, "capturable": False, "differentiable": False}
 
 _DTYPES = (torch.float32, torch.float64)
 
@@ -40,7 +47,8 @@ def _check_param(p: torch.Tensor, where: str) -> None:
     if p.dtype not in _DTYPES:
         raise TypeError(f"{where} has dtype {p.dtype}; fastopt optimizes float32 or float64 tensors")
     if not p.is_contiguous():
-        raise ValueError(f"{where} is not contiguous; fastopt updates contiguous tensors in place")
+        raise ValueError(f"{where} is not contiguous; fastopt updates contiguous tensors in place: make it "
+                         "contiguous first, e.g. `param.data = param.data.contiguous()`")
 
 
 class FastoptOptimizer(torch.optim.Optimizer):
@@ -49,10 +57,11 @@ class FastoptOptimizer(torch.optim.Optimizer):
     rule: type = _optim.Optimizer
 
     def __init__(self, params, **hyper: Any) -> None:
-        unknown = set(hyper) - set(self.rule.defaults) - set(COMMON)
+        unknown = set(hyper) - set(self.rule.defaults) - set(COMMON) - set(TORCH_OPTIONS)
         if unknown:
             raise TypeError(f"{type(self).__name__} got unknown hyperparameters {sorted(unknown)}")
-        defaults = {**COMMON, **self.rule.defaults, **hyper}
+        _check_torch_options(hyper, type(self).__name__)
+        defaults = {**COMMON, **self.rule.defaults, **TORCH_OPTIONS, **hyper}
         self.skipped_steps = 0
         self._plans: Dict[int, Any] = {}
         super().__init__(params, defaults)
@@ -64,7 +73,13 @@ class FastoptOptimizer(torch.optim.Optimizer):
         params = [params] if isinstance(params, torch.Tensor) else list(params)
         for j, p in enumerate(params):
             _check_param(p, f"param_groups[{i}]['params'][{j}]")
-        self.rule._check_group({**self.defaults, **param_group, "params": [np.zeros(1, np.float32)]}, i)
+        _check_torch_options(param_group, f"param_groups[{i}]")
+        merged = {**self.defaults, **param_group, "params": [np.zeros(1, np.float32)]}
+        if isinstance(merged.get("lr"), torch.Tensor):  # torch takes a one-element tensor lr
+            if merged["lr"].numel() != 1:
+                raise ValueError(f"param_groups[{i}]: a tensor lr must have one element, got {merged['lr'].numel()}")
+            merged["lr"] = float(merged["lr"])
+        self.rule._check_group(merged, i)
         super().add_param_group({**param_group, "params": params})
         self.__dict__.setdefault("_plans", {}).clear()
 
@@ -260,13 +275,75 @@ class _Plan:
             self.fast = {**rule._kernel_kwargs(h, {"step": 0}), **rule._fused_options(h, [])}
 
 
+def _check_torch_options(options: Dict[str, Any], where: str) -> None:
+    for name in ("capturable", "differentiable"):
+        if options.get(name):
+            raise NotImplementedError(f"{where}: {name}=True is not supported: fastopt's step runs on the CPU "
+                                      "through NumPy views, outside autograd and graph capture")
+
+
+def _grads_by_dtype(parameters) -> Dict[torch.dtype, List[np.ndarray]]:
+    params = [parameters] if isinstance(parameters, torch.Tensor) else list(parameters)
+    out: Dict[torch.dtype, List[np.ndarray]] = {}
+    for j, p in enumerate(params):
+        g = p.grad
+        if g is None:
+            continue
+        _check_param(g, f"parameters[{j}].grad")
+        out.setdefault(g.dtype, []).append(g.numpy())
+    return out
+
+
+def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False,
+                    foreach: Optional[bool] = None) -> torch.Tensor:
+    """``torch.nn.utils.clip_grad_norm_`` with fastopt's fused reductions: scales the gradients in
+    place so their total norm is at most ``max_norm`` and returns that norm (before clipping) as a
+    tensor.  One read pass per dtype, and one write pass only when clipping; ``foreach`` is
+    accepted and changes nothing."""
+    groups = _grads_by_dtype(parameters)
+    max_norm, norm_type = float(max_norm), float(norm_type)
+    if not max_norm >= 0.0:
+        raise ValueError(f"max_norm must be >= 0, got {max_norm}")
+    if not groups:
+        return torch.tensor(0.0)
+    norms = [F.global_norm(gs, norm_type) for gs in groups.values()]
+    total = max(norms) if math.isinf(norm_type) else math.fsum(n ** norm_type for n in norms) ** (1.0 / norm_type)
+    if len(norms) == 1:
+        total = norms[0]
+    if error_if_nonfinite and not math.isfinite(total):
+        raise RuntimeError(f"The total norm of order {norm_type} for gradients from `parameters` is non-finite, so it "
+                           "cannot be clipped. To disable this error and scale the gradients by the non-finite norm "
+                           "anyway, set `error_if_nonfinite=False`")
+    coef = F.clip_coef(total, max_norm)
+    for gs in groups.values():
+        if math.isnan(coef):
+            for g in gs:
+                g.fill(np.nan)
+        elif coef < 1.0:
+            F.scale_(gs, coef)
+    return torch.tensor(total, dtype=next(iter(groups)))
+
+
+def clip_grad_value_(parameters, clip_value: float, foreach: Optional[bool] = None) -> None:
+    """``torch.nn.utils.clip_grad_value_``: clamps every gradient to ``[-clip_value, clip_value]``
+    in place, one fused pass per dtype; ``foreach`` is accepted and changes nothing."""
+    for gs in _grads_by_dtype(parameters).values():
+        F.clip_grad_value_(gs, float(clip_value))
+
+
 def _make(rule: type) -> type:
     name = rule.__name__
     twin = f"``torch.optim.{name}``" if hasattr(torch.optim, name) else "its paper"
     doc = (f"{name} over torch tensors with fastopt's kernel, as {twin} (the rule: "
            f":class:`fastopt.optim.{name}`).  Defaults: "
            + ", ".join(f"{k}={v!r}" for k, v in rule.defaults.items()) + ".")
-    return type(name, (FastoptOptimizer,), {"rule": rule, "__doc__": doc, "__module__": __name__})
+    cls = type(name, (FastoptOptimizer,), {"rule": rule, "__doc__": doc, "__module__": __name__})
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    cls.__signature__ = inspect.Signature(  # what help() and IDEs show: torch's keywords and fastopt's
+        [inspect.Parameter("params", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        + [inspect.Parameter(k, inspect.Parameter.POSITIONAL_OR_KEYWORD if k == "lr" else keyword, default=v)
+           for k, v in {**rule.defaults, **COMMON, **TORCH_OPTIONS}.items()])
+    return cls
 
 
 SGD = _make(_optim.SGD)

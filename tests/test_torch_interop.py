@@ -255,3 +255,50 @@ def test_step_hooks_and_separate_step_tensors():
     assert all(float(s) == 3.0 for s in steps)
     steps[0].fill_(0.0)  # each parameter's step is its own (views of one buffer, no sharing)
     assert float(steps[1]) == 3.0
+
+
+def test_torch_keywords_tensor_lr_and_signatures():
+    import inspect
+    m = net()
+    opt = ft.AdamW(m.parameters(), lr=torch.tensor(1e-2), foreach=True, fused=True, capturable=False,
+                   differentiable=False)
+    ref = torch.optim.AdamW(net().parameters(), lr=torch.tensor(1e-2), foreach=False)
+    assert opt.param_groups[0]["fused"] is True  # kept as given; the step is fused either way
+    for name in ("capturable", "differentiable"):
+        with pytest.raises(NotImplementedError, match=f"{name}=True is not supported"):
+            ft.Adam(net().parameters(), **{name: True})
+    _train(m, opt, 3)
+    r = net()
+    ref = torch.optim.AdamW(r.parameters(), lr=torch.tensor(1e-2))
+    _train(r, ref, 3)
+    for a, b in zip(m.parameters(), r.parameters()):
+        torch.testing.assert_close(a, b, **TOL[torch.float32])
+    for cls in (ft.Adam, optim.Adam):
+        sig = inspect.signature(cls)
+        assert list(sig.parameters)[:3] == ["params", "lr", "betas"] and sig.parameters["eps"].default == 1e-8
+    assert "foreach" in inspect.signature(ft.SGD).parameters and "momentum" in inspect.signature(optim.SGD).parameters
+    with pytest.raises(ValueError, match="make it contiguous first"):
+        ft.Adam([torch.zeros(4, 4).t().requires_grad_()])
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, float("inf"), 3.0])
+def test_clip_grad_norm_and_value_on_tensors_match_torch(norm_type):
+    a, b = net(), net()
+    for m in (a, b):
+        torch.nn.functional.cross_entropy(m(torch.randn(8, 20, generator=torch.Generator().manual_seed(0))),
+                                          torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])).backward()
+        for p in m.parameters():
+            p.grad *= 10
+    want = torch.nn.utils.clip_grad_norm_(a.parameters(), 0.5, norm_type=norm_type)
+    got = ft.clip_grad_norm_(b.parameters(), 0.5, norm_type=norm_type)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pb.grad, pa.grad, rtol=1e-5, atol=1e-7)
+    assert torch.nn.utils.clip_grad_value_(a.parameters(), 0.01) is None
+    assert ft.clip_grad_value_(b.parameters(), 0.01) is None
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pb.grad, pa.grad, rtol=1e-5, atol=1e-7)
+    p = torch.zeros(3, requires_grad=True)
+    p.grad = torch.tensor([float("nan"), 1.0, 1.0])
+    with pytest.raises(RuntimeError, match="non-finite"):
+        ft.clip_grad_norm_([p], 1.0, error_if_nonfinite=True)

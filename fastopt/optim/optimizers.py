@@ -1,10 +1,11 @@
 """The optimizer classes: torch.optim's names, defaults and formulas (see fastopt.functional)."""
 from __future__ import annotations
 
+import inspect
 from typing import Any, Dict
 
 from .. import functional as F
-from .optimizer import Optimizer
+from .optimizer import COMMON, Optimizer
 
 
 class SGD(Optimizer):
@@ -123,6 +124,19 @@ class LAMB(Optimizer):
 
 OPTIMIZERS: Dict[str, type] = {cls.__name__.lower(): cls for cls in
                                (SGD, Adam, AdamW, Adagrad, RMSprop, Adadelta, Adamax, NAdam, RAdam, Lion, LAMB)}
+
+
+def _signature(cls: type) -> inspect.Signature:
+    """``(params, lr=..., *, <the rule's hyperparameters>, <the common options>)``, for help() and IDEs."""
+    kind = inspect.Parameter.KEYWORD_ONLY
+    return inspect.Signature(
+        [inspect.Parameter("params", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+        + [inspect.Parameter(k, inspect.Parameter.POSITIONAL_OR_KEYWORD if k == "lr" else kind, default=v)
+           for k, v in {**cls.defaults, **COMMON}.items()])
+
+
+for _cls in OPTIMIZERS.values():
+    _cls.__signature__ = _signature(_cls)
 
 
 def get(name: str, params, **hyper: Any) -> Optimizer:
