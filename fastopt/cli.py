@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import List, Optional, Sequence
 
@@ -157,10 +158,18 @@ def _config():
     return config()
 
 
+#: a measurement is flagged when its repeats spread more than this (median / best - 1) ...
+NOISY_SPREAD = 0.5
+#: ... or when it beats the bandwidth probe by more than this factor (the probe was slowed)
+NOISY_PROBE = 1.3
+
+
 def format_table(results) -> str:
-    """time, GB/s, fraction of the probe's bandwidth, and fastopt's speed-up over each peer."""
+    """time, GB/s, fraction of the probe's bandwidth, and fastopt's speed-up over each peer; rows
+    too noisy to trust end in "noisy" and a warning follows the table."""
     lines = [f"{'rule':8} {'dtype':7} {'size':>8} {'thr':>3} {'peer':14} {'best':>10} {'median':>10} {'spread':>6} "
              f"{'GB/s':>7} {'of probe':>8} {'fastopt x':>9}"]
+    flagged = 0
     for row in results:
         peers = row["peers"]
         probe = peers.get("probe", {}).get("GBps")
@@ -168,9 +177,14 @@ def format_table(results) -> str:
         for name, r in peers.items():
             frac = f"{r['GBps'] / probe:8.0%}" if probe else f"{'':8}"
             speed = f"{r['best_s'] / ours:9.2f}" if ours and name not in ("fastopt", "probe") else f"{'':9}"
+            noisy = r["spread"] > NOISY_SPREAD or (probe and name != "probe" and r["GBps"] > NOISY_PROBE * probe)
+            flagged += bool(noisy)
             lines.append(f"{row['rule']:8} {row['dtype']:7} {row['size']:>8} {row['threads']:>3} {name:14} "
                          f"{_fmt_time(r['best_s']):>10} {_fmt_time(r['median_s']):>10} {r['spread']:6.0%} "
-                         f"{r['GBps']:7.1f} {frac} {speed}")
+                         f"{r['GBps']:7.1f} {frac} {speed}" + ("  noisy" if noisy else ""))
+    if flagged:
+        lines.append(f"warning: {flagged} measurement(s) marked noisy (repeats spread over {NOISY_SPREAD:.0%}, or "
+                     f"faster than {NOISY_PROBE}x the bandwidth probe): the machine was busy; rerun them")
     return "\n".join(lines)
 
 
@@ -188,6 +202,10 @@ def plot_results(results, path: str) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise SystemExit("fastopt bench --plot needs matplotlib: pip install 'fastopt[train]'") from None
+    import itertools
+    # a colour, a line style and a marker each: 10 x 4 x 6 lines told apart
+    styles = itertools.cycle([(c, ls, m) for ls, m in zip(["-", "--", "-.", ":"], "osD^") for c in
+                              plt.rcParams["axes.prop_cycle"].by_key()["color"]])
     series = {}
     for row in results:
         if row["arrays"] != 1:
@@ -196,9 +214,9 @@ def plot_results(results, path: str) -> None:
             key = f"{row['rule']} {row['dtype']} {row['threads']}t {peer}"
             series.setdefault(key, []).append((row["elements"], r["GBps"]))
     fig, ax = plt.subplots(figsize=(8, 5))
-    for key, pts in sorted(series.items()):
+    for (key, pts), (color, line, marker) in zip(sorted(series.items()), styles):
         pts.sort()
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=key)
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], color=color, linestyle=line, marker=marker, label=key)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("elements")
     ax.set_ylabel("GB/s (bytes the update must move / best time)")
@@ -211,26 +229,32 @@ def plot_results(results, path: str) -> None:
 
 
 def train_main(args: argparse.Namespace) -> int:
-    try:
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
-    except ImportError:
-        raise SystemExit("fastopt train needs scikit-learn for its data set: pip install 'fastopt[train]'") from None
+    from .datasets import load_digits, stratified_split
     from .train import recipe
 
-    X, y = load_digits(return_X_y=True)
+    try:
+        X, y = load_digits()
+    except ImportError as e:
+        raise SystemExit(f"fastopt train: {e}") from None
     X = X / 16.0
-    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=args.test_size, random_state=args.seed,
-                                                        stratify=y)
-    hidden = tuple(int(h) for h in args.hidden.split(",") if h)
+    train, test = stratified_split(y, args.test_size, args.seed)
+    X_train, X_test, y_train, y_test = X[train], X[test], y[train], y[test]
+    hidden = args.hidden
+    opt_kwargs = dict(args.opt)
+    for name in ("momentum", "betas", "eps"):
+        if getattr(args, name) is not None:
+            opt_kwargs[name] = getattr(args, name)
+    if args.nesterov:
+        opt_kwargs["nesterov"] = True
     settings = dict(hidden_layer_sizes=hidden, activation=args.activation, dropout=args.dropout,
                     optimizer=args.optimizer, lr=args.lr, schedule=args.schedule, warmup=args.warmup,
                     epochs=args.epochs, batch_size=args.batch_size, l1=args.l1, l2=args.l2,
                     weight_decay=args.weight_decay, clipnorm=args.clipnorm, clipvalue=args.clipvalue,
                     global_clipnorm=args.global_clipnorm, patience=args.patience if args.val_split > 0 else 0,
-                    validation_split=args.val_split, dtype=args.dtype)
+                    validation_split=args.val_split, dtype=args.dtype, optimizer_kwargs=opt_kwargs or None)
     try:
         trainer, _ = recipe.build(X.shape[1], 10, len(X_train), seed=args.seed, **settings)
+        _check_optimizer(trainer)
     except (ValueError, TypeError) as e:
         raise SystemExit(f"fastopt train: {e}") from None
     model = trainer.model
@@ -256,6 +280,21 @@ def train_main(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_optimizer(trainer) -> None:
+    """One step on zero gradients of a copy: the kernel's own checks (weight_decay, betas, ...)
+    fail here, before the progress bar, instead of at the first step."""
+    import copy
+    opt = copy.deepcopy(trainer.optimizer)
+    params = [np.array(p) for g in opt.param_groups for p in g["params"]]
+    k = 0
+    for g in opt.param_groups:
+        n = len(g["params"])
+        g["params"] = params[k:k + n]
+        k += n
+    opt.state = [opt._new_state(g) for g in opt.param_groups]
+    opt.step([np.zeros_like(p) for p in params])
+
+
 def plot_history(history, path: str) -> None:
     try:
         import matplotlib
@@ -279,56 +318,151 @@ def plot_history(history, path: str) -> None:
     plt.close(fig)
 
 
+def _number(kind, low=None, high=None, low_open=False, high_open=False):
+    """An argparse type: a number of ``kind`` within the bounds, else a one-line error."""
+    def parse(text: str):
+        try:
+            x = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if x != x or (low is not None and (x <= low if low_open else x < low)) or \
+                (high is not None and (x >= high if high_open else x > high)):
+            lo = "" if low is None else ("(" if low_open else "[") + str(low)
+            hi = "" if high is None else str(high) + (")" if high_open else "]")
+            raise argparse.ArgumentTypeError(f"{text} is outside {lo or '(-inf'}, {hi or 'inf)'}")
+        return x
+    return parse
+
+
+def _hidden(text: str):
+    try:
+        sizes = tuple(int(h) for h in text.split(",") if h.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give layer sizes as integers, e.g. 128,64") from None
+    if any(n < 1 for n in sizes):
+        raise argparse.ArgumentTypeError(f"{text!r}: every layer needs at least 1 unit")
+    return sizes
+
+
+def _betas(text: str):
+    try:
+        b1, b2 = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give two numbers, e.g. 0.9,0.999") from None
+    if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
+        raise argparse.ArgumentTypeError(f"{text!r}: each beta must be in [0, 1)")
+    return (b1, b2)
+
+
+def _option(text: str):
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: write key=value, e.g. momentum=0.9")
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError:
+        parsed = value
+    return key.strip(), tuple(parsed) if isinstance(parsed, list) else parsed
+
+
+IMAGE_TYPES = ("png", "pdf", "svg", "jpg", "jpeg", "eps", "ps", "tif", "tiff", "webp")
+
+
+def _output(kind: str):
+    """An output file whose folder exists (and, for a plot, of a type matplotlib writes)."""
+    def parse(path: str):
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise argparse.ArgumentTypeError(f"{path}: the folder {folder} does not exist")
+        if kind == "plot" and path.rsplit(".", 1)[-1].lower() not in IMAGE_TYPES:
+            raise argparse.ArgumentTypeError(f"{path}: the plot is written as {', '.join(IMAGE_TYPES)} (by its ending)")
+        return path
+    return parse
+
+
+def _threads_list(text: str) -> str:
+    for t in text.split(","):
+        t = t.strip()
+        if t != "all" and not (t.isdigit() and 1 <= int(t) <= 1024):
+            raise argparse.ArgumentTypeError(f"{t!r}: thread counts are integers from 1 to 1024, or all")
+    return text
+
+
+def _dtypes(text: str) -> str:
+    for d in text.split(","):
+        if d.strip() not in ("float32", "float64"):
+            raise argparse.ArgumentTypeError(f"{d.strip()!r}: the kernels take float32 or float64")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fastopt", description="Fast optimizer steps on the CPU.")
+    from ._config import __version__
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(prog="fastopt", description="Fast optimizer steps on the CPU.", formatter_class=fmt)
+    parser.add_argument("--version", action="version", version=f"fastopt {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("bench", help="time update rules against NumPy, torch and the bandwidth probe")
-    b.add_argument("--rules", default="adam", help="comma-separated rules (default adam); e.g. adam,sgd,lamb")
-    b.add_argument("--dtype", default="float32", help="float32, float64 or both comma-separated")
-    b.add_argument("--sizes", type=_sizes, default=_sizes("1K,64K,1M,16M"), help="elements, e.g. 1K,1M,64M")
+    b = sub.add_parser("bench", help="time update rules against NumPy, torch and the bandwidth probe", formatter_class=fmt)
+    b.add_argument("--rules", default="adam", help="comma-separated rules, e.g. adam,sgd,lamb")
+    b.add_argument("--dtype", type=_dtypes, default="float32", help="float32, float64 or both comma-separated")
+    b.add_argument("--sizes", type=_sizes, default="1K,64K,1M,16M", help="elements, e.g. 1K,1M,64M")
     b.add_argument("--resnet50", action="store_true", help="also ResNet-50's 161 parameter arrays in one call")
     b.add_argument("--network", help="also a real network's parameter list in one call: resnet50 or gpt2-small")
-    b.add_argument("--threads", default="1,all", help="thread counts, e.g. 1,all")
+    b.add_argument("--threads", type=_threads_list, default="1,all", help="thread counts, e.g. 1,all")
     b.add_argument("--peers", default=",".join(["fastopt", "numpy", "numpy-inplace", "torch-foreach", "torch-fused",
                                                 "fastopt.torch"]),
                    help="peers to time; the probe always runs")
-    b.add_argument("--min-time", type=float, default=0.3, help="seconds of timing per measurement")
+    b.add_argument("--min-time", type=_number(float, 0.0, low_open=True), default=0.3,
+                   help="seconds of timing per measurement")
     b.add_argument("--quick", action="store_true", help="small sizes, short timing: a smoke run")
-    b.add_argument("--json", metavar="FILE", help="save the results as JSON")
-    b.add_argument("--plot", metavar="PNG", help="draw GB/s against size (needs matplotlib)")
+    b.add_argument("--json", metavar="FILE", type=_output("file"), help="save the results as JSON")
+    b.add_argument("--plot", metavar="PNG", type=_output("plot"), help="draw GB/s against size (needs matplotlib)")
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     b.add_argument("--train", action="store_true",
                    help="instead: train an MLP end to end with fastopt, torch and scikit-learn (fastopt.trainbench)")
     b.add_argument("--cases", default="mnist,digits", help="with --train: mnist, digits or both")
-    b.add_argument("--rounds", type=int, default=3, help="with --train: interleaved rounds (the median is shown)")
+    b.add_argument("--rounds", type=_number(int, 1), default=3, help="with --train: interleaved rounds (the median)")
     b.add_argument("--busy", action="store_true", help="with --train: also with one busy process running")
     b.set_defaults(func=bench_main)
 
-    t = sub.add_parser("train", help="train an MLP on scikit-learn's handwritten digits")
+    t = sub.add_parser("train", help="train an MLP on scikit-learn's handwritten digits", formatter_class=fmt)
     t.add_argument("--optimizer", default="adam", help="sgd, adam, adamw, adagrad, rmsprop, adadelta, adamax, "
-                   "nadam, radam, lion, lamb (default adam)")
-    t.add_argument("--lr", type=float, default=1e-3, help="learning rate (peak rate for schedules)")
+                   "nadam, radam, lion, lamb")
+    t.add_argument("--lr", type=_number(float, 0.0, low_open=True), default=1e-3,
+                   help="learning rate (peak rate for schedules)")
     t.add_argument("--schedule", default="constant",
                    help="constant, step, multistep, exponential, cosine, cosine_restarts, onecycle, plateau")
-    t.add_argument("--warmup", type=int, default=0, help="linear warm-up steps before the schedule")
-    t.add_argument("--epochs", type=int, default=30)
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--hidden", default="64", help="hidden layer sizes, e.g. 128,64")
-    t.add_argument("--activation", default="relu", help="relu, tanh, sigmoid, identity")
-    t.add_argument("--dropout", type=float, default=0.0)
-    t.add_argument("--l1", type=float, default=0.0, help="L1 penalty (fused into the update)")
-    t.add_argument("--l2", type=float, default=0.0, help="L2 penalty (fused into the update)")
-    t.add_argument("--weight-decay", type=float, default=None, help="the optimizer's own weight_decay")
-    t.add_argument("--clipnorm", type=float, default=None, help="clip each array's gradient norm")
-    t.add_argument("--global-clipnorm", type=float, default=None, help="clip the global gradient norm (fused)")
-    t.add_argument("--clipvalue", type=float, default=None, help="clamp gradients (fused)")
-    t.add_argument("--patience", type=int, default=5, help="early-stopping patience on val_loss (0: off)")
-    t.add_argument("--val-split", type=float, default=0.1, help="share of the training set for validation")
-    t.add_argument("--test-size", type=float, default=0.25, help="share of the data held out for the test")
-    t.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--save", metavar="NPZ", help="save the model and optimizer state")
-    t.add_argument("--plot", metavar="PNG", help="save the training curves (needs matplotlib)")
+    t.add_argument("--warmup", type=_number(int, 0), default=0, help="linear warm-up steps before the schedule")
+    t.add_argument("--epochs", type=_number(int, 1), default=30, help="passes over the training set")
+    t.add_argument("--batch-size", type=_number(int, 1), default=32, help="rows per step")
+    t.add_argument("--hidden", type=_hidden, default="64", help="hidden layer sizes, e.g. 128,64")
+    t.add_argument("--activation", default="relu", choices=["relu", "tanh", "sigmoid", "identity"],
+                   help="of the hidden layers")
+    t.add_argument("--dropout", type=_number(float, 0.0, 1.0, high_open=True), default=0.0,
+                   help="inverted dropout after each hidden layer")
+    t.add_argument("--l1", type=_number(float, 0.0), default=0.0, help="L1 penalty (fused into the update)")
+    t.add_argument("--l2", type=_number(float, 0.0), default=0.0, help="L2 penalty (fused into the update)")
+    t.add_argument("--weight-decay", type=_number(float, 0.0), default=None,
+                   help="the optimizer's own weight_decay (default: the optimizer's)")
+    t.add_argument("--momentum", type=_number(float, 0.0), default=None, help="sgd / rmsprop momentum")
+    t.add_argument("--nesterov", action="store_true", help="sgd: Nesterov momentum (needs --momentum)")
+    t.add_argument("--betas", type=_betas, default=None, help="the Adam family's and Lion's betas, e.g. 0.9,0.999")
+    t.add_argument("--eps", type=_number(float, 0.0, low_open=True), default=None, help="the optimizer's epsilon")
+    t.add_argument("--opt", type=_option, action="append", default=[], metavar="KEY=VALUE",
+                   help="any other optimizer hyperparameter, e.g. --opt amsgrad=true (repeatable)")
+    t.add_argument("--clipnorm", type=_number(float, 0.0, low_open=True), default=None,
+                   help="clip each array's gradient norm")
+    t.add_argument("--global-clipnorm", type=_number(float, 0.0, low_open=True), default=None,
+                   help="clip the global gradient norm (fused)")
+    t.add_argument("--clipvalue", type=_number(float, 0.0, low_open=True), default=None, help="clamp gradients (fused)")
+    t.add_argument("--patience", type=_number(int, 0), default=5, help="early-stopping patience on val_loss (0: off)")
+    t.add_argument("--val-split", type=_number(float, 0.0, 1.0, high_open=True), default=0.1,
+                   help="share of the training set for validation")
+    t.add_argument("--test-size", type=_number(float, 0.0, 1.0, low_open=True, high_open=True), default=0.25,
+                   help="share of the data held out for the test")
+    t.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="of the model")
+    t.add_argument("--seed", type=int, default=0, help="init, split and shuffle")
+    t.add_argument("--save", metavar="NPZ", type=_output("file"), help="save the model and optimizer state")
+    t.add_argument("--plot", metavar="PNG", type=_output("plot"), help="save the training curves (needs matplotlib)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=train_main)
     return parser
