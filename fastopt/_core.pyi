@@ -1,0 +1,92 @@
+# Type stubs of the compiled extension (made with pybind11-stubgen; tests/test_typing.py checks they match it).
+"""
+fastopt kernels: in-place optimizer updates, clipping and regularization (see fastopt.functional)
+"""
+from __future__ import annotations
+import collections.abc
+import numpy
+import numpy.typing
+import typing
+__all__: list[str] = ['CHUNK', 'act_backward_', 'adadelta_', 'adagrad_', 'adam_', 'adamax_', 'all_finite', 'array_norms', 'bias_act_', 'compiled_isas', 'gd_', 'get_num_threads', 'global_norm', 'isa', 'lamb_', 'lion_', 'nadam_', 'penalty', 'pool_info', 'radam_', 'rmsprop_', 'set_num_threads', 'sgd_', 'softmax_xent_', 'stream_', 'supported_isas', 'transform_']
+def _set_isa(name: str) -> None:
+    ...
+def _thread_setting() -> int:
+    """
+    set_num_threads' value, 0 when unset (the default applies).
+    """
+def act_backward_(d: typing.Any, a: typing.Any, act: str) -> None:
+    """
+    d <- d * act'(z) in place, from the activation's output a = act(z).
+    """
+def adadelta_(params: typing.Any, grads: typing.Any, square_avgs: typing.Any, acc_deltas: typing.Any, lr: typing.SupportsFloat | typing.SupportsIndex, rho: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex, maximize: bool = False, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clip_value: typing.SupportsFloat | typing.SupportsIndex | None = None, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, l2: typing.SupportsFloat | typing.SupportsIndex = 0.0, check_finite: bool = False) -> bool:
+    ...
+def adagrad_(params: typing.Any, grads: typing.Any, state_sums: typing.Any, step: typing.SupportsInt | typing.SupportsIndex, lr: typing.SupportsFloat | typing.SupportsIndex, lr_decay: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex, maximize: bool = False, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clip_value: typing.SupportsFloat | typing.SupportsIndex | None = None, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, l2: typing.SupportsFloat | typing.SupportsIndex = 0.0, check_finite: bool = False) -> bool:
+    ...
+def adam_(params: typing.Any, grads: typing.Any, exp_avgs: typing.Any, exp_avg_sqs: typing.Any, max_exp_avg_sqs: typing.Any, step: typing.SupportsInt | typing.SupportsIndex, lr: typing.SupportsFloat | typing.SupportsIndex, beta1: typing.SupportsFloat | typing.SupportsIndex, beta2: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex, amsgrad: bool, decoupled_weight_decay: bool, maximize: bool = False, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clip_value: typing.SupportsFloat | typing.SupportsIndex | None = None, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, l2: typing.SupportsFloat | typing.SupportsIndex = 0.0, check_finite: bool = False) -> bool:
+    ...
+def adamax_(params: typing.Any, grads: typing.Any, exp_avgs: typing.Any, exp_infs: typing.Any, step: typing.SupportsInt | typing.SupportsIndex, lr: typing.SupportsFloat | typing.SupportsIndex, beta1: typing.SupportsFloat | typing.SupportsIndex, beta2: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex, maximize: bool = False, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clip_value: typing.SupportsFloat | typing.SupportsIndex | None = None, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, l2: typing.SupportsFloat | typing.SupportsIndex = 0.0, check_finite: bool = False) -> bool:
+    ...
+def all_finite(arrays: typing.Any) -> bool:
+    """
+    True when no array holds a NaN or an infinity.
+    """
+def array_norms(arrays: typing.Any, norm_type: typing.SupportsFloat | typing.SupportsIndex = 2.0) -> numpy.typing.NDArray[numpy.float64]:
+    """
+    The norm of each array, accumulated in float64.
+    """
+def bias_act_(z: typing.Any, b: typing.Any, act: str) -> None:
+    """
+    z <- act(z + b) in place, b added to every row.
+    """
+def compiled_isas() -> list[str]:
+    ...
+def gd_(params: typing.Any, grads: typing.Any, lr: typing.SupportsFloat | typing.SupportsIndex, maximize: bool = False, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clip_value: typing.SupportsFloat | typing.SupportsIndex | None = None, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, l2: typing.SupportsFloat | typing.SupportsIndex = 0.0, check_finite: bool = False) -> bool:
+    ...
+def get_num_threads() -> int:
+    ...
+def global_norm(arrays: typing.Any, norm_type: typing.SupportsFloat | typing.SupportsIndex = 2.0) -> float:
+    """
+    The norm of all arrays taken together (as one concatenated vector), accumulated in float64.
+    """
+def isa() -> str:
+    """
+    The instruction set in use.
+    """
+def lamb_(params: typing.Any, grads: typing.Any, exp_avgs: typing.Any, exp_avg_sqs: typing.Any, step: typing.SupportsInt | typing.SupportsIndex, lr: typing.SupportsFloat | typing.SupportsIndex, beta1: typing.SupportsFloat | typing.SupportsIndex, beta2: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex, maximize: bool = False, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clip_value: typing.SupportsFloat | typing.SupportsIndex | None = None, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, l2: typing.SupportsFloat | typing.SupportsIndex = 0.0, check_finite: bool = False) -> bool:
+    ...
+def lion_(params: typing.Any, grads: typing.Any, exp_avgs: typing.Any, lr: typing.SupportsFloat | typing.SupportsIndex, beta1: typing.SupportsFloat | typing.SupportsIndex, beta2: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex, maximize: bool = False, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clip_value: typing.SupportsFloat | typing.SupportsIndex | None = None, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, l2: typing.SupportsFloat | typing.SupportsIndex = 0.0, check_finite: bool = False) -> bool:
+    ...
+def nadam_(params: typing.Any, grads: typing.Any, exp_avgs: typing.Any, exp_avg_sqs: typing.Any, step: typing.SupportsInt | typing.SupportsIndex, mu_product: typing.SupportsFloat | typing.SupportsIndex, lr: typing.SupportsFloat | typing.SupportsIndex, beta1: typing.SupportsFloat | typing.SupportsIndex, beta2: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex, momentum_decay: typing.SupportsFloat | typing.SupportsIndex, decoupled_weight_decay: bool, maximize: bool = False, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clip_value: typing.SupportsFloat | typing.SupportsIndex | None = None, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, l2: typing.SupportsFloat | typing.SupportsIndex = 0.0, check_finite: bool = False) -> bool:
+    ...
+def penalty(params: typing.Any, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, l2: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> float:
+    """
+    l1 * sum(|p|) + l2 * sum(p**2) over all arrays, accumulated in float64.
+    """
+def pool_info() -> dict:
+    """
+    The thread team: workers started, microseconds a worker spins before it sleeps, the thread cap.
+    """
+def radam_(params: typing.Any, grads: typing.Any, exp_avgs: typing.Any, exp_avg_sqs: typing.Any, step: typing.SupportsInt | typing.SupportsIndex, lr: typing.SupportsFloat | typing.SupportsIndex, beta1: typing.SupportsFloat | typing.SupportsIndex, beta2: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex, decoupled_weight_decay: bool, maximize: bool = False, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clip_value: typing.SupportsFloat | typing.SupportsIndex | None = None, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, l2: typing.SupportsFloat | typing.SupportsIndex = 0.0, check_finite: bool = False) -> bool:
+    ...
+def rmsprop_(params: typing.Any, grads: typing.Any, square_avgs: typing.Any, grad_avgs: typing.Any, momentum_buffers: typing.Any, lr: typing.SupportsFloat | typing.SupportsIndex, alpha: typing.SupportsFloat | typing.SupportsIndex, eps: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, centered: bool, maximize: bool = False, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clip_value: typing.SupportsFloat | typing.SupportsIndex | None = None, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, l2: typing.SupportsFloat | typing.SupportsIndex = 0.0, check_finite: bool = False) -> bool:
+    ...
+def set_num_threads(n: typing.SupportsInt | typing.SupportsIndex) -> None:
+    ...
+def sgd_(params: typing.Any, grads: typing.Any, momentum_buffers: typing.Any, step: typing.SupportsInt | typing.SupportsIndex, lr: typing.SupportsFloat | typing.SupportsIndex, momentum: typing.SupportsFloat | typing.SupportsIndex, dampening: typing.SupportsFloat | typing.SupportsIndex, weight_decay: typing.SupportsFloat | typing.SupportsIndex, nesterov: bool, maximize: bool = False, grad_scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clip_value: typing.SupportsFloat | typing.SupportsIndex | None = None, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, l2: typing.SupportsFloat | typing.SupportsIndex = 0.0, check_finite: bool = False) -> bool:
+    ...
+def softmax_xent_(z: typing.Any, y: typing.Any, dz: typing.Any, scale: typing.SupportsFloat | typing.SupportsIndex) -> tuple[float, float]:
+    """
+    Softmax cross-entropy on logits z and int64 labels y: dz <- (softmax(z) - onehot(y)) * scale; returns (sum of the rows' losses, count of rows whose first argmax is y).
+    """
+def stream_(params: typing.Any, grads: typing.Any, states: collections.abc.Sequence[typing.Any], c: typing.SupportsFloat | typing.SupportsIndex = 0.0) -> bool:
+    """
+    Bandwidth probe: params += c * grads and s += c * grads for each state list; the loads and stores of a rule with len(states) state arrays and none of its math.
+    """
+def supported_isas() -> list[str]:
+    ...
+def transform_(grads: typing.Any, params: typing.Any = None, scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clip_value: typing.SupportsFloat | typing.SupportsIndex | None = None, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, l2: typing.SupportsFloat | typing.SupportsIndex = 0.0, maximize: bool = False) -> None:
+    """
+    grads <- scale * grads, clamped to [-clip_value, clip_value], negated if maximize, plus l1 * sign(params) + 2 * l2 * params; in place.
+    """
+CHUNK: int = 16384
+__version__: str = '0.1.0'
