@@ -5,9 +5,9 @@ sizes, ...), scored by k-fold or hold-out validation.
 >>> result = grid_search(X, y, {"optimizer": ["adam", "sgd"], "lr": [1e-3, 1e-2]}, cv=3)
 >>> print(result.table()); result.best_params, result.best_score
 
-Scores are "greater is better", as in scikit-learn: ``accuracy`` or ``neg_log_loss`` for
-classification, ``r2`` or ``neg_mse`` for regression.  For parallel searches use the
-scikit-learn estimators in :mod:`fastopt.sklearn` with ``GridSearchCV(..., n_jobs=...)``.
+Splits and scores are scikit-learn's: ``cv`` takes an int, a hold-out share or any splitter,
+``scoring`` any scorer name or callable (greater is better); ``n_jobs`` runs the fits in
+parallel with joblib.
 """
 from __future__ import annotations
 
@@ -16,15 +16,14 @@ import itertools
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .nn.losses import softmax_cross_entropy
 from .train import recipe
 from .train.trainer import Trainer, _check_data
 
-SCORINGS = {"classification": ("accuracy", "neg_log_loss"), "regression": ("r2", "neg_mse")}
+TASKS = ("classification", "regression")
 
 
 # -- distributions for random search -----------------------------------------------------------
@@ -85,68 +84,67 @@ def _draw(name: str, dist: Any, rng: np.random.Generator) -> Any:
     raise ValueError(f"space[{name!r}] must be a non-empty list or a distribution, got {dist!r}")
 
 
-# -- splitting ---------------------------------------------------------------------------------
+# -- splitting and scoring: scikit-learn's -----------------------------------------------------
 
-def kfold(y: np.ndarray, k: int, stratify: bool, seed: Optional[int]) -> List[np.ndarray]:
-    """Test-index arrays of ``k`` shuffled folds; stratified: each class dealt round-robin, so
-    every fold holds each class in proportion (scikit-learn's StratifiedKFold idea)."""
-    n = len(y)
-    if not 2 <= k <= n:
-        raise ValueError(f"cv must be between 2 and the number of samples ({n}), got {k}")
-    rng = np.random.default_rng(seed)
-    folds: List[List[int]] = [[] for _ in range(k)]
-    if stratify:
-        offset = 0
-        for c in np.unique(y):
-            idx = rng.permutation(np.flatnonzero(y == c))
-            for j, i in enumerate(idx):
-                folds[(offset + j) % k].append(int(i))
-            offset += len(idx)
-    else:
-        for j, i in enumerate(rng.permutation(n)):
-            folds[j % k].append(int(i))
-    return [np.sort(np.array(f, dtype=np.int64)) for f in folds]
+def _sklearn():
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        raise ImportError("fastopt.search splits and scores with scikit-learn: pip install 'fastopt[train]'") from None
 
 
-def holdout(y: np.ndarray, share: float, stratify: bool, seed: Optional[int]) -> np.ndarray:
-    """Test indices of one shuffled hold-out split of ``share`` of the samples (per class when
-    stratified, at least one test and one training sample of each class that has two)."""
-    if not 0.0 < share < 1.0:
-        raise ValueError(f"a hold-out cv must be a share in (0, 1), got {share!r}")
-    rng = np.random.default_rng(seed)
-    groups = [np.flatnonzero(y == c) for c in np.unique(y)] if stratify else [np.arange(len(y))]
-    test = []
-    for idx in groups:
-        k = int(round(share * len(idx)))
-        k = min(max(k, 1 if len(idx) > 1 else 0), len(idx) - 1)
-        test.append(rng.permutation(idx)[:k])
-    out = np.sort(np.concatenate(test)).astype(np.int64)
-    if len(out) == 0:
-        raise ValueError(f"cv={share} leaves no samples to validate on")
-    return out
+def splits(X: np.ndarray, y: np.ndarray, cv: Any, classification: bool, seed: Optional[int],
+           groups: Optional[np.ndarray] = None) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """(train, test) index pairs.  ``cv``: an int k (``StratifiedKFold`` for classification, else
+    ``KFold``, shuffled with ``seed``), a float share for one hold-out split (``StratifiedShuffleSplit``
+    / ``ShuffleSplit``), any scikit-learn splitter (``GroupKFold`` takes ``groups``), or an
+    iterable of (train, test) index pairs."""
+    _sklearn()
+    from sklearn import model_selection as ms
+    if isinstance(cv, bool):
+        raise ValueError(f"cv must be an int (k folds), a float (hold-out share) or a splitter, got {cv!r}")
+    if isinstance(cv, (int, np.integer)):
+        if not 2 <= cv <= len(y):
+            raise ValueError(f"cv must be between 2 and the number of samples ({len(y)}), got {cv}")
+        cv = (ms.StratifiedKFold if classification else ms.KFold)(int(cv), shuffle=True, random_state=seed)
+    elif isinstance(cv, (float, np.floating)):
+        if not 0.0 < cv < 1.0:
+            raise ValueError(f"a hold-out cv must be a share in (0, 1), got {cv!r}")
+        cv = (ms.StratifiedShuffleSplit if classification else ms.ShuffleSplit)(1, test_size=float(cv),
+                                                                                 random_state=seed)
+    elif isinstance(cv, str) or not (hasattr(cv, "split") or hasattr(cv, "__iter__")):
+        raise ValueError(f"cv must be an int (k folds), a float (hold-out share) or a splitter, got {cv!r}")
+    pairs = list(cv.split(X, y, groups) if hasattr(cv, "split") else cv)
+    if not pairs:
+        raise ValueError("cv gave no splits")
+    return [(np.asarray(tr, dtype=np.int64), np.asarray(te, dtype=np.int64)) for tr, te in pairs]
 
 
-def splits(y: np.ndarray, cv: Union[int, float], stratify: bool, seed: Optional[int]) -> List[np.ndarray]:
-    """The test indices of each split: ``cv`` an int k (k folds) or a float (one hold-out share)."""
-    if isinstance(cv, (float, np.floating)):
-        return [holdout(y, float(cv), stratify, seed)]
-    if isinstance(cv, (int, np.integer)) and not isinstance(cv, bool):
-        return kfold(y, int(cv), stratify, seed)
-    raise ValueError(f"cv must be an int (k folds) or a float (hold-out share), got {cv!r}")
+#: fastopt's earlier score names, as scikit-learn spells them
+_SCORER_ALIASES = {"neg_mse": "neg_mean_squared_error"}
 
 
-def _score(trainer: Trainer, X: np.ndarray, y: np.ndarray, scoring: str) -> float:
-    model = trainer.model
-    if scoring == "accuracy":
-        return float((model.forward(X).argmax(axis=1) == y).mean())
-    if scoring == "neg_log_loss":
-        return -softmax_cross_entropy(model.forward(X), y)[0]
-    pred = model.forward(X).reshape(np.shape(y))
-    err = float(((pred - y) ** 2).mean())
-    if scoring == "neg_mse":
-        return -err
-    total = float(((y - y.mean(axis=0)) ** 2).mean())
-    return 1.0 - err / total if total > 0 else 0.0
+def scorer(scoring: Union[str, Callable[..., float], None], classification: bool) -> Callable[..., float]:
+    """A scikit-learn scorer: a name (``accuracy``, ``f1_macro``, ``roc_auc``, ``neg_log_loss``,
+    ``r2``, ``neg_mean_squared_error``, ...; see ``sklearn.metrics.get_scorer_names()``) or a
+    callable ``scorer(estimator, X, y)``; None: accuracy or r2."""
+    _sklearn()
+    from sklearn.metrics import get_scorer
+    if scoring is None:
+        scoring = "accuracy" if classification else "r2"
+    if callable(scoring):
+        return scoring
+    try:
+        return get_scorer(_SCORER_ALIASES.get(scoring, scoring))
+    except ValueError:
+        raise ValueError(f"unknown scoring {scoring!r}: a scikit-learn scorer name "
+                         "(sklearn.metrics.get_scorer_names()) or a callable(estimator, X, y)") from None
+
+
+def _fitted(trainer: Trainer, classes: Optional[np.ndarray]):
+    """The trained model as a fitted scikit-learn estimator, for the scorers."""
+    from .sklearn import _Fitted
+    return _Fitted(trainer.model, classes)
 
 
 # -- the search --------------------------------------------------------------------------------
@@ -215,14 +213,19 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def grid_search(X, y, space: Mapping[str, Sequence[Any]], cv: Union[int, float] = 3,
-                task: str = "classification", scoring: Optional[str] = None, refit: bool = True,
-                seed: Optional[int] = 0, verbose: bool = True, **fixed: Any) -> SearchResult:
+def grid_search(X, y, space: Mapping[str, Sequence[Any]], cv: Any = 3, task: str = "classification",
+                scoring: Union[str, Callable[..., float], None] = None, refit: bool = True,
+                seed: Optional[int] = 0, verbose: bool = True, n_jobs: Optional[int] = None,
+                groups: Optional[np.ndarray] = None, **fixed: Any) -> SearchResult:
     """Every combination of the values in ``space`` (a dict: setting name -> list of values).
 
-    cv: an integer k >= 2 for k-fold cross-validation (stratified for classification), or a
-    float in (0, 1) for one hold-out split of that share.  ``fixed``: settings shared by every
-    candidate (e.g. ``epochs=20``).  Every candidate is checked before any training.
+    cv: an integer k >= 2 for k-fold cross-validation (stratified for classification), a float in
+    (0, 1) for one hold-out split of that share, any scikit-learn splitter (``KFold``,
+    ``GroupKFold`` with ``groups``, ``ShuffleSplit``, ...) or (train, test) index pairs.
+    scoring: a scikit-learn scorer name or callable (default accuracy / r2).  n_jobs: candidates
+    and folds in parallel with joblib (-1: every core), with the serial search's exact scores.
+    ``fixed``: settings shared by every candidate (e.g. ``epochs=20``).  Every candidate is
+    checked before any training.
     """
     names = list(space)
     for name in names:
@@ -230,12 +233,13 @@ def grid_search(X, y, space: Mapping[str, Sequence[Any]], cv: Union[int, float] 
         if not isinstance(values, (list, tuple)) or len(values) == 0:
             raise ValueError(f"space[{name!r}] must be a non-empty list of values, got {values!r}")
     candidates = [dict(zip(names, combo)) for combo in itertools.product(*(space[n] for n in names))]
-    return _search(X, y, candidates, names, cv, task, scoring, refit, seed, verbose, fixed)
+    return _search(X, y, candidates, names, cv, task, scoring, refit, seed, verbose, fixed, n_jobs, groups)
 
 
-def random_search(X, y, space: Mapping[str, Any], n_iter: int = 10, cv: Union[int, float] = 3,
-                  task: str = "classification", scoring: Optional[str] = None, refit: bool = True,
-                  seed: Optional[int] = 0, verbose: bool = True, **fixed: Any) -> SearchResult:
+def random_search(X, y, space: Mapping[str, Any], n_iter: int = 10, cv: Any = 3, task: str = "classification",
+                  scoring: Union[str, Callable[..., float], None] = None, refit: bool = True,
+                  seed: Optional[int] = 0, verbose: bool = True, n_jobs: Optional[int] = None,
+                  groups: Optional[np.ndarray] = None, **fixed: Any) -> SearchResult:
     """``n_iter`` candidates drawn from ``space``: each value a list (one item drawn uniformly),
     :class:`loguniform`, :class:`uniform`, :class:`randint`, or a scipy.stats distribution.
     Otherwise as :func:`grid_search`; the draws are reproducible with ``seed``."""
@@ -244,18 +248,20 @@ def random_search(X, y, space: Mapping[str, Any], n_iter: int = 10, cv: Union[in
     rng = np.random.default_rng(seed)
     names = list(space)
     candidates = [{n: _draw(n, space[n], rng) for n in names} for _ in range(int(n_iter))]
-    return _search(X, y, candidates, names, cv, task, scoring, refit, seed, verbose, fixed)
+    return _search(X, y, candidates, names, cv, task, scoring, refit, seed, verbose, fixed, n_jobs, groups)
 
 
-def _search(X, y, candidates, names, cv, task, scoring, refit, seed, verbose, fixed) -> SearchResult:
-    if task not in SCORINGS:
-        raise ValueError(f"task must be one of {tuple(SCORINGS)}, got {task!r}")
-    scoring = scoring or SCORINGS[task][0]
-    if scoring not in SCORINGS[task]:
-        raise ValueError(f"scoring for {task} must be one of {SCORINGS[task]}, got {scoring!r}")
+def _search(X, y, candidates, names, cv, task, scoring, refit, seed, verbose, fixed, n_jobs=None,
+            groups=None) -> SearchResult:
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    classification = task == "classification"
+    score = scorer(scoring, classification)
+    scoring_name = scoring if isinstance(scoring, str) else (getattr(scoring, "__name__", "score") if scoring
+                                                            else ("accuracy" if classification else "r2"))
     X, y = _check_data(X, y)
     classes = None
-    if task == "classification":
+    if classification:
         classes, y = np.unique(y, return_inverse=True)
         if len(classes) < 2:
             raise ValueError("y has a single class: nothing to classify")
@@ -268,23 +274,36 @@ def _search(X, y, candidates, names, cv, task, scoring, refit, seed, verbose, fi
         if overlap:
             raise ValueError(f"{sorted(overlap)} given both in space and as a fixed setting")
         recipe.build(X.shape[1], n_out, len(X), task=task, seed=seed, **fixed, **c)
-    folds = splits(y, cv, task == "classification", seed)
-    bar = _progress(len(candidates) * len(folds), verbose)
-    rows = []
-    for c in candidates:
-        scores, epochs, t0 = [], [], time.perf_counter()
-        for test in folds:
-            train = np.setdiff1d(np.arange(len(X)), test, assume_unique=True)
-            trainer, history = recipe.fit(X[train], y[train], task=task, n_outputs=n_out, seed=seed,
-                                          **fixed, **c)
-            scores.append(_score(trainer, X[test], y[test], scoring))
-            epochs.append(len(history.history["loss"]))
+    folds = splits(X, y, cv, classification, seed, groups)
+    y_true = classes[y] if classes is not None else y
+    jobs = [(i, train, test) for i in range(len(candidates)) for train, test in folds]
+    bar = _progress(len(jobs), verbose)
+
+    def run(i, train, test):
+        t0 = time.perf_counter()
+        trainer, history = recipe.fit(X[train], y[train], task=task, n_outputs=n_out, seed=seed, **fixed,
+                                      **candidates[i])
+        value = float(score(_fitted(trainer, classes), X[test], y_true[test]))
+        return value, len(history.history["loss"]), time.perf_counter() - t0, history
+
+    if n_jobs in (None, 1):
+        results = []
+        for job in jobs:
+            results.append(run(*job))
             bar.update(1)
-        rows.append({"params": c, "scores": scores, "mean_score": float(np.mean(scores)),
-                     "std_score": float(np.std(scores)), "mean_epochs": float(np.mean(epochs)),
-                     "fit_time": time.perf_counter() - t0})
+    else:
+        from joblib import Parallel, delayed
+        results = Parallel(n_jobs=n_jobs)(delayed(run)(*job) for job in jobs)
+        bar.update(len(jobs))
     bar.close()
-    result = SearchResult(rows, names, scoring, classes=classes, fixed=dict(fixed))
+    rows = []
+    for i, c in enumerate(candidates):
+        mine = [r for (j, _, _), r in zip(jobs, results) if j == i]
+        scores = [r[0] for r in mine]
+        rows.append({"params": c, "scores": scores, "mean_score": float(np.mean(scores)),
+                     "std_score": float(np.std(scores)), "mean_epochs": float(np.mean([r[1] for r in mine])),
+                     "fit_time": float(sum(r[2] for r in mine)), "histories": [r[3] for r in mine]})
+    result = SearchResult(rows, names, scoring_name, classes=classes, fixed=dict(fixed))
     if refit:
         result.best_trainer, _ = recipe.fit(X, y, task=task, n_outputs=n_out, seed=seed, **fixed,
                                             **result.best_params)

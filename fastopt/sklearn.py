@@ -144,3 +144,35 @@ class MLPRegressor(RegressorMixin, _MLP):
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
         return tags
+
+
+class _Fitted(BaseEstimator):
+    """A trained :class:`fastopt.nn.MLP` as a fitted estimator, for scikit-learn's scorers
+    (``classes`` given: a classifier with ``predict_proba``; else a regressor)."""
+
+    def __init__(self, model=None, classes=None):
+        self.model = model
+        self.classes = classes
+        if classes is not None:
+            self.classes_ = classes
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.estimator_type = "classifier" if self.classes is not None else "regressor"
+        return tags
+
+    def fit(self, X, y=None):
+        return self
+
+    def predict_proba(self, X):
+        return self.model.predict_output(np.asarray(X, dtype=self.model.dtype))
+
+    def decision_function(self, X):
+        z = self.model.forward(np.asarray(X, dtype=self.model.dtype))
+        return z[:, 1] - z[:, 0] if z.shape[1] == 2 else z
+
+    def predict(self, X):
+        out = self.model.forward(np.asarray(X, dtype=self.model.dtype))
+        if self.classes is not None:
+            return self.classes[out.argmax(axis=1)]
+        return out[:, 0] if out.shape[1] == 1 else out

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fastopt import schedules as S
-from fastopt.search import SearchResult, grid_search, holdout, kfold, loguniform, randint, random_search, uniform
+from fastopt.search import SearchResult, grid_search, loguniform, randint, random_search, splits, uniform
 from fastopt.train import recipe
 
 sklearn_datasets = pytest.importorskip("sklearn.datasets")
@@ -17,24 +17,47 @@ def digits():
     return X / 16.0, y
 
 
-def test_kfold_partitions_and_stratifies():
+def test_int_and_share_cv_are_scikit_learns_stratified_splitters():
+    from sklearn.model_selection import StratifiedKFold, StratifiedShuffleSplit
     y = np.repeat(np.arange(3), [30, 20, 10])
-    folds = kfold(y, 5, stratify=True, seed=0)
-    joined = np.sort(np.concatenate(folds))
-    assert np.array_equal(joined, np.arange(len(y)))  # every sample tested exactly once
-    for f in folds:
-        assert np.array_equal(np.bincount(y[f], minlength=3), [6, 4, 2])
-    assert all(np.array_equal(a, b) for a, b in zip(folds, kfold(y, 5, stratify=True, seed=0)))
+    X = np.zeros((len(y), 1))
+    folds = splits(X, y, 5, True, seed=0)
+    want = list(StratifiedKFold(5, shuffle=True, random_state=0).split(X, y))
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(folds, want))
+    for _, test in folds:
+        assert np.array_equal(np.bincount(y[test], minlength=3), [6, 4, 2])
+    (train, test), = splits(X, y, 0.25, True, seed=1)
+    (t2, s2), = StratifiedShuffleSplit(1, test_size=0.25, random_state=1).split(X, y)
+    assert np.array_equal(test, s2) and len(np.intersect1d(train, test)) == 0
     with pytest.raises(ValueError, match="cv must be between 2"):
-        kfold(y, 1, stratify=False, seed=0)
-
-
-def test_holdout_share_per_class():
-    y = np.repeat(np.arange(2), [80, 20])
-    test = holdout(y, 0.25, stratify=True, seed=1)
-    assert np.array_equal(np.bincount(y[test]), [20, 5])
+        splits(X, y, 1, False, seed=0)
     with pytest.raises(ValueError, match="share in \\(0, 1\\)"):
-        holdout(y, 1.5, stratify=True, seed=0)
+        splits(X, y, 1.5, True, seed=0)
+
+
+def test_any_splitter_scorer_and_parallel_jobs(digits):
+    from sklearn.model_selection import GroupKFold, KFold, ShuffleSplit
+    from sklearn.metrics import make_scorer, f1_score
+    X, y = digits[0][:600], digits[1][:600]
+    space = {"lr": [3e-3, 1e-2]}
+    kw = dict(epochs=4, patience=0, verbose=False, refit=False)
+    r = grid_search(X, y, space, cv=KFold(3), scoring="f1_macro", **kw)
+    assert r.scoring == "f1_macro" and all(len(row["scores"]) == 3 for row in r.rows)
+    assert all(0.5 < row["mean_score"] <= 1 for row in r.rows)
+    groups = np.arange(len(y)) % 4
+    g = grid_search(X, y, space, cv=GroupKFold(4), groups=groups, scoring="accuracy", **kw)
+    assert all(len(row["scores"]) == 4 for row in g.rows)
+    custom = make_scorer(f1_score, average="micro")
+    c = grid_search(X, y, space, cv=ShuffleSplit(2, test_size=0.3, random_state=0), scoring=custom, **kw)
+    a = grid_search(X, y, space, cv=ShuffleSplit(2, test_size=0.3, random_state=0), scoring="accuracy", **kw)
+    for rc, ra in zip(c.rows, a.rows):  # micro-averaged f1 is the accuracy
+        assert rc["scores"] == pytest.approx(ra["scores"])
+    binary = y % 2
+    roc = grid_search(X, binary, space, cv=3, scoring="roc_auc", **kw)
+    assert all(0.5 < row["mean_score"] <= 1 for row in roc.rows)
+    par = grid_search(X, y, space, cv=KFold(3), scoring="f1_macro", n_jobs=2, **kw)
+    assert [row["scores"] for row in par.rows] == [row["scores"] for row in r.rows]  # exactly the serial scores
+    assert all(len(row["histories"]) == 3 for row in par.rows)  # every fit's history is kept
 
 
 def test_grid_search_tries_every_combination_and_picks_the_best(digits):
@@ -106,7 +129,7 @@ def test_regression_search_scores_r2():
     (lambda X, y: grid_search(X, y, {"lr": [1e-3]}, lr=1e-2, verbose=False), "both in space and as a fixed"),
     (lambda X, y: grid_search(X, y, {"lr": [1e-3]}, cv=1, verbose=False), "cv must be between 2"),
     (lambda X, y: grid_search(X, y, {"lr": [1e-3]}, cv="5", verbose=False), "cv must be an int"),
-    (lambda X, y: grid_search(X, y, {"lr": [1e-3]}, scoring="r2", verbose=False), "scoring for classification"),
+    (lambda X, y: grid_search(X, y, {"lr": [1e-3]}, scoring="nope", verbose=False), "unknown scoring 'nope'"),
     (lambda X, y: grid_search(X[:, :1][:10], y, {"lr": [1e-3]}, verbose=False), "has 10 samples but y has"),
     (lambda X, y: random_search(X, y, {"lr": [1e-3]}, n_iter=0, verbose=False), "n_iter must be"),
 ])
