@@ -1,4 +1,5 @@
-"""Fuzzing every public kernel function with hostile arguments (run by test_fuzz.py in a child
+"""Fuzzing every public kernel function (the rules, and the clip, norm and penalty functions) with
+hostile arguments (run by test_fuzz.py in a child
 process, so a crash fails the test instead of killing the run).
 
 Each example takes a valid call (a rule, its options, one to three arrays per role) and either
@@ -94,6 +95,46 @@ def unchanged(snap):
     return all(a.dtype == b.dtype and a.tobytes() == b.tobytes() for a, b in snap)
 
 
+# the clip, norm and penalty functions: (name, call(arrays, params, value), writes the first role)
+OPS = {
+    "global_norm": (lambda a, p, v: fastopt.global_norm(a, v), False),
+    "array_norms": (lambda a, p, v: fastopt.array_norms(a, v), False),
+    "clip_grad_norm_": (lambda a, p, v: fastopt.clip_grad_norm_(a, v), True),
+    "clip_grad_value_": (lambda a, p, v: fastopt.clip_grad_value_(a, v), True),
+    "scale_": (lambda a, p, v: fastopt.scale_(a, v), True),
+    "regularize_grad_": (lambda a, p, v: fastopt.regularize_grad_(a, p, l1=v, l2=v), True),
+    "penalty": (lambda a, p, v: fastopt.penalty(a, l1=v, l2=v), False),
+    "all_finite": (lambda a, p, v: fastopt.all_finite(a), False),
+}
+OP_VALUES = [1.0, 2.0, 0.5, 0.0, -1.0, float("nan"), float("inf"), 1e300]
+
+
+@st.composite
+def op_example(draw):
+    name = draw(st.sampled_from(sorted(OPS)))
+    dtype = draw(st.sampled_from([np.float32, np.float64]))
+    sizes = draw(st.lists(st.sampled_from([0, 1, 7, 17, 1000, 16385]), min_size=1, max_size=3))
+    mutation = draw(st.sampled_from([m for m in MUTATIONS if not m.startswith(("hyper_", "step_"))]))
+    return name, dtype, sizes, mutation, draw(st.integers(0, 1)), draw(st.sampled_from(OP_VALUES)), draw(
+        st.integers(0, 2**16))
+
+
+def check_op(ex):
+    name, dtype, sizes, mutation, pos, value, seed = ex
+    call, writes = OPS[name]
+    roles = build(sizes, dtype, mutation, pos, np.random.default_rng(seed), 0)
+    snap = snapshot(roles)
+    try:
+        call(roles[0], roles[1], value)
+    except (TypeError, ValueError) as e:
+        assert unchanged(snap), (ex, "an array changed before the error", e)
+        return
+    except RuntimeError as e:  # clip_grad_norm_'s error_if_nonfinite is off: never raised here
+        raise AssertionError((ex, e)) from None
+    if not writes:
+        assert unchanged(snap), (ex, "a read-only function wrote")
+
+
 @st.composite
 def example(draw):
     name, hyper = draw(st.sampled_from(CASES))
@@ -152,7 +193,14 @@ def main():
     def run(ex):
         check(ex)
 
+    @settings(max_examples=args.examples, derandomize=args.seed == 0, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(op_example())
+    def run_ops(ex):
+        check_op(ex)
+
     run()
+    run_ops()
     print(f"ok: {args.examples} examples")
 
 
