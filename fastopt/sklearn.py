@@ -1,93 +1,303 @@
-"""scikit-learn estimators over the fastopt MLP: ``GridSearchCV``, ``RandomizedSearchCV``,
-``cross_val_score`` and pipelines work unchanged, in parallel with ``n_jobs``.
+"""scikit-learn's MLP estimators over fastopt's kernels: change the import, keep the code.
 
->>> from sklearn.model_selection import GridSearchCV
->>> search = GridSearchCV(MLPClassifier(epochs=20), {"lr": [1e-3, 1e-2], "optimizer": ["adam", "lion"]},
-...                       n_jobs=2).fit(X, y)
+>>> from fastopt.sklearn import MLPClassifier          # instead of sklearn.neural_network
+>>> MLPClassifier(hidden_layer_sizes=(64,), max_iter=300, learning_rate_init=1e-3).fit(X, y).score(X, y)
 
-The parameters are the settings of :data:`fastopt.train.recipe.DEFAULTS` (shared with
-``fastopt train`` and :mod:`fastopt.search`) plus ``random_state`` and ``verbose``.  Against
-``sklearn.neural_network.MLPClassifier``: ``lr`` is its ``learning_rate_init``, ``epochs`` its
-``max_iter``, ``patience`` its ``n_iter_no_change``, ``validation_split`` its
-``validation_fraction``; ``l2`` adds ``l2 * sum(w**2)`` to the loss per batch (scikit-learn's
-``alpha`` is scaled by the batch share); ``activation="logistic"`` is accepted for ``"sigmoid"``.
-The estimators compute in float64 by default (``dtype="float64"``), as scikit-learn's MLP does
-for float64 input, so predictions do not depend on how the rows are batched; ``dtype="float32"``
-halves the memory traffic of every step.
-Needs scikit-learn 1.6 or newer (``pip install "fastopt[sklearn]"``, also in ``[train]``).
+The parameters, defaults and fitted attributes are scikit-learn's (``hidden_layer_sizes``,
+``activation``, ``solver``, ``alpha``, ``batch_size="auto"``, ``learning_rate``,
+``learning_rate_init``, ``power_t``, ``max_iter``, ``shuffle``, ``random_state``, ``tol``,
+``verbose``, ``warm_start``, ``momentum``, ``nesterovs_momentum``, ``early_stopping``,
+``validation_fraction``, ``beta_1``, ``beta_2``, ``epsilon``, ``n_iter_no_change``; ``loss_``,
+``best_loss_``, ``loss_curve_``, ``validation_scores_``, ``best_validation_score_``, ``t_``,
+``coefs_``, ``intercepts_``, ``n_iter_``, ``n_layers_``, ``n_outputs_``, ``out_activation_``), with
+the same stopping rule (no improvement by ``tol`` for more than ``n_iter_no_change`` epochs), L2
+penalty (``alpha``, on the weights only, per batch), learning-rate rules for ``solver="sgd"``
+(``invscaling`` per epoch on the samples seen, ``adaptive`` divides by 5), ``partial_fit`` and
+``fit(X, y, sample_weight=...)``.  Where they differ: ``solver`` also takes fastopt's rules
+("adamw", "nadam", "radam", "lion", "lamb", "rmsprop", ...; "lbfgs" is not offered); Adam and
+SGD momentum use torch's formulas (epsilon added after the bias correction; momentum on the
+gradient, the same steps as scikit-learn's velocity form while the rate is constant); the
+weights start from He (relu) or Glorot normal; a binary classifier has two softmax outputs
+(``out_activation_ = "softmax"``) where scikit-learn has one logistic unit.  fastopt's extras are
+keywords: ``schedule``, ``warmup``, ``dropout``, ``l1``, ``weight_decay``, ``clipnorm``,
+``clipvalue``, ``global_clipnorm``, ``loss`` (e.g. "focal"), ``dtype`` (float64 by default, as
+scikit-learn computes for float64 input; "float32" halves the memory traffic) and
+``optimizer_kwargs``.  Needs scikit-learn 1.6 or newer.
 """
 from __future__ import annotations
 
-from typing import Any, Dict
+import math
+import warnings
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, check_random_state
-
-from .nn.losses import softmax
-from .train import recipe
-
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, check_random_state
 from sklearn.utils.validation import validate_data as _validate_data  # scikit-learn >= 1.6
+
+from . import optim, schedules
+from . import threads as _threads
+from .nn import MLP, Dense
+from .nn.losses import softmax
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
-_D = recipe.DEFAULTS
+ACTIVATIONS = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 
 
 class _MLP(BaseEstimator):
     _task = "classification"
 
-    def __init__(self, hidden_layer_sizes=_D["hidden_layer_sizes"], activation=_D["activation"],
-                 dropout=_D["dropout"], optimizer=_D["optimizer"], lr=_D["lr"], schedule=_D["schedule"],
-                 warmup=_D["warmup"], epochs=_D["epochs"], batch_size=_D["batch_size"], l1=_D["l1"], l2=_D["l2"],
-                 weight_decay=_D["weight_decay"], clipnorm=_D["clipnorm"], clipvalue=_D["clipvalue"],
-                 global_clipnorm=_D["global_clipnorm"], patience=_D["patience"],
-                 validation_split=_D["validation_split"], loss=_D["loss"], dtype="float64",
-                 optimizer_kwargs=_D["optimizer_kwargs"], random_state=None, verbose=False):
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
+                 batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5, max_iter=200,
+                 shuffle=True, random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
+                 beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, schedule=None, warmup=0,
+                 dropout=0.0, l1=0.0, weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
+                 loss=None, dtype="float64", optimizer_kwargs=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
-        self.dropout = dropout
-        self.optimizer = optimizer
-        self.lr = lr
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun  # scikit-learn's, for lbfgs: accepted, unused
         self.schedule = schedule
         self.warmup = warmup
-        self.epochs = epochs
-        self.batch_size = batch_size
+        self.dropout = dropout
         self.l1 = l1
-        self.l2 = l2
         self.weight_decay = weight_decay
         self.clipnorm = clipnorm
         self.clipvalue = clipvalue
         self.global_clipnorm = global_clipnorm
-        self.patience = patience
-        self.validation_split = validation_split
         self.loss = loss
         self.dtype = dtype
         self.optimizer_kwargs = optimizer_kwargs
-        self.random_state = random_state
-        self.verbose = verbose
 
-    def _settings(self) -> Dict[str, Any]:
-        s = {k: getattr(self, k) for k in recipe.DEFAULTS}
-        if s["activation"] == "logistic":
-            s["activation"] = "sigmoid"
-        return s
+    # -- checks ----------------------------------------------------------------------------------
 
-    def _fit(self, X, y, n_outputs: int):
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        settings = self._settings()
-        if len(X) < 2:  # nothing to hold out
-            settings["validation_split"] = 0.0
-        trainer, history = recipe.fit(X, y, task=self._task, n_outputs=n_outputs, seed=seed,
-                                      verbose=bool(self.verbose), **settings)
-        self.model_ = trainer.model
-        self.history_ = history.history
-        self.loss_curve_ = list(history.history["loss"])
-        self.n_iter_ = len(self.loss_curve_)
-        self.stop_reason_ = history.stop_reason
-        self.best_epoch_ = history.best_epoch
+    def _check_params(self) -> None:
+        def bad(name, why):
+            raise ValueError(f"{name} {why}, got {getattr(self, name)!r}")
+        hidden = self.hidden_layer_sizes
+        hidden = [hidden] if np.isscalar(hidden) else list(hidden)
+        if any(not float(h).is_integer() or h < 1 for h in hidden):
+            bad("hidden_layer_sizes", "must hold integers >= 1")
+        if self.activation not in ACTIVATIONS:
+            bad("activation", f"must be one of {sorted(ACTIVATIONS)}")
+        if self.solver == "lbfgs":
+            raise ValueError("solver='lbfgs' is not offered: fastopt trains with first-order rules "
+                             f"({', '.join(sorted(optim.OPTIMIZERS))})")
+        if str(self.solver).lower() not in optim.OPTIMIZERS:
+            bad("solver", f"must be one of {sorted(optim.OPTIMIZERS)}")
+        if self.learning_rate not in ("constant", "invscaling", "adaptive"):
+            bad("learning_rate", "must be 'constant', 'invscaling' or 'adaptive'")
+        if not (self.batch_size == "auto" or (isinstance(self.batch_size, (int, np.integer))
+                                              and not isinstance(self.batch_size, bool) and self.batch_size >= 1)):
+            bad("batch_size", "must be 'auto' or an int >= 1")
+        for name in ("max_iter", "n_iter_no_change"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                bad(name, "must be an int >= 1")
+        if not (isinstance(self.learning_rate_init, (int, float)) and self.learning_rate_init > 0):
+            bad("learning_rate_init", "must be > 0")
+        for name in ("alpha", "tol", "power_t", "momentum", "l1", "dropout"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float, np.floating)) and not isinstance(v, bool) and v >= 0
+                    and math.isfinite(v)):
+                bad(name, "must be a finite number >= 0")
+        if not 0.0 < self.validation_fraction < 1.0:
+            bad("validation_fraction", "must be in (0, 1)")
+        for name in ("beta_1", "beta_2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                bad(name, "must be in [0, 1)")
+        if not self.epsilon > 0:
+            bad("epsilon", "must be > 0")
+        if self.dtype not in ("float32", "float64"):
+            bad("dtype", "must be 'float32' or 'float64'")
+
+    # -- the parts -------------------------------------------------------------------------------
+
+    def _optimizer(self, model: MLP, lr: float) -> optim.Optimizer:
+        solver = str(self.solver).lower()
+        hyper: Dict[str, Any] = {}
+        if solver == "sgd":
+            hyper = {"momentum": self.momentum, "nesterov": bool(self.nesterovs_momentum and self.momentum > 0)}
+        elif solver in ("adam", "adamw", "nadam", "radam", "adamax", "lamb", "lion"):
+            hyper = {"betas": (self.beta_1, self.beta_2)}
+            if solver != "lion":
+                hyper["eps"] = self.epsilon
+        for name in ("clipnorm", "clipvalue", "global_clipnorm", "weight_decay"):
+            if getattr(self, name) is not None:
+                hyper[name] = getattr(self, name)
+        if self.l1:
+            hyper["l1"] = self.l1
+        hyper.update(self.optimizer_kwargs or {})
+        return optim.get(solver, [model.params], lr=lr, **hyper)
+
+    def _new_model(self, n_in: int, n_out: int, seed: int) -> MLP:
+        hidden = self.hidden_layer_sizes
+        hidden = [hidden] if np.isscalar(hidden) else list(hidden)
+        act = ACTIVATIONS[self.activation]
+        layers = [Dense(int(h), act, dropout=self.dropout) for h in hidden]
+        layers.append(Dense(n_out, "softmax" if self._task == "classification" else "identity"))
+        return MLP(n_in, layers, dtype=self.dtype, seed=seed)
+
+    def _loss_name(self) -> str:
+        return self.loss or ("softmax_cross_entropy" if self._task == "classification" else "squared_error")
+
+    # -- training: scikit-learn's stochastic loop, fastopt's step -----------------------------------
+
+    def _fit(self, X, y, n_out: int, sample_weight=None, incremental: bool = False):
+        self._check_params()
+        rs = check_random_state(self.random_state)
+        first = not (hasattr(self, "model_") and (self.warm_start or incremental))
+        if not first and self.model_.W[-1].shape[1] != n_out:
+            raise ValueError(f"the fitted model has {self.model_.W[-1].shape[1]} outputs, this y {n_out}")
+        if first:
+            self.model_ = self._new_model(X.shape[1], n_out, int(rs.randint(np.iinfo(np.int32).max)))
+            self.n_iter_, self.t_ = 0, 0
+            self.loss_curve_: List[float] = []
+            self._no_improvement_count = 0
+            self._lr = float(self.learning_rate_init)
+            self._optim = self._optimizer(self.model_, self._lr)
+            self._rng = np.random.default_rng(int(rs.randint(np.iinfo(np.int32).max)))
+            self.best_loss_ = math.inf
+            self.validation_scores_ = None
+            self.best_validation_score_ = None
+        early = bool(self.early_stopping) and not incremental
+        if early:
+            stratify = y if self._task == "classification" else None
+            idx = np.arange(len(X))
+            tr, va = train_test_split(idx, random_state=rs, test_size=self.validation_fraction, stratify=stratify)
+            X_val, y_val = X[va], y[va]
+            X, y = X[tr], y[tr]
+            sample_weight = sample_weight[tr] if sample_weight is not None else None
+            if first or self.validation_scores_ is None:
+                self.validation_scores_, self.best_validation_score_ = [], -math.inf
+                self.best_loss_ = None
+        n = len(X)
+        bs = min(200, n) if self.batch_size == "auto" else min(int(self.batch_size), n)
+        model, loss = self.model_, self._loss_name()
+        X = np.ascontiguousarray(X, dtype=model.dtype)
+        sizes = [model.n_inputs] + [layer.units for layer in model.layers]
+        sched = None
+        if self.schedule is not None:
+            steps = -(-n // bs) * (1 if incremental else int(self.max_iter))
+            sched = schedules.make(self.schedule, float(self.learning_rate_init), steps, warmup=int(self.warmup))
+        xbuf = np.empty((bs, X.shape[1]), X.dtype)
+        best_coefs = None
+        with _threads.limited(*_threads.plan(sizes, bs)):
+            for it in range(1 if incremental else int(self.max_iter)):
+                order = self._rng.permutation(n) if self.shuffle else np.arange(n)
+                total = 0.0
+                for start in range(0, n, bs):
+                    b = order[start:start + bs]
+                    xb = xbuf[:len(b)]
+                    np.take(X, b, axis=0, out=xb)
+                    if sched is not None:
+                        self._optim.lr = sched(self._optim_steps())
+                    else:
+                        self._optim.lr = self._lr
+                    w = sample_weight[b] if sample_weight is not None else None
+                    value, _ = model.train_batch(xb, y[b], loss, train=True, row_weights=w)
+                    if self.alpha:  # scikit-learn's L2: 0.5 alpha |W|^2 / batch, on the weights only
+                        c = model.dtype.type(self.alpha / len(b))
+                        for W, dW in zip(model.W, model.dW):
+                            dW += c * W
+                        value += 0.5 * self.alpha * sum(float(np.vdot(W, W)) for W in model.W) / len(b)
+                    self._optim.step([model.grads])
+                    total += value * len(b)
+                self.n_iter_ += 1
+                self.t_ += n
+                self.loss_ = total / n
+                self.loss_curve_.append(self.loss_)
+                if not math.isfinite(self.loss_):
+                    raise ValueError(f"the training loss became {self.loss_} at iteration {self.n_iter_}: "
+                                     "lower learning_rate_init")
+                if self.verbose:
+                    print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
+                if early:
+                    score = self._val_score(X_val, y_val)
+                    self.validation_scores_.append(score)
+                    self._no_improvement_count = (self._no_improvement_count + 1
+                                                  if score < self.best_validation_score_ + self.tol else 0)
+                    if score > self.best_validation_score_:
+                        self.best_validation_score_ = score
+                        best_coefs = model.get_weights()
+                else:
+                    self._no_improvement_count = (self._no_improvement_count + 1
+                                                  if self.loss_ > self.best_loss_ - self.tol else 0)
+                    self.best_loss_ = min(self.best_loss_, self.loss_)
+                if str(self.solver).lower() == "sgd" and self.learning_rate == "invscaling":
+                    self._lr = float(self.learning_rate_init) / (self.t_ + 1) ** self.power_t
+                if self._no_improvement_count > self.n_iter_no_change:
+                    if (str(self.solver).lower() == "sgd" and self.learning_rate == "adaptive"
+                            and self._lr > 1e-6):
+                        self._lr /= 5.0  # scikit-learn's adaptive rate
+                        self._no_improvement_count = 0
+                        if self.verbose:
+                            print(f"Setting learning rate to {self._lr:f}")
+                        continue
+                    if self.verbose:
+                        print(f"Training loss did not improve more than tol={self.tol} for "
+                              f"{self.n_iter_no_change} consecutive epochs. Stopping.")
+                    break
+                if not incremental and it == int(self.max_iter) - 1:
+                    warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
+                                  "optimization hasn't converged yet.", ConvergenceWarning)
+        if early and best_coefs is not None:
+            model.set_weights(best_coefs)
         return self
+
+    def _optim_steps(self) -> int:
+        return int(self._optim.state[0]["step"])
+
+    # -- scikit-learn's fitted attributes ------------------------------------------------------
+
+    @property
+    def coefs_(self) -> List[np.ndarray]:
+        check_is_fitted(self, "model_")
+        return list(self.model_.W)
+
+    @property
+    def intercepts_(self) -> List[np.ndarray]:
+        check_is_fitted(self, "model_")
+        return list(self.model_.b)
+
+    @property
+    def n_layers_(self) -> int:
+        check_is_fitted(self, "model_")
+        return len(self.model_.layers) + 1
+
+    @property
+    def n_outputs_(self) -> int:
+        check_is_fitted(self, "model_")
+        return self.model_.layers[-1].units
+
+    @property
+    def out_activation_(self) -> str:
+        check_is_fitted(self, "model_")
+        return "softmax" if self._task == "classification" else "identity"
 
     def _output(self, X) -> np.ndarray:
         check_is_fitted(self, "model_")
@@ -96,19 +306,42 @@ class _MLP(BaseEstimator):
 
 
 class MLPClassifier(ClassifierMixin, _MLP):
-    """A fastopt MLP classifier (softmax output, softmax cross-entropy or ``loss="focal"``).
-
-    Attributes after ``fit``: ``classes_``, ``n_features_in_``, ``model_`` (the
-    :class:`fastopt.nn.MLP`), ``history_`` (per-epoch loss / accuracy / lr), ``loss_curve_``,
-    ``n_iter_`` (epochs run), ``best_epoch_``, ``stop_reason_``.
-    """
+    """A drop-in for ``sklearn.neural_network.MLPClassifier`` (see the module's docstring);
+    softmax outputs, softmax cross-entropy (or ``loss="focal"``)."""
     _task = "classification"
 
-    def fit(self, X, y) -> "MLPClassifier":
+    def fit(self, X, y, sample_weight=None) -> "MLPClassifier":
         X, y = _validate_data(self, X, y, dtype=(np.float64, np.float32))
         check_classification_targets(y)
-        self.classes_, encoded = np.unique(y, return_inverse=True)
-        return self._fit(X, encoded, n_outputs=len(self.classes_))
+        if not (self.warm_start and hasattr(self, "classes_")):
+            self.classes_ = np.unique(y)
+        encoded = self._encode(y)
+        sw = _check_sample_weight(sample_weight, X) if sample_weight is not None else None
+        return self._fit(X, encoded, len(self.classes_), sw)
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None) -> "MLPClassifier":
+        """One epoch over (X, y); the first call needs ``classes`` (every label there will be)."""
+        first = not hasattr(self, "classes_")
+        X, y = _validate_data(self, X, y, dtype=(np.float64, np.float32), reset=first)
+        check_classification_targets(y)
+        if first:
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit")
+            self.classes_ = np.unique(np.asarray(classes))
+        elif classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
+            raise ValueError(f"classes {np.unique(np.asarray(classes))!r} differ from the first call's {self.classes_!r}")
+        sw = _check_sample_weight(sample_weight, X) if sample_weight is not None else None
+        return self._fit(X, self._encode(y), len(self.classes_), sw, incremental=True)
+
+    def _encode(self, y) -> np.ndarray:
+        idx = np.searchsorted(self.classes_, y)
+        idx = np.clip(idx, 0, len(self.classes_) - 1)
+        if not np.all(self.classes_[idx] == y):
+            raise ValueError(f"y holds labels not in classes_ {self.classes_!r}")
+        return idx.astype(np.int64)
+
+    def _val_score(self, X, y_idx) -> float:
+        return float(np.mean(self.model_.forward(np.asarray(X, self.model_.dtype)).argmax(axis=1) == y_idx))
 
     def predict_proba(self, X) -> np.ndarray:
         p = softmax(self._output(X))
@@ -123,17 +356,31 @@ class MLPClassifier(ClassifierMixin, _MLP):
 
 
 class MLPRegressor(RegressorMixin, _MLP):
-    """A fastopt MLP regressor (identity output, mean squared error); y of shape (n,) or (n, k).
-
-    Attributes after ``fit`` as :class:`MLPClassifier`, without ``classes_``.
-    """
+    """A drop-in for ``sklearn.neural_network.MLPRegressor`` (see the module's docstring); identity
+    outputs, half the mean squared error (scikit-learn's ``squared_error``); y of shape (n,) or (n, k)."""
     _task = "regression"
 
-    def fit(self, X, y) -> "MLPRegressor":
+    def fit(self, X, y, sample_weight=None) -> "MLPRegressor":
         X, y = _validate_data(self, X, y, dtype=(np.float64, np.float32), y_numeric=True, multi_output=True)
         y = np.asarray(y, dtype=np.float64)
         self._y_ndim = y.ndim
-        return self._fit(X, y, n_outputs=1 if y.ndim == 1 else y.shape[1])
+        sw = _check_sample_weight(sample_weight, X) if sample_weight is not None else None
+        return self._fit(X, y, 1 if y.ndim == 1 else y.shape[1], sw)
+
+    def partial_fit(self, X, y, sample_weight=None) -> "MLPRegressor":
+        """One epoch over (X, y), from the current weights."""
+        first = not hasattr(self, "model_")
+        X, y = _validate_data(self, X, y, dtype=(np.float64, np.float32), y_numeric=True, multi_output=True,
+                              reset=first)
+        y = np.asarray(y, dtype=np.float64)
+        self._y_ndim = y.ndim
+        sw = _check_sample_weight(sample_weight, X) if sample_weight is not None else None
+        return self._fit(X, y, 1 if y.ndim == 1 else y.shape[1], sw, incremental=True)
+
+    def _val_score(self, X, y) -> float:
+        pred = self.model_.forward(np.asarray(X, self.model_.dtype)).reshape(np.shape(y))
+        total = float(((y - y.mean(axis=0)) ** 2).sum())
+        return 1.0 - float(((y - pred) ** 2).sum()) / total if total > 0 else 0.0
 
     def predict(self, X) -> np.ndarray:
         out = self._output(X)

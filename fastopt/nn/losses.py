@@ -58,6 +58,12 @@ def mse(z: np.ndarray, y: np.ndarray) -> Tuple[float, np.ndarray]:
     return float((d * d).mean()), (2 * d / z.size).astype(z.dtype)
 
 
+def squared_error(z: np.ndarray, y: np.ndarray) -> Tuple[float, np.ndarray]:
+    """Half the mean squared error, scikit-learn's MLPRegressor loss: 0.5 * mean((z - y)^2)."""
+    value, grad = mse(z, y)
+    return 0.5 * value, (0.5 * grad).astype(z.dtype)
+
+
 def focal(z: np.ndarray, y: np.ndarray, gamma: float = 2.0) -> Tuple[float, np.ndarray]:
     """Softmax focal loss (Lin et al., 2017): -(1 - p_t)^gamma log p_t."""
     t = _one_hot(y, z.shape[1], z.dtype)
@@ -78,5 +84,9 @@ LOSSES = {
     "softmax_cross_entropy": (softmax_cross_entropy, "softmax"),
     "binary_cross_entropy": (binary_cross_entropy, "sigmoid"),
     "mse": (mse, "identity"),
+    "squared_error": (squared_error, "identity"),
     "focal": (focal, "softmax"),
 }
+
+#: the losses of a regression (no accuracy)
+REGRESSION_LOSSES = ("mse", "squared_error")

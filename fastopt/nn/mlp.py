@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import threads as _threads
 from .fused import FUSED_ACTIVATIONS, act_backward_, bias_act_, softmax_xent_
-from .losses import LOSSES, sigmoid, softmax
+from .losses import LOSSES, REGRESSION_LOSSES, sigmoid, softmax
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity", "softmax")
 
@@ -172,12 +172,14 @@ class MLP:
         return ws
 
     def train_batch(self, X: np.ndarray, y: np.ndarray, loss: str = "softmax_cross_entropy",
-                    train: bool = True) -> Tuple[float, Optional[int]]:
+                    train: bool = True, row_weights: Optional[np.ndarray] = None) -> Tuple[float, Optional[int]]:
         """Forward and backward on one batch into reused buffers; fills ``model.grads``.
 
         Returns the mean loss and the rows predicted right (``None`` for a regression loss).
         Softmax cross-entropy on integer labels runs as one fused pass (softmax, loss, gradient,
         hits); the hidden layers' bias and activation, and their derivatives, too.
+        ``row_weights``: the loss is the weighted mean ``sum(w_i loss_i) / sum(w)`` instead
+        (scikit-learn's ``sample_weight``).
         """
         X = np.asarray(X, self.dtype)
         if X.ndim != 2 or X.shape[1] != self.n_inputs:
@@ -216,6 +218,13 @@ class MLP:
             value, grad = LOSSES[loss][0](z, y)
             dz[...] = grad
             hits = _hits(z, y, loss)
+        if row_weights is not None:  # each row's share of the mean becomes w_i / sum(w)
+            w = np.asarray(row_weights, dtype=np.float64).reshape(-1)
+            if w.shape != (n,) or not np.all(np.isfinite(w)) or np.any(w < 0) or not w.sum() > 0:
+                raise ValueError("row_weights must be n finite values >= 0 with a positive sum")
+            share = (w * (n / w.sum())).astype(self.dtype)
+            dz *= share[:, None]
+            value = float(np.dot(_row_losses(z, y, loss), w) / w.sum())
         for j in range(last, -1, -1):
             d = ws["d"][j]
             np.matmul(inputs[j].T, d, out=self.dW[j])
@@ -259,9 +268,23 @@ class MLP:
                 "layers": [vars(layer).copy() for layer in self.layers]}
 
 
+def _row_losses(z: np.ndarray, y: np.ndarray, loss: str) -> np.ndarray:
+    """Each row's loss (the losses of fastopt.nn.losses are their means over rows and outputs)."""
+    fn = LOSSES[loss][0]
+    return np.array([fn(z[i:i + 1], y[i:i + 1])[0] for i in range(len(z))]) if loss != "softmax_cross_entropy" or \
+        np.asarray(y).ndim != 1 else _xent_rows(z, np.asarray(y))
+
+
+def _xent_rows(z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    z = z.astype(np.float64)
+    m = z.max(axis=1, keepdims=True)
+    lse = m[:, 0] + np.log(np.exp(z - m).sum(axis=1))
+    return lse - z[np.arange(len(y)), y.astype(np.int64)]
+
+
 def _hits(z: np.ndarray, y: np.ndarray, loss: str) -> Optional[int]:
     """Rows predicted right from the last layer's pre-activation z (None for mse)."""
-    if loss == "mse":
+    if loss in REGRESSION_LOSSES:
         return None
     if z.shape[1] == 1:  # sigmoid(z) > 0.5 exactly when z > 0
         return int(np.sum((z[:, 0] > 0) == (np.asarray(y).reshape(-1) > 0.5)))

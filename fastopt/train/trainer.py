@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import optim
 from ..functional import all_finite
-from ..nn.losses import LOSSES
+from ..nn.losses import LOSSES, REGRESSION_LOSSES
 from ..nn.mlp import MLP
 from ..schedules import ReduceOnPlateau, Schedule
 from .. import threads as _threads
@@ -211,12 +211,12 @@ class Trainer:
                 last_good = self.model.get_weights()
             # as Keras: the epoch's loss and accuracy are means over its batches, as the weights moved
             row = {"loss": total / count, "lr": self.optimizer.lr}
-            if self.loss != "mse":
+            if self.loss not in REGRESSION_LOSSES:
                 row["accuracy"] = hits / count
             if validation_data is not None:
                 Xv, yv = validation_data
                 row["val_loss"] = fn(self.model.forward(Xv), yv)[0]
-                if self.loss != "mse":
+                if self.loss not in REGRESSION_LOSSES:
                     row["val_accuracy"] = accuracy(self.model, Xv, yv)
             history.add(**row)
             if isinstance(self.schedule, ReduceOnPlateau):
@@ -254,7 +254,7 @@ class Trainer:
         X, y = _check_data(X, y)
         fn, _ = LOSSES[self.loss]
         out = {"loss": fn(self.model.forward(X), y)[0]}
-        if self.loss != "mse":
+        if self.loss not in REGRESSION_LOSSES:
             out["accuracy"] = accuracy(self.model, X, y)
         return out
 
