@@ -137,6 +137,7 @@ def _signature(cls: type) -> inspect.Signature:
 
 for _cls in OPTIMIZERS.values():
     _cls.__signature__ = _signature(_cls)
+del _cls
 
 
 def get(name: str, params, **hyper: Any) -> Optimizer:
