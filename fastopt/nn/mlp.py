@@ -17,9 +17,21 @@ from .losses import LOSSES, REGRESSION_LOSSES, sigmoid, softmax
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity", "softmax")
 
 
+#: weight initializers (Keras' names; "he" and "glorot" are the normal forms): name -> (fan, scale, uniform)
+#: with variance scale / fan, fan being fan_in, (fan_in + fan_out) / 2 or fan_out
+INITIALIZERS = {
+    "zeros": (None, 0.0, False),
+    "glorot_normal": ("avg", 1.0, False), "glorot_uniform": ("avg", 1.0, True), "glorot": ("avg", 1.0, False),
+    "he_normal": ("in", 2.0, False), "he_uniform": ("in", 2.0, True), "he": ("in", 2.0, False),
+    "lecun_normal": ("in", 1.0, False), "lecun_uniform": ("in", 1.0, True),
+}
+
+
 @dataclass
 class Dense:
-    """A fully connected layer: ``activation(x @ W + b)``; init "he" (relu) or "glorot"."""
+    """A fully connected layer: ``activation(x @ W + b)``.  ``init``: a name of
+    :data:`INITIALIZERS` (default He normal for relu, Glorot normal otherwise, as Keras' and
+    torch's usual choices); biases start at zero."""
     units: int
     activation: str = "relu"
     dropout: float = 0.0  # inverted dropout on this layer's output, in training only
@@ -32,6 +44,8 @@ class Dense:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if int(self.units) < 1:
             raise ValueError(f"units must be >= 1, got {self.units!r}")
+        if self.init is not None and self.init not in INITIALIZERS:
+            raise ValueError(f"unknown init {self.init!r}; choose from {', '.join(INITIALIZERS)}")
 
 
 def _act(name: str, z: np.ndarray) -> np.ndarray:
@@ -61,10 +75,14 @@ def _act_backward(name: str, z: np.ndarray, a: np.ndarray, da: np.ndarray) -> np
 class MLP:
     """``MLP(n_inputs, [Dense(64), Dense(10, "softmax")])``; parameters in ``model.params`` (flat)."""
 
-    def __init__(self, n_inputs: int, layers: Sequence[Dense], dtype=np.float32, seed: Optional[int] = 0):
+    def __init__(self, n_inputs: int, layers: Sequence[Dense], dtype=np.float32, seed: Optional[int] = 0,
+                 input_dropout: float = 0.0):
         if not layers:
             raise ValueError("layers is empty")
+        if not 0.0 <= input_dropout < 1.0:
+            raise ValueError(f"input_dropout must be in [0, 1), got {input_dropout!r}")
         self.n_inputs, self.layers, self.dtype = int(n_inputs), list(layers), np.dtype(dtype)
+        self.input_dropout = float(input_dropout)  # inverted dropout on the inputs, in training only
         shapes: List[Tuple[int, int]] = []
         fan_in = self.n_inputs
         for layer in self.layers:
@@ -91,13 +109,20 @@ class MLP:
         self._ws: Dict[int, Dict[str, list]] = {}  # training buffers by batch size
 
     def init(self, seed: Optional[int] = 0) -> None:
-        """He init for relu layers, Glorot otherwise (or each layer's ``init``); zero biases."""
+        """Each layer's ``init`` (He normal for relu layers, Glorot normal otherwise); zero biases.
+        Normal forms draw N(0, scale / fan); uniform forms U(-limit, limit), limit = sqrt(3 scale / fan)."""
         rng = np.random.default_rng(seed)
         for layer, W, b in zip(self.layers, self.W, self.b):
             fan_in, fan_out = W.shape
-            kind = layer.init or ("he" if layer.activation == "relu" else "glorot")
-            std = np.sqrt(2.0 / fan_in) if kind == "he" else np.sqrt(2.0 / (fan_in + fan_out))
-            W[...] = rng.standard_normal(W.shape) * std
+            fan_kind, scale, uniform = INITIALIZERS[layer.init or ("he" if layer.activation == "relu" else "glorot")]
+            fan = {"in": fan_in, "avg": (fan_in + fan_out) / 2.0, None: 1.0}[fan_kind]
+            if scale == 0.0:
+                W[...] = 0
+            elif uniform:
+                limit = np.sqrt(3.0 * scale / fan)
+                W[...] = rng.uniform(-limit, limit, W.shape)
+            else:
+                W[...] = rng.standard_normal(W.shape) * np.sqrt(scale / fan)
             b[...] = 0
 
     @property
@@ -114,9 +139,13 @@ class MLP:
         with _threads.for_rows(sizes, X.shape[0]):
             return self._forward(X, train)
 
+    def _drop_inputs(self, X: np.ndarray) -> np.ndarray:
+        keep = 1.0 - self.input_dropout
+        return X * ((self._rng.random(X.shape) < keep).astype(self.dtype) / self.dtype.type(keep))
+
     def _forward(self, X: np.ndarray, train: bool) -> np.ndarray:
         self._cache = []
-        a = X
+        a = self._drop_inputs(X) if train and self.input_dropout > 0 else X
         for j, (layer, W, b) in enumerate(zip(self.layers, self.W, self.b)):
             z = a @ W + b
             last = j == len(self.layers) - 1
@@ -188,7 +217,7 @@ class MLP:
         ws = self._workspace(n)
         last = len(self.layers) - 1
         inputs = []
-        a = X
+        a = self._drop_inputs(X) if train and self.input_dropout > 0 else X
         for j, (layer, W, b) in enumerate(zip(self.layers, self.W, self.b)):
             inputs.append(a)
             z = ws["z"][j]
@@ -258,13 +287,14 @@ class MLP:
 
     def __setstate__(self, state: Dict) -> None:
         cfg = state["config"]
-        self.__init__(cfg["n_inputs"], [Dense(**layer) for layer in cfg["layers"]], dtype=cfg["dtype"], seed=None)
+        self.__init__(cfg["n_inputs"], [Dense(**layer) for layer in cfg["layers"]], dtype=cfg["dtype"], seed=None,
+                      input_dropout=cfg.get("input_dropout", 0.0))
         self.set_weights(state["params"])
         self.training = state["training"]
         self._rng.bit_generator.state = state["rng"]
 
     def config(self) -> Dict:
-        return {"n_inputs": self.n_inputs, "dtype": self.dtype.name,
+        return {"n_inputs": self.n_inputs, "dtype": self.dtype.name, "input_dropout": self.input_dropout,
                 "layers": [vars(layer).copy() for layer in self.layers]}
 
 
@@ -296,7 +326,16 @@ def gradient_check(model: MLP, X: np.ndarray, y: np.ndarray, loss: str = "softma
                    eps: float = 1e-6, n_checks: Optional[int] = None, seed: int = 0) -> float:
     """Central finite differences against backprop; returns the worst relative error
     |num - ana| / max(|num| + |ana|, 1e-12) over the checked parameters (all, or n_checks random).
-    Use a float64 model: float32 rounding swamps the differences."""
+
+    float32 rounding swamps the differences, so a float32 model is checked through a float64
+    copy of it (with a warning); the model itself is left as it was."""
+    if model.dtype != np.float64:
+        import warnings
+        warnings.warn(f"gradient_check: a {model.dtype} model is checked through a float64 copy (its own rounding "
+                      "would swamp the finite differences)", RuntimeWarning, stacklevel=2)
+        copy = MLP(model.n_inputs, model.layers, dtype=np.float64, seed=None, input_dropout=model.input_dropout)
+        copy.set_weights(model.params.astype(np.float64))
+        model = copy
     model.loss_and_grad(X, y, loss, train=False)
     analytic = model.grads.copy()
     idx = np.arange(model.n_params)

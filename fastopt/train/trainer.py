@@ -292,7 +292,8 @@ class Trainer:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(str(z["meta"]))
             cfg = meta["model"]
-            model = MLP(cfg["n_inputs"], [Dense(**layer) for layer in cfg["layers"]], dtype=cfg["dtype"], seed=None)
+            model = MLP(cfg["n_inputs"], [Dense(**layer) for layer in cfg["layers"]], dtype=cfg["dtype"], seed=None,
+                        input_dropout=cfg.get("input_dropout", 0.0))
             model.set_weights(z["params"])
             model._rng.bit_generator.state = meta["dropout_rng"]
             groups = meta["param_groups"]
