@@ -42,6 +42,7 @@ from . import optim, schedules
 from . import threads as _threads
 from .nn import MLP, Dense
 from .nn.losses import softmax
+from .train.trainer import build_optimizer
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -152,7 +153,8 @@ class _MLP(BaseEstimator):
         if self.l1:
             hyper["l1"] = self.l1
         hyper.update(self.optimizer_kwargs or {})
-        return optim.get(solver, [model.params], lr=lr, **hyper)
+        opt, self._grads = build_optimizer(solver, model, lr, **hyper)  # l1 on the weights only, as alpha
+        return opt
 
     def _new_model(self, n_in: int, n_out: int, seed: int) -> MLP:
         hidden = self.hidden_layer_sizes
@@ -225,7 +227,7 @@ class _MLP(BaseEstimator):
                         for W, dW in zip(model.W, model.dW):
                             dW += c * W
                         value += 0.5 * self.alpha * sum(float(np.vdot(W, W)) for W in model.W) / len(b)
-                    self._optim.step([model.grads])
+                    self._optim.step(self._grads)
                     total += value * len(b)
                 self.n_iter_ += 1
                 self.t_ += n
@@ -271,6 +273,22 @@ class _MLP(BaseEstimator):
 
     def _optim_steps(self) -> int:
         return int(self._optim.state[0]["step"])
+
+    def __getstate__(self):
+        # the optimizer's arrays are views (of the model's buffers, of its own flat state): they
+        # are pickled as its state_dict and rebuilt over the unpickled model
+        state = self.__dict__.copy()
+        state.pop("_grads", None)
+        if "_optim" in state:
+            state["_optim"] = state["_optim"].state_dict()
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if isinstance(state.get("_optim"), dict):
+            saved = state["_optim"]
+            self._optim = self._optimizer(self.model_, self._lr)
+            self._optim.load_state_dict(saved)
 
     # -- scikit-learn's fitted attributes ------------------------------------------------------
 

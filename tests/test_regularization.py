@@ -51,3 +51,58 @@ def test_gradient_check_of_a_float32_model_goes_through_float64():
     with pytest.warns(RuntimeWarning, match="float64 copy"):
         err = gradient_check(m, X, y)
     assert err < 1e-5 and np.array_equal(m.params, before)
+
+
+def test_l1_l2_penalize_the_weights_only_by_default():
+    """Ridge regression with a free bias: the closed form (X'X + n l2' I) w = X'(y - b), b = mean(y - Xw)."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((200, 2)) + 3.0
+    y = X @ np.array([2.0, -0.65]) + 6.2 + 0.01 * rng.standard_normal(200)
+    l2 = 0.05
+    for bias in (False, True):
+        m = MLP(2, [Dense(1, "identity", init="zeros")], dtype=np.float64, seed=0)
+        from fastopt import schedules
+        t = Trainer(m, "adam", lr=schedules.CosineAnnealing(0.1, 4000), loss="mse", l2=l2, regularize_bias=bias,
+                    threads=1)
+        t.fit(X, y, epochs=4000, batch_size=200, shuffle=False, verbose=False)
+        # the loss is mean((Xw + b - y)^2) + l2 |w|^2 (+ l2 b^2): its minimum in closed form
+        A = np.c_[X, np.ones(len(X))]
+        reg = np.diag([l2, l2, l2 if bias else 0.0]) * len(X)
+        want = np.linalg.solve(A.T @ A + reg, A.T @ y)
+        got = np.r_[m.W[0][:, 0], m.b[0]]
+        np.testing.assert_allclose(got, want, atol=2e-3)
+    assert len(t.optimizer.param_groups) == 1  # regularize_bias=True: one fused call over everything
+    free = Trainer(MLP(2, [Dense(1, "identity")]), "adam", l2=0.1)
+    assert [g["l2"] for g in free.optimizer.param_groups] == [0.1, 0.0]
+
+
+def test_weights_only_penalty_resumes_from_a_checkpoint(tmp_path):
+    rng = np.random.default_rng(1)
+    X, y = rng.standard_normal((64, 4)), rng.integers(0, 3, 64)
+    kw = dict(batch_size=16, verbose=False)
+    a = Trainer(MLP(4, [Dense(8), Dense(3, "softmax")]), "adam", lr=1e-2, l1=1e-3, l2=1e-3, threads=1)
+    a.fit(X, y, epochs=4, **kw)
+    b = Trainer(MLP(4, [Dense(8), Dense(3, "softmax")]), "adam", lr=1e-2, l1=1e-3, l2=1e-3, threads=1)
+    b.fit(X, y, epochs=2, **kw)
+    b.save(tmp_path / "c.npz")
+    c = Trainer.load(tmp_path / "c.npz")
+    assert [g["l1"] for g in c.optimizer.param_groups] == [1e-3, 0.0]
+    c.fit(X, y, epochs=4, **kw)
+    np.testing.assert_array_equal(c.model.params, a.model.params)
+
+
+def test_estimator_with_weights_only_l1_pickles_and_warm_starts():
+    import pickle
+    pytest.importorskip("sklearn")
+    import warnings
+    from fastopt.sklearn import MLPClassifier
+    rng = np.random.default_rng(2)
+    X, y = rng.standard_normal((60, 4)), rng.integers(0, 2, 60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = MLPClassifier((8,), l1=1e-3, max_iter=3, warm_start=True, random_state=0).fit(X, y)
+        b = pickle.loads(pickle.dumps(a))
+        a.fit(X, y)
+        b.fit(X, y)
+    np.testing.assert_array_equal(a.model_.params, b.model_.params)
+    assert b.n_iter_ == 6
