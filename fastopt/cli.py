@@ -430,7 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=_number(float, 0.0, low_open=True), default=1e-3,
                    help="learning rate (peak rate for schedules)")
     t.add_argument("--schedule", default="constant",
-                   help="constant, step, multistep, exponential, cosine, cosine_restarts, onecycle, plateau")
+                   help="constant, step, multistep, exponential, cosine, cosine_restarts, onecycle, plateau, "
+                        "linear, polynomial, inverse_time, cyclic")
     t.add_argument("--warmup", type=_number(int, 0), default=0, help="linear warm-up steps before the schedule")
     t.add_argument("--epochs", type=_number(int, 1), default=30, help="passes over the training set")
     t.add_argument("--batch-size", type=_number(int, 1), default=32, help="rows per step")

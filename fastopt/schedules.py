@@ -178,9 +178,138 @@ class ReduceOnPlateau(Schedule):
         return self._current
 
 
+class Linear(Schedule):
+    """lr * (start_factor + (end_factor - start_factor) * min(t, total_steps) / total_steps), as
+    torch's LinearLR (a linear decay to zero: ``Linear(lr, 1.0, 0.0, T)``)."""
+
+    def __init__(self, lr: float, start_factor: float = 1.0 / 3, end_factor: float = 1.0, total_steps: int = 5):
+        self.lr, self.start_factor, self.end_factor = lr, start_factor, end_factor
+        self.total_steps = int(_positive("total_steps", total_steps))
+
+    def __call__(self, t: int) -> float:
+        f = min(t, self.total_steps) / self.total_steps
+        return self.lr * (self.start_factor + (self.end_factor - self.start_factor) * f)
+
+
+class Polynomial(Schedule):
+    """(lr - end_lr) * (1 - min(t, decay_steps) / decay_steps) ** power + end_lr, as Keras'
+    PolynomialDecay (cycle=False) and optax's polynomial_schedule; torch's PolynomialLR is
+    end_lr = 0."""
+
+    def __init__(self, lr: float, decay_steps: int, end_lr: float = 0.0, power: float = 1.0):
+        self.lr, self.decay_steps, self.end_lr, self.power = lr, int(_positive("decay_steps", decay_steps)), end_lr, power
+
+    def __call__(self, t: int) -> float:
+        return (self.lr - self.end_lr) * (1 - min(t, self.decay_steps) / self.decay_steps) ** self.power + self.end_lr
+
+
+class InverseTime(Schedule):
+    """lr / (1 + decay_rate * t / decay_steps), as Keras' InverseTimeDecay (``staircase``: t //
+    decay_steps)."""
+
+    def __init__(self, lr: float, decay_steps: int, decay_rate: float, staircase: bool = False):
+        self.lr, self.decay_steps, self.decay_rate = lr, int(_positive("decay_steps", decay_steps)), decay_rate
+        self.staircase = staircase
+
+    def __call__(self, t: int) -> float:
+        p = t // self.decay_steps if self.staircase else t / self.decay_steps
+        return self.lr / (1 + self.decay_rate * p)
+
+
+class Cyclic(Schedule):
+    """torch's CyclicLR: from ``base_lr`` up to ``max_lr`` over ``step_size_up`` steps and down
+    again; ``mode="triangular2"`` halves the amplitude each cycle."""
+
+    def __init__(self, base_lr: float, max_lr: float, step_size_up: int = 2000, mode: str = "triangular"):
+        if mode not in ("triangular", "triangular2"):
+            raise ValueError(f"mode must be 'triangular' or 'triangular2', got {mode!r}")
+        self.base_lr, self.max_lr, self.step_size_up, self.mode = base_lr, max_lr, int(_positive("step_size_up", step_size_up)), mode
+        self.lr = base_lr
+
+    def __call__(self, t: int) -> float:
+        cycle = math.floor(1 + t / (2 * self.step_size_up))
+        x = 1.0 + t / self.step_size_up - 2 * cycle
+        scale = 1.0 if self.mode == "triangular" else 1 / (2.0 ** (cycle - 1))
+        return self.base_lr + (self.max_lr - self.base_lr) * max(0.0, 1 - abs(x)) * scale
+
+
+class Lambda(Schedule):
+    """lr * fn(t), as torch's LambdaLR (``fn`` any function of the step; not saved in checkpoints)."""
+
+    def __init__(self, lr: float, fn):
+        if not callable(fn):
+            raise ValueError(f"fn must be callable, got {fn!r}")
+        self.lr, self.fn = lr, fn
+
+    def __call__(self, t: int) -> float:
+        return self.lr * float(self.fn(t))
+
+
+class PiecewiseConstant(Schedule):
+    """values[0] up to boundaries[0] (included), values[1] up to boundaries[1], ..., values[-1]
+    after, as Keras' PiecewiseConstantDecay."""
+
+    def __init__(self, boundaries: Sequence[int], values: Sequence[float]):
+        if len(values) != len(boundaries) + 1:
+            raise ValueError(f"values must have one more entry than boundaries, got {len(values)} and {len(boundaries)}")
+        if list(boundaries) != sorted(boundaries):
+            raise ValueError(f"boundaries must be increasing, got {list(boundaries)}")
+        self.boundaries, self.values = [int(b) for b in boundaries], [float(v) for v in values]
+        self.lr = self.values[0]
+
+    def __call__(self, t: int) -> float:
+        return self.values[bisect.bisect_left(self.boundaries, t)]
+
+
+class Sequential(Schedule):
+    """``schedules[0]`` until ``milestones[0]``, then ``schedules[1]`` (counting its steps from 0),
+    ..., as torch's SequentialLR and optax's join_schedules."""
+
+    def __init__(self, schedules: Sequence[Schedule], milestones: Sequence[int]):
+        if len(schedules) != len(milestones) + 1:
+            raise ValueError(f"schedules must have one more entry than milestones, got {len(schedules)} and "
+                             f"{len(milestones)}")
+        self.schedules, self.milestones = list(schedules), [int(m) for m in milestones]
+        self.lr = self.schedules[0](0)
+
+    def __call__(self, t: int) -> float:
+        k = bisect.bisect_right(self.milestones, t)
+        return self.schedules[k](t - (self.milestones[k - 1] if k else 0))
+
+
+class Chained(Schedule):
+    """``first`` multiplied by each other schedule's factor ``s(t) / s(0)``: torch's
+    ChainedScheduler of multiplicative schedulers, e.g. ``Chained(CosineAnnealing(...), StepDecay(1.0, ...))``."""
+
+    def __init__(self, first: Schedule, *others: Schedule):
+        self.first, self.others = first, list(others)
+        self.lr = first(0)
+
+    def __call__(self, t: int) -> float:
+        out = self.first(t)
+        for s in self.others:
+            out *= s(t) / s(0)
+        return out
+
+
+class ResetExponential(Schedule):
+    """lr * gamma ** ((t - r) / decay_steps), r the last of ``resets`` at or before t: an
+    exponential decay restarted at given steps."""
+
+    def __init__(self, lr: float, gamma: float, resets: Sequence[int], decay_steps: int = 1):
+        self.lr, self.gamma, self.resets = lr, gamma, sorted(int(r) for r in resets)
+        self.decay_steps = int(_positive("decay_steps", decay_steps))
+
+    def __call__(self, t: int) -> float:
+        k = bisect.bisect_right(self.resets, t)
+        start = self.resets[k - 1] if k else 0
+        return self.lr * self.gamma ** ((t - start) / self.decay_steps)
+
+
 SCHEDULES = {"constant": Constant, "step": StepDecay, "multistep": MultiStep, "exponential": Exponential,
              "cosine": CosineAnnealing, "cosine_restarts": CosineWarmRestarts, "onecycle": OneCycle,
-             "plateau": ReduceOnPlateau}
+             "plateau": ReduceOnPlateau, "linear": Linear, "polynomial": Polynomial, "inverse_time": InverseTime,
+             "cyclic": Cyclic}
 
 
 def make(name: str, lr: float, total_steps: int, warmup: int = 0) -> Schedule:
@@ -196,6 +325,10 @@ def make(name: str, lr: float, total_steps: int, warmup: int = 0) -> Schedule:
     ``cosine_restarts``       SGDR: restarts after 1/7, 3/7 of the run (T_mult 2)
     ``onecycle``              one-cycle to peak ``lr`` at 30%
     ``plateau``               x0.5 when the validation loss stalls for 3 epochs
+    ``linear``                linear decay to 0 over the run
+    ``polynomial``            quadratic decay to 0 over the run (power 2)
+    ``inverse_time``          lr / (1 + 9 t / total): lr / 10 at the end
+    ``cyclic``                4 triangular cycles between lr / 10 and lr
     ========================  ======================================================
 
     ``warmup`` > 0 adds a linear warm-up over that many steps (not for ``plateau``).
@@ -220,6 +353,14 @@ def make(name: str, lr: float, total_steps: int, warmup: int = 0) -> Schedule:
         sch = OneCycle(lr, total_steps=total)
     elif name == "plateau":
         return ReduceOnPlateau(lr, factor=0.5, patience=3)
+    elif name == "linear":
+        sch = Linear(lr, 1.0, 0.0, total)
+    elif name == "polynomial":
+        sch = Polynomial(lr, total, 0.0, 2.0)
+    elif name == "inverse_time":
+        sch = InverseTime(lr, total, 9.0)
+    elif name == "cyclic":
+        sch = Cyclic(lr / 10, lr, step_size_up=max(1, total // 8))
     else:
         raise ValueError(f"unknown schedule {name!r}; choose from {', '.join(SCHEDULES)}")
     return Warmup(sch, int(warmup)) if warmup else sch
@@ -229,9 +370,16 @@ def to_config(schedule: Schedule) -> Dict[str, Any]:
     """A JSON-able description of a schedule of this module (its class and attributes, inner
     schedules included, with ReduceOnPlateau's running state), for checkpoints."""
     cls = type(schedule)
-    if globals().get(cls.__name__) is not cls or not issubclass(cls, Schedule):
-        raise TypeError(f"{cls.__name__} is not a fastopt.schedules class: it cannot be saved")
-    attrs = {k: (to_config(v) if isinstance(v, Schedule) else v) for k, v in vars(schedule).items()}
+    if globals().get(cls.__name__) is not cls or not issubclass(cls, Schedule) or cls is Lambda:
+        raise TypeError(f"{cls.__name__} is not a fastopt.schedules class with plain settings: it cannot be saved")
+
+    def conf(v):
+        if isinstance(v, Schedule):
+            return to_config(v)
+        if isinstance(v, list):
+            return [conf(x) for x in v]
+        return v
+    attrs = {k: conf(v) for k, v in vars(schedule).items()}
     return {"class": cls.__name__, "attrs": attrs}
 
 
@@ -240,7 +388,13 @@ def from_config(config: Dict[str, Any]) -> Schedule:
     cls = globals().get(config.get("class"))
     if not (isinstance(cls, type) and issubclass(cls, Schedule)):
         raise ValueError(f"unknown schedule class {config.get('class')!r}")
+    def back(v):
+        if isinstance(v, dict) and "class" in v and "attrs" in v:
+            return from_config(v)
+        if isinstance(v, list):
+            return [back(x) for x in v]
+        return v
     obj = cls.__new__(cls)
     for k, v in config["attrs"].items():
-        setattr(obj, k, from_config(v) if isinstance(v, dict) and "class" in v and "attrs" in v else v)
+        setattr(obj, k, back(v))
     return obj

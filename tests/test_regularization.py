@@ -106,3 +106,48 @@ def test_estimator_with_weights_only_l1_pickles_and_warm_starts():
         b.fit(X, y)
     np.testing.assert_array_equal(a.model_.params, b.model_.params)
     assert b.n_iter_ == 6
+
+
+def test_named_schedules_match_torch_and_keras():
+    from fastopt import schedules as S
+    torch = pytest.importorskip("torch")
+
+    def torch_rates(make, steps, lr=0.1):
+        p = torch.zeros(1, requires_grad=True)
+        opt = torch.optim.SGD([p], lr=lr)
+        sched = make(opt)
+        out = []
+        for _ in range(steps):
+            out.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return out
+
+    lr_ = torch.optim.lr_scheduler
+    cases = [
+        (S.Linear(0.1, 0.25, 1.0, 7), lambda o: lr_.LinearLR(o, 0.25, 1.0, 7)),
+        (S.Polynomial(0.1, 9, 0.0, 2.0), lambda o: lr_.PolynomialLR(o, 9, 2.0)),
+        (S.Cyclic(0.01, 0.1, 4), lambda o: lr_.CyclicLR(o, 0.01, 0.1, 4, cycle_momentum=False)),
+        (S.Cyclic(0.01, 0.1, 3, "triangular2"),
+         lambda o: lr_.CyclicLR(o, 0.01, 0.1, 3, mode="triangular2", cycle_momentum=False)),
+        (S.Lambda(0.1, lambda t: 0.9 ** t), lambda o: lr_.LambdaLR(o, lambda t: 0.9 ** t)),
+        (S.Sequential([S.Constant(0.1), S.Exponential(0.1, 0.5)], [5]),
+         lambda o: lr_.SequentialLR(o, [lr_.ConstantLR(o, 1.0, 5), lr_.ExponentialLR(o, 0.5)], [5])),
+    ]
+    for ours, theirs in cases:
+        np.testing.assert_allclose([ours(t) for t in range(20)], torch_rates(theirs, 20), rtol=1e-6, err_msg=repr(ours))
+    # Keras' formulas, written out
+    assert [S.PiecewiseConstant([3, 6], [1.0, 0.5, 0.1])(t) for t in (0, 3, 4, 6, 7)] == [1.0, 1.0, 0.5, 0.5, 0.1]
+    assert S.InverseTime(0.1, 10, 0.5)(20) == pytest.approx(0.1 / 2.0)
+    assert S.InverseTime(0.1, 10, 0.5, staircase=True)(19) == pytest.approx(0.1 / 1.5)
+    assert S.ResetExponential(1.0, 0.5, [10])(12) == pytest.approx(0.25) and S.ResetExponential(1.0, 0.5, [10])(9) == \
+        pytest.approx(0.5 ** 9)
+    chained = S.Chained(S.Constant(0.1), S.StepDecay(1.0, 5, 0.5), S.Exponential(1.0, 0.9))
+    assert chained(7) == pytest.approx(0.1 * 0.5 * 0.9 ** 7)
+    for name in ("linear", "polynomial", "inverse_time", "cyclic"):
+        s = S.make(name, 0.1, 100)
+        assert s(0) > 0 and S.from_config(S.to_config(s))(37) == s(37)
+    seq = S.Sequential([S.Linear(0.1, 0.1, 1.0, 10), S.CosineAnnealing(0.1, 90)], [10])
+    assert S.from_config(S.to_config(seq))(50) == seq(50)
+    with pytest.raises(TypeError, match="cannot be saved"):
+        S.to_config(S.Lambda(0.1, lambda t: 1.0))
