@@ -251,7 +251,8 @@ def train_main(args: argparse.Namespace) -> int:
                     epochs=args.epochs, batch_size=args.batch_size, l1=args.l1, l2=args.l2,
                     weight_decay=args.weight_decay, clipnorm=args.clipnorm, clipvalue=args.clipvalue,
                     global_clipnorm=args.global_clipnorm, patience=args.patience if args.val_split > 0 else 0,
-                    validation_split=args.val_split, dtype=args.dtype, optimizer_kwargs=opt_kwargs or None)
+                    validation_split=args.val_split, dtype=args.dtype, optimizer_kwargs=opt_kwargs or None,
+                    loss=args.loss, loss_kwargs=_loss_kwargs(args))
     try:
         trainer, _ = recipe.build(X.shape[1], 10, len(X_train), seed=args.seed, **settings)
         _check_optimizer(trainer)
@@ -278,6 +279,14 @@ def train_main(args: argparse.Namespace) -> int:
         plot_history(history, args.plot)
         print(f"training curves saved to {args.plot}")
     return 0
+
+
+def _loss_kwargs(args: argparse.Namespace):
+    if args.loss == "focal":
+        if args.label_smoothing:
+            raise SystemExit("fastopt train: --label-smoothing is an option of softmax_cross_entropy, not of focal")
+        return {"gamma": args.focal_gamma}
+    return {"label_smoothing": args.label_smoothing} if args.label_smoothing else None
 
 
 def _check_optimizer(trainer) -> None:
@@ -450,6 +459,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eps", type=_number(float, 0.0, low_open=True), default=None, help="the optimizer's epsilon")
     t.add_argument("--opt", type=_option, action="append", default=[], metavar="KEY=VALUE",
                    help="any other optimizer hyperparameter, e.g. --opt amsgrad=true (repeatable)")
+    t.add_argument("--loss", default="softmax_cross_entropy", choices=["softmax_cross_entropy", "focal"],
+                   help="the training loss")
+    t.add_argument("--label-smoothing", type=_number(float, 0.0, 1.0), default=0.0,
+                   help="softmax cross-entropy's targets: (1 - s) onehot + s / k")
+    t.add_argument("--focal-gamma", type=_number(float, 0.0), default=2.0, help="focal loss's gamma")
     t.add_argument("--clipnorm", type=_number(float, 0.0, low_open=True), default=None,
                    help="clip each array's gradient norm")
     t.add_argument("--global-clipnorm", type=_number(float, 0.0, low_open=True), default=None,

@@ -151,3 +151,29 @@ def test_named_schedules_match_torch_and_keras():
     assert S.from_config(S.to_config(seq))(50) == seq(50)
     with pytest.raises(TypeError, match="cannot be saved"):
         S.to_config(S.Lambda(0.1, lambda t: 1.0))
+
+
+def test_loss_options_reach_the_training_step():
+    from fastopt.cli import main
+    from fastopt.nn.losses import focal, softmax_cross_entropy
+    rng = np.random.default_rng(3)
+    z, y = rng.standard_normal((6, 4)), rng.integers(0, 4, 6)
+    plain, _ = softmax_cross_entropy(z, y)
+    smooth, g = softmax_cross_entropy(z, y, label_smoothing=0.2)
+    t = np.eye(4)[y] * 0.8 + 0.05
+    logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+    assert smooth == pytest.approx(-(t * logp).sum() / 6) and smooth != plain
+    assert focal(z, y, gamma=0.0)[0] == pytest.approx(plain)
+    X = rng.standard_normal((40, 4))
+    yy = rng.integers(0, 3, 40)
+    a = Trainer(MLP(4, [Dense(3, "softmax")], dtype=np.float64), "sgd", lr=0.1, loss_kwargs={"label_smoothing": 0.3})
+    b = Trainer(MLP(4, [Dense(3, "softmax")], dtype=np.float64), "sgd", lr=0.1)
+    a.fit(X, yy, epochs=2, verbose=False)
+    b.fit(X, yy, epochs=2, verbose=False)
+    assert not np.allclose(a.model.params, b.model.params)
+    with pytest.raises(ValueError, match="label_smoothing must be in"):
+        Trainer(MLP(4, [Dense(3, "softmax")]), loss_kwargs={"label_smoothing": 2.0})
+    with pytest.raises(TypeError):
+        Trainer(MLP(4, [Dense(3, "softmax")]), loss_kwargs={"gama": 2.0})
+    assert main(["train", "--loss", "focal", "--focal-gamma", "1.5", "--epochs", "1", "--no-progress"]) == 0
+    assert main(["train", "--label-smoothing", "0.1", "--epochs", "1", "--no-progress"]) == 0

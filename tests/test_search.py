@@ -193,10 +193,15 @@ def test_named_schedules_shape_the_run():
     assert warm(0) == 0.0 and warm(5) == pytest.approx(0.05) and warm(10) == pytest.approx(0.1)
     assert isinstance(S.make("plateau", 0.1, total), S.ReduceOnPlateau)
     assert set(S.SCHEDULES) <= {"constant", "step", "multistep", "exponential", "cosine", "cosine_restarts",
-                                "onecycle", "plateau"}
+                                "onecycle", "plateau", "linear", "polynomial", "inverse_time", "cyclic"}
     for name in S.SCHEDULES:
         assert math.isfinite(S.make(name, 0.1, total)(3))
-    with pytest.raises(ValueError, match="unknown schedule 'linear'"):
-        S.make("linear", 0.1, total)
+    assert S.make("linear", 0.1, total)(total // 2) == pytest.approx(0.05)
+    assert S.make("polynomial", 0.1, total)(total // 2) == pytest.approx(0.025)
+    assert S.make("inverse_time", 0.1, total)(total) == pytest.approx(0.01)
+    cyc = S.make("cyclic", 0.1, total)
+    assert cyc(0) == pytest.approx(0.01) and cyc(total // 8) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="unknown schedule 'sawtooth'"):
+        S.make("sawtooth", 0.1, total)
     with pytest.raises(ValueError, match="warmup must be >= 0"):
         S.make("cosine", 0.1, total, warmup=-1)

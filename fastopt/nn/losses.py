@@ -37,9 +37,14 @@ def _one_hot(y: np.ndarray, k: int, dtype) -> np.ndarray:
     return out
 
 
-def softmax_cross_entropy(z: np.ndarray, y: np.ndarray) -> Tuple[float, np.ndarray]:
-    """y: class indices (n,) or one-hot / probabilities (n, k)."""
+def softmax_cross_entropy(z: np.ndarray, y: np.ndarray, label_smoothing: float = 0.0) -> Tuple[float, np.ndarray]:
+    """y: class indices (n,) or one-hot / probabilities (n, k).  ``label_smoothing`` (Keras',
+    torch's): the targets become (1 - s) * onehot + s / k."""
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
     t = _one_hot(y, z.shape[1], z.dtype)
+    if label_smoothing:
+        t = t * z.dtype.type(1 - label_smoothing) + z.dtype.type(label_smoothing / z.shape[1])
     logp = _log_softmax(z)
     n = z.shape[0]
     return float(-(t * logp).sum() / n), ((np.exp(logp) - t) / n).astype(z.dtype)
@@ -65,7 +70,10 @@ def squared_error(z: np.ndarray, y: np.ndarray) -> Tuple[float, np.ndarray]:
 
 
 def focal(z: np.ndarray, y: np.ndarray, gamma: float = 2.0) -> Tuple[float, np.ndarray]:
-    """Softmax focal loss (Lin et al., 2017): -(1 - p_t)^gamma log p_t."""
+    """Softmax focal loss (Lin et al., 2017): -(1 - p_t)^gamma log p_t (Keras'
+    CategoricalFocalCrossentropy without alpha); gamma 0 is the cross-entropy."""
+    if not gamma >= 0:
+        raise ValueError(f"gamma must be >= 0, got {gamma!r}")
     t = _one_hot(y, z.shape[1], z.dtype)
     logp = _log_softmax(z)
     p = np.exp(logp)

@@ -179,9 +179,9 @@ class MLP:
         return _act(self.layers[-1].activation, self.forward(X))
 
     def loss_and_grad(self, X: np.ndarray, y: np.ndarray, loss: str = "softmax_cross_entropy",
-                      train: bool = True) -> float:
+                      train: bool = True, loss_kwargs: Optional[Dict[str, float]] = None) -> float:
         """The mean loss on (X, y); fills ``model.grads``."""
-        return self.train_batch(X, y, loss, train)[0]
+        return self.train_batch(X, y, loss, train, loss_kwargs=loss_kwargs)[0]
 
     # -- the training step: preallocated buffers and fused passes ----------------------------
 
@@ -201,14 +201,16 @@ class MLP:
         return ws
 
     def train_batch(self, X: np.ndarray, y: np.ndarray, loss: str = "softmax_cross_entropy",
-                    train: bool = True, row_weights: Optional[np.ndarray] = None) -> Tuple[float, Optional[int]]:
+                    train: bool = True, row_weights: Optional[np.ndarray] = None,
+                    loss_kwargs: Optional[Dict[str, float]] = None) -> Tuple[float, Optional[int]]:
         """Forward and backward on one batch into reused buffers; fills ``model.grads``.
 
         Returns the mean loss and the rows predicted right (``None`` for a regression loss).
         Softmax cross-entropy on integer labels runs as one fused pass (softmax, loss, gradient,
         hits); the hidden layers' bias and activation, and their derivatives, too.
         ``row_weights``: the loss is the weighted mean ``sum(w_i loss_i) / sum(w)`` instead
-        (scikit-learn's ``sample_weight``).
+        (scikit-learn's ``sample_weight``).  ``loss_kwargs``: the loss's options (``gamma`` of
+        focal, ``label_smoothing`` of softmax cross-entropy).
         """
         X = np.asarray(X, self.dtype)
         if X.ndim != 2 or X.shape[1] != self.n_inputs:
@@ -240,11 +242,11 @@ class MLP:
         z = ws["z"][last]
         dz = ws["d"][last]
         y = np.asarray(y)
-        if loss == "softmax_cross_entropy" and y.ndim == 1 and y.dtype.kind in "iub":
+        if loss == "softmax_cross_entropy" and y.ndim == 1 and y.dtype.kind in "iub" and not loss_kwargs:
             total, hits = softmax_xent_(z, y.astype(np.int64, copy=False), dz, 1.0 / n)
             value: float = total / n
         else:
-            value, grad = LOSSES[loss][0](z, y)
+            value, grad = LOSSES[loss][0](z, y, **(loss_kwargs or {}))
             dz[...] = grad
             hits = _hits(z, y, loss)
         if row_weights is not None:  # each row's share of the mean becomes w_i / sum(w)
@@ -253,7 +255,7 @@ class MLP:
                 raise ValueError("row_weights must be n finite values >= 0 with a positive sum")
             share = (w * (n / w.sum())).astype(self.dtype)
             dz *= share[:, None]
-            value = float(np.dot(_row_losses(z, y, loss), w) / w.sum())
+            value = float(np.dot(_row_losses(z, y, loss, loss_kwargs), w) / w.sum())
         for j in range(last, -1, -1):
             d = ws["d"][j]
             np.matmul(inputs[j].T, d, out=self.dW[j])
@@ -298,11 +300,12 @@ class MLP:
                 "layers": [vars(layer).copy() for layer in self.layers]}
 
 
-def _row_losses(z: np.ndarray, y: np.ndarray, loss: str) -> np.ndarray:
+def _row_losses(z: np.ndarray, y: np.ndarray, loss: str, loss_kwargs: Optional[Dict[str, float]] = None) -> np.ndarray:
     """Each row's loss (the losses of fastopt.nn.losses are their means over rows and outputs)."""
     fn = LOSSES[loss][0]
-    return np.array([fn(z[i:i + 1], y[i:i + 1])[0] for i in range(len(z))]) if loss != "softmax_cross_entropy" or \
-        np.asarray(y).ndim != 1 else _xent_rows(z, np.asarray(y))
+    if loss == "softmax_cross_entropy" and np.asarray(y).ndim == 1 and not loss_kwargs:
+        return _xent_rows(z, np.asarray(y))
+    return np.array([fn(z[i:i + 1], y[i:i + 1], **(loss_kwargs or {}))[0] for i in range(len(z))])
 
 
 def _xent_rows(z: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -33,6 +33,7 @@ DEFAULTS: Dict[str, Any] = {
     "patience": 5,                 # early stopping on the validation loss (0: off)
     "validation_split": 0.1,       # share of the training data held out for early stopping
     "loss": None,                  # None: softmax_cross_entropy (classification) or mse (regression)
+    "loss_kwargs": None,           # the loss's options: {"gamma": 2.0} (focal), {"label_smoothing": 0.1}
     "dtype": "float32",
     "optimizer_kwargs": None,      # any other hyperparameter of the optimizer, e.g. {"momentum": 0.9}
 }
@@ -90,7 +91,8 @@ def build(n_inputs: int, n_outputs: int, n_train: int, task: str = "classificati
     es = None
     if p["patience"] > 0:
         es = EarlyStopping("val_loss" if p["validation_split"] > 0 else "loss", patience=p["patience"])
-    trainer = Trainer(model, p["optimizer"], lr=schedule, loss=loss, early_stopping=es, **extra)
+    trainer = Trainer(model, p["optimizer"], lr=schedule, loss=loss, early_stopping=es, loss_kwargs=p["loss_kwargs"],
+                      **extra)
     return trainer, p
 
 

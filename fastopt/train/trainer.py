@@ -100,19 +100,25 @@ class Trainer:
     model's matmuls pay for, decided at the first fit and kept; see :mod:`fastopt.threads`),
     an int for both, or None to leave every thread setting as it is.  ``l1`` / ``l2`` (optimizer
     keywords) penalize the weights only, as Keras' regularizers and scikit-learn's ``alpha`` do;
-    ``regularize_bias=True`` penalizes the biases too.
+    ``regularize_bias=True`` penalizes the biases too.  ``loss_kwargs``: the loss's options, e.g.
+    ``{"gamma": 3.0}`` for ``loss="focal"``, ``{"label_smoothing": 0.1}`` for softmax cross-entropy.
     """
 
     def __init__(self, model: MLP, optimizer: Union[str, optim.Optimizer] = "adam",
                  lr: Union[float, Schedule] = 1e-3, loss: str = "softmax_cross_entropy",
                  early_stopping: Optional[EarlyStopping] = None, threads: Union[str, int, None] = "auto",
-                 regularize_bias: bool = False, **optimizer_kwargs: Any):
+                 regularize_bias: bool = False, loss_kwargs: Optional[Dict[str, float]] = None,
+                 **optimizer_kwargs: Any):
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; choose from {', '.join(LOSSES)}")
         if not (threads is None or threads == "auto" or (isinstance(threads, int) and not isinstance(threads, bool)
                                                           and threads >= 1)):
             raise ValueError(f"threads must be 'auto', None or an int >= 1, got {threads!r}")
         self.model, self.loss, self.early_stopping, self.threads = model, loss, early_stopping, threads
+        self.loss_kwargs = dict(loss_kwargs or {})
+        if self.loss_kwargs:  # a bad option fails now, not at the first step
+            LOSSES[loss][0](np.zeros((1, 2), model.dtype), np.zeros(1, np.int64) if loss != "mse" else np.zeros((1, 2)),
+                            **self.loss_kwargs)
         self._thread_plan: Optional[Tuple[int, int]] = None
         self.schedule = lr if isinstance(lr, Schedule) else None
         if not isinstance(lr, Schedule) and not (isinstance(lr, (int, float)) and lr > 0):
@@ -210,7 +216,7 @@ class Trainer:
                 np.take(y, b, axis=0, out=yb)
                 if self.schedule is not None:
                     self.optimizer.lr = self.schedule(self.steps)
-                value, right = self.model.train_batch(xb, yb, self.loss, train=True)
+                value, right = self.model.train_batch(xb, yb, self.loss, train=True, loss_kwargs=self.loss_kwargs)
                 if not math.isfinite(value):
                     self.model.set_weights(last_good)
                     history.stop_reason = f"loss became {value} at epoch {epoch + 1}: stopped, last good weights kept"
@@ -232,7 +238,7 @@ class Trainer:
                 row["accuracy"] = hits / count
             if validation_data is not None:
                 Xv, yv = validation_data
-                row["val_loss"] = fn(self.model.forward(Xv), yv)[0]
+                row["val_loss"] = fn(self.model.forward(Xv), yv, **self.loss_kwargs)[0]
                 if self.loss not in REGRESSION_LOSSES:
                     row["val_accuracy"] = accuracy(self.model, Xv, yv)
             history.add(**row)
@@ -270,7 +276,7 @@ class Trainer:
     def evaluate(self, X, y) -> Dict[str, float]:
         X, y = _check_data(X, y)
         fn, _ = LOSSES[self.loss]
-        out = {"loss": fn(self.model.forward(X), y)[0]}
+        out = {"loss": fn(self.model.forward(X), y, **self.loss_kwargs)[0]}
         if self.loss not in REGRESSION_LOSSES:
             out["accuracy"] = accuracy(self.model, X, y)
         return out
@@ -298,7 +304,7 @@ class Trainer:
                 "early_stopping": vars(self.early_stopping).copy() if self.early_stopping is not None else None,
                 "early_stopping_state": {k: v for k, v in self._es.items() if k != "best_weights"},
                 "threads": self.threads, "thread_plan": self._thread_plan,
-                "regularize_bias": self.regularize_bias}
+                "regularize_bias": self.regularize_bias, "loss_kwargs": self.loss_kwargs}
         np.savez(path, params=self.model.params, meta=json.dumps(meta, default=list), **arrays)
 
     @classmethod
@@ -321,7 +327,8 @@ class Trainer:
             es = EarlyStopping(**meta["early_stopping"]) if meta.get("early_stopping") else None
             trainer = cls(model, meta["optimizer"], lr=schedule if schedule is not None else lr, loss=meta["loss"],
                           early_stopping=es, threads=meta.get("threads", "auto"),
-                          regularize_bias=meta.get("regularize_bias", False), **hyper)
+                          regularize_bias=meta.get("regularize_bias", False),
+                          loss_kwargs=meta.get("loss_kwargs"), **hyper)
             state = []
             for i, scalars in enumerate(meta["scalars"]):
                 s = dict(scalars)
