@@ -177,3 +177,43 @@ def test_loss_options_reach_the_training_step():
         Trainer(MLP(4, [Dense(3, "softmax")]), loss_kwargs={"gama": 2.0})
     assert main(["train", "--loss", "focal", "--focal-gamma", "1.5", "--epochs", "1", "--no-progress"]) == 0
     assert main(["train", "--label-smoothing", "0.1", "--epochs", "1", "--no-progress"]) == 0
+
+
+def test_layer_rates_and_frozen_layers(tmp_path):
+    from fastopt import schedules
+    rng = np.random.default_rng(4)
+    X, y = rng.standard_normal((64, 5)), rng.integers(0, 3, 64)
+
+    def model(dtype=np.float32):
+        return MLP(5, [Dense(8), Dense(8), Dense(3, "softmax")], dtype=dtype, seed=0)
+
+    m = model()
+    first = m.W[0].copy(), m.b[0].copy()
+    t = Trainer(m, "sgd", lr=schedules.StepDecay(0.1, 4, 0.5), layer_lr={2: 0.01}, frozen=[0], threads=1, l2=1e-3)
+    t.fit(X, y, epochs=2, batch_size=16, verbose=False)
+    assert np.array_equal(m.W[0], first[0]) and np.array_equal(m.b[0], first[1])  # frozen
+    rates = {round(g["lr"], 12) for g in t.optimizer.param_groups}
+    assert rates == {0.1 * 0.5 ** (7 // 4), 0.01 * 0.5 ** (7 // 4)}  # the schedule scales each layer's rate
+    # one layer at a tenth of the rate moves about a tenth as far in the first step of plain SGD
+    a, b = model(np.float64), model(np.float64)
+    Trainer(a, "sgd", lr=0.1, threads=1).fit(X[:16], y[:16], epochs=1, batch_size=16, verbose=False)
+    Trainer(b, "sgd", lr=0.1, layer_lr={1: 0.01}, threads=1).fit(X[:16], y[:16], epochs=1, batch_size=16,
+                                                                    verbose=False)
+    base = model(np.float64)
+    np.testing.assert_allclose(b.W[1] - base.W[1], (a.W[1] - base.W[1]) / 10, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(b.W[0], a.W[0])
+    for bad, match in (({"layer_lr": {3: 0.1}}, "not a layer"), ({"frozen": [0, 1, 2]}, "every layer is frozen"),
+                       ({"layer_lr": {0: -1.0}}, "must be > 0")):
+        with pytest.raises(ValueError, match=match):
+            Trainer(model(), "adam", **bad)
+    # checkpoints keep the groups and resume exactly
+    kw = dict(batch_size=16, verbose=False)
+    whole = Trainer(model(), "adam", lr=1e-2, layer_lr={1: 1e-3}, frozen=[2], threads=1)
+    whole.fit(X, y, epochs=4, **kw)
+    part = Trainer(model(), "adam", lr=1e-2, layer_lr={1: 1e-3}, frozen=[2], threads=1)
+    part.fit(X, y, epochs=2, **kw)
+    part.save(tmp_path / "l.npz")
+    back = Trainer.load(tmp_path / "l.npz")
+    assert back.frozen == [2] and back.layer_lr == {1: 1e-3}
+    back.fit(X, y, epochs=4, **kw)
+    np.testing.assert_array_equal(back.model.params, whole.model.params)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -78,16 +78,44 @@ def _check_data(X, y, name="X"):
 
 
 def build_optimizer(name: str, model: MLP, lr: float, regularize_bias: bool = False,
+                    layer_lr: Optional[Dict[int, float]] = None, frozen: Sequence[int] = (),
                     **hyper: Any) -> Tuple[optim.Optimizer, List[Any]]:
     """The optimizer ``name`` over the model's parameters, and the gradients its ``step`` takes.
+
     With an ``l1`` or ``l2`` penalty and ``regularize_bias=False`` the weights and the biases are
-    two parameter groups (the penalty on the first only): two fused kernel calls per step; else
-    one group over the flat buffer: one call."""
+    separate parameter groups (the penalty on the weights only).  ``layer_lr`` ({layer index: lr})
+    and ``frozen`` (layer indices left as they are) make a group per layer.  Otherwise one group
+    over the flat buffer: one fused kernel call per step."""
     l1, l2 = hyper.pop("l1", 0.0), hyper.pop("l2", 0.0)
-    if (l1 or l2) and not regularize_bias:
-        groups = [{"params": list(model.W), "l1": l1, "l2": l2}, {"params": list(model.b), "l1": 0.0, "l2": 0.0}]
-        return optim.get(name, groups, lr=lr, **hyper), [list(model.dW), list(model.db)]
-    return optim.get(name, [model.params], lr=lr, l1=l1, l2=l2, **hyper), [model.grads]
+    layer_lr, frozen = dict(layer_lr or {}), {int(i) for i in frozen}
+    n = len(model.layers)
+    for i in list(layer_lr) + list(frozen):
+        if not (isinstance(i, (int, np.integer)) and 0 <= i < n):
+            raise ValueError(f"layer index {i!r} is not a layer of this model (0 to {n - 1})")
+    for i, v in layer_lr.items():
+        if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
+            raise ValueError(f"layer_lr[{i}] must be > 0, got {v!r}")
+    if len(frozen) == n:
+        raise ValueError("every layer is frozen: nothing to train")
+    split = bool(l1 or l2) and not regularize_bias
+    if not layer_lr and not frozen:
+        if split:
+            groups = [{"params": list(model.W), "l1": l1, "l2": l2}, {"params": list(model.b), "l1": 0.0, "l2": 0.0}]
+            return optim.get(name, groups, lr=lr, **hyper), [list(model.dW), list(model.db)]
+        return optim.get(name, [model.params], lr=lr, l1=l1, l2=l2, **hyper), [model.grads]
+    groups, grads = [], []
+    for i in range(n):
+        if i in frozen:
+            continue
+        rate = float(layer_lr.get(i, lr))
+        if split:
+            groups += [{"params": [model.W[i]], "lr": rate, "l1": l1, "l2": l2},
+                       {"params": [model.b[i]], "lr": rate, "l1": 0.0, "l2": 0.0}]
+            grads += [[model.dW[i]], [model.db[i]]]
+        else:
+            groups.append({"params": [model.W[i], model.b[i]], "lr": rate, "l1": l1, "l2": l2})
+            grads.append([model.dW[i], model.db[i]])
+    return optim.get(name, groups, lr=lr, **hyper), grads
 
 
 class Trainer:
@@ -102,13 +130,15 @@ class Trainer:
     keywords) penalize the weights only, as Keras' regularizers and scikit-learn's ``alpha`` do;
     ``regularize_bias=True`` penalizes the biases too.  ``loss_kwargs``: the loss's options, e.g.
     ``{"gamma": 3.0}`` for ``loss="focal"``, ``{"label_smoothing": 0.1}`` for softmax cross-entropy.
+    ``layer_lr``: {layer index: lr} for layers trained at their own rate (a schedule scales each in
+    proportion); ``frozen``: layer indices left unchanged (fine-tuning).
     """
 
     def __init__(self, model: MLP, optimizer: Union[str, optim.Optimizer] = "adam",
                  lr: Union[float, Schedule] = 1e-3, loss: str = "softmax_cross_entropy",
                  early_stopping: Optional[EarlyStopping] = None, threads: Union[str, int, None] = "auto",
                  regularize_bias: bool = False, loss_kwargs: Optional[Dict[str, float]] = None,
-                 **optimizer_kwargs: Any):
+                 layer_lr: Optional[Dict[int, float]] = None, frozen: Sequence[int] = (), **optimizer_kwargs: Any):
         if loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; choose from {', '.join(LOSSES)}")
         if not (threads is None or threads == "auto" or (isinstance(threads, int) and not isinstance(threads, bool)
@@ -129,7 +159,15 @@ class Trainer:
             self.optimizer = optimizer
             self._grads: List[Any] = [model.grads]
         else:
-            self.optimizer, self._grads = build_optimizer(optimizer, model, lr0, regularize_bias, **optimizer_kwargs)
+            self.optimizer, self._grads = build_optimizer(optimizer, model, lr0, regularize_bias, layer_lr, frozen,
+                                                          **optimizer_kwargs)
+        self.layer_lr = {int(k): float(v) for k, v in (layer_lr or {}).items()}
+        self.frozen = sorted(int(i) for i in frozen)
+        # each group's rate relative to the base rate, kept under a schedule (as torch's schedulers
+        # do); the base of a schedule is its peak rate (its ``lr``)
+        nominal = float(getattr(self.schedule, "lr", lr0) or lr0) if self.schedule is not None else lr0
+        self._lr_factors = [g["lr"] / nominal if nominal > 0 and g["lr"] != lr0 else 1.0
+                            for g in self.optimizer.param_groups]
         self.steps = 0
         self.epoch = 0  # epochs completed
         self.weights_epoch = 0  # the epoch the model's weights are from
@@ -215,7 +253,9 @@ class Trainer:
                 np.take(X, b, axis=0, out=xb)
                 np.take(y, b, axis=0, out=yb)
                 if self.schedule is not None:
-                    self.optimizer.lr = self.schedule(self.steps)
+                    rate = self.schedule(self.steps)
+                    for g, f in zip(self.optimizer.param_groups, self._lr_factors):
+                        g["lr"] = rate * f
                 value, right = self.model.train_batch(xb, yb, self.loss, train=True, loss_kwargs=self.loss_kwargs)
                 if not math.isfinite(value):
                     self.model.set_weights(last_good)
@@ -233,7 +273,7 @@ class Trainer:
             if np.all(np.isfinite(self.model.params)):
                 last_good = self.model.get_weights()
             # as Keras: the epoch's loss and accuracy are means over its batches, as the weights moved
-            row = {"loss": total / count, "lr": self.optimizer.lr}
+            row = {"loss": total / count, "lr": self.optimizer.param_groups[0]["lr"] / self._lr_factors[0]}
             if self.loss not in REGRESSION_LOSSES:
                 row["accuracy"] = hits / count
             if validation_data is not None:
@@ -304,7 +344,9 @@ class Trainer:
                 "early_stopping": vars(self.early_stopping).copy() if self.early_stopping is not None else None,
                 "early_stopping_state": {k: v for k, v in self._es.items() if k != "best_weights"},
                 "threads": self.threads, "thread_plan": self._thread_plan,
-                "regularize_bias": self.regularize_bias, "loss_kwargs": self.loss_kwargs}
+                "base_lr": self.optimizer.param_groups[0]["lr"] / self._lr_factors[0],
+                "regularize_bias": self.regularize_bias, "loss_kwargs": self.loss_kwargs,
+                "layer_lr": self.layer_lr, "frozen": self.frozen}
         np.savez(path, params=self.model.params, meta=json.dumps(meta, default=list), **arrays)
 
     @classmethod
@@ -322,13 +364,15 @@ class Trainer:
             model._rng.bit_generator.state = meta["dropout_rng"]
             groups = meta["param_groups"]
             hyper = {k: (tuple(v) if isinstance(v, list) else v) for k, v in groups[0].items()}
-            lr = hyper.pop("lr")
+            lr = meta.get("base_lr", hyper.pop("lr"))
+            hyper.pop("lr", None)
             schedule = schedules.from_config(meta["schedule"]) if meta.get("schedule") else None
             es = EarlyStopping(**meta["early_stopping"]) if meta.get("early_stopping") else None
             trainer = cls(model, meta["optimizer"], lr=schedule if schedule is not None else lr, loss=meta["loss"],
                           early_stopping=es, threads=meta.get("threads", "auto"),
                           regularize_bias=meta.get("regularize_bias", False),
-                          loss_kwargs=meta.get("loss_kwargs"), **hyper)
+                          loss_kwargs=meta.get("loss_kwargs"), frozen=meta.get("frozen", ()),
+                          layer_lr={int(k): v for k, v in (meta.get("layer_lr") or {}).items()}, **hyper)
             state = []
             for i, scalars in enumerate(meta["scalars"]):
                 s = dict(scalars)
