@@ -228,33 +228,101 @@ def plot_results(results, path: str) -> None:
     plt.close(fig)
 
 
-def train_main(args: argparse.Namespace) -> int:
+def _digits(args: argparse.Namespace, command: str):
     from .datasets import load_digits, stratified_split
-    from .train import recipe
-
     try:
         X, y = load_digits()
     except ImportError as e:
-        raise SystemExit(f"fastopt train: {e}") from None
+        raise SystemExit(f"fastopt {command}: {e}") from None
     X = X / 16.0
     train, test = stratified_split(y, args.test_size, args.seed)
-    X_train, X_test, y_train, y_test = X[train], X[test], y[train], y[test]
-    hidden = args.hidden
+    return X[train], X[test], y[train], y[test]
+
+
+def _settings(args: argparse.Namespace):
+    """The recipe's settings from the training flags."""
     opt_kwargs = dict(args.opt)
     for name in ("momentum", "betas", "eps"):
         if getattr(args, name) is not None:
             opt_kwargs[name] = getattr(args, name)
     if args.nesterov:
         opt_kwargs["nesterov"] = True
-    settings = dict(hidden_layer_sizes=hidden, activation=args.activation, dropout=args.dropout,
-                    optimizer=args.optimizer, lr=args.lr, schedule=args.schedule, warmup=args.warmup,
-                    epochs=args.epochs, batch_size=args.batch_size, l1=args.l1, l2=args.l2,
-                    weight_decay=args.weight_decay, clipnorm=args.clipnorm, clipvalue=args.clipvalue,
-                    global_clipnorm=args.global_clipnorm, patience=args.patience if args.val_split > 0 else 0,
-                    validation_split=args.val_split, dtype=args.dtype, optimizer_kwargs=opt_kwargs or None,
-                    loss=args.loss, loss_kwargs=_loss_kwargs(args))
+    return dict(hidden_layer_sizes=args.hidden, activation=args.activation, dropout=args.dropout,
+                optimizer=args.optimizer, lr=args.lr, schedule=args.schedule, warmup=args.warmup,
+                epochs=args.epochs, batch_size=args.batch_size, l1=args.l1, l2=args.l2,
+                weight_decay=args.weight_decay, clipnorm=args.clipnorm, clipvalue=args.clipvalue,
+                global_clipnorm=args.global_clipnorm, patience=args.patience if args.val_split > 0 else 0,
+                validation_split=args.val_split, dtype=args.dtype, optimizer_kwargs=opt_kwargs or None,
+                loss=args.loss, loss_kwargs=_loss_kwargs(args))
+
+
+#: what ``fastopt compare --vary`` varies: flag name -> (setting, value type)
+VARY = {"lr": ("lr", float), "batch-size": ("batch_size", int), "optimizer": ("optimizer", str),
+        "schedule": ("schedule", str), "epochs": ("epochs", int), "dropout": ("dropout", float),
+        "l1": ("l1", float), "l2": ("l2", float), "weight-decay": ("weight_decay", float),
+        "warmup": ("warmup", int), "activation": ("activation", str), "hidden": ("hidden_layer_sizes", "hidden")}
+
+
+def _vary(text: str):
+    name, sep, values = text.partition("=")
+    name = name.strip()
+    if not sep or name not in VARY:
+        raise argparse.ArgumentTypeError(f"{text!r}: write NAME=V1,V2,... with NAME one of {', '.join(VARY)}")
+    setting, kind = VARY[name]
+    parts = [v.strip() for v in values.split("|" if kind == "hidden" else ",") if v.strip()]
     try:
-        trainer, _ = recipe.build(X.shape[1], 10, len(X_train), seed=args.seed, **settings)
+        vals = [_hidden(v) if kind == "hidden" else kind(v) for v in parts]
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(f"{text!r}: bad values for {name}") from None
+    if not vals:
+        raise argparse.ArgumentTypeError(f"{text!r}: give at least one value")
+    return setting, vals
+
+
+def compare_main(args: argparse.Namespace) -> int:
+    from .experiments import compare
+    X_train, X_test, y_train, y_test = _digits(args, "compare")
+    vary = dict(args.vary)
+    fixed = {k: v for k, v in _settings(args).items() if k not in vary}
+    try:
+        result = compare(X_train, y_train, vary, X_test=X_test, y_test=y_test, seed=args.seed, **fixed)
+    except (ValueError, TypeError) as e:
+        raise SystemExit(f"fastopt compare: {e}") from None
+    print(result.table())
+    best = result.best("val_loss" if fixed["validation_split"] > 0 else "loss")
+    print(f"best: {best.label(result.varied)}")
+    if args.plot:
+        result.plot(args.plot)
+        print(f"curves saved to {args.plot}")
+    return 0
+
+
+def lr_find_main(args: argparse.Namespace) -> int:
+    from .experiments import lr_find
+    X_train, _, y_train, _ = _digits(args, "lr-find")
+    settings = {k: v for k, v in _settings(args).items() if k not in ("lr", "schedule", "warmup", "epochs")}
+    try:
+        found = lr_find(X_train, y_train, start_lr=args.start_lr, end_lr=args.end_lr, num_steps=args.steps,
+                        seed=args.seed, **settings)
+    except (ValueError, TypeError) as e:
+        raise SystemExit(f"fastopt lr-find: {e}") from None
+    print(f"{len(found.lrs)} steps from lr {found.lrs[0]:.3g} to {found.lrs[-1]:.3g}; lowest smoothed loss "
+          f"{found.smoothed.min():.4f} at lr {found.lrs[int(found.smoothed.argmin())]:.3g}")
+    print(f"suggested lr: {found.suggestion:.3g}")
+    if args.plot:
+        found.plot(args.plot)
+        print(f"plot saved to {args.plot}")
+    return 0
+
+
+def train_main(args: argparse.Namespace) -> int:
+    from .train import recipe
+
+    X_train, X_test, y_train, y_test = _digits(args, "train")
+    hidden = args.hidden
+    settings = _settings(args)
+    try:
+        trainer, _ = recipe.build(X_train.shape[1], 10, len(X_train), seed=args.seed, **settings)
         _check_optimizer(trainer)
     except (ValueError, TypeError) as e:
         raise SystemExit(f"fastopt train: {e}") from None
@@ -404,36 +472,8 @@ def _dtypes(text: str) -> str:
     return text
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from ._config import __version__
-    fmt = argparse.ArgumentDefaultsHelpFormatter
-    parser = argparse.ArgumentParser(prog="fastopt", description="Fast optimizer steps on the CPU.", formatter_class=fmt)
-    parser.add_argument("--version", action="version", version=f"fastopt {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("bench", help="time update rules against NumPy, torch and the bandwidth probe", formatter_class=fmt)
-    b.add_argument("--rules", default="adam", help="comma-separated rules, e.g. adam,sgd,lamb")
-    b.add_argument("--dtype", type=_dtypes, default="float32", help="float32, float64 or both comma-separated")
-    b.add_argument("--sizes", type=_sizes, default="1K,64K,1M,16M", help="elements, e.g. 1K,1M,64M")
-    b.add_argument("--resnet50", action="store_true", help="also ResNet-50's 161 parameter arrays in one call")
-    b.add_argument("--network", help="also a real network's parameter list in one call: resnet50 or gpt2-small")
-    b.add_argument("--threads", type=_threads_list, default="1,all", help="thread counts, e.g. 1,all")
-    b.add_argument("--peers", default=",".join(["fastopt", "numpy", "numpy-inplace", "torch-foreach", "torch-fused",
-                                                "fastopt.torch"]),
-                   help="peers to time; the probe always runs")
-    b.add_argument("--min-time", type=_number(float, 0.0, low_open=True), default=0.3,
-                   help="seconds of timing per measurement")
-    b.add_argument("--quick", action="store_true", help="small sizes, short timing: a smoke run")
-    b.add_argument("--json", metavar="FILE", type=_output("file"), help="save the results as JSON")
-    b.add_argument("--plot", metavar="PNG", type=_output("plot"), help="draw GB/s against size (needs matplotlib)")
-    b.add_argument("--no-progress", action="store_true", help="no progress bar")
-    b.add_argument("--train", action="store_true",
-                   help="instead: train an MLP end to end with fastopt, torch and scikit-learn (fastopt.trainbench)")
-    b.add_argument("--cases", default="mnist,digits", help="with --train: mnist, digits or both")
-    b.add_argument("--rounds", type=_number(int, 1), default=3, help="with --train: interleaved rounds (the median)")
-    b.add_argument("--busy", action="store_true", help="with --train: also with one busy process running")
-    b.set_defaults(func=bench_main)
-
-    t = sub.add_parser("train", help="train an MLP on scikit-learn's handwritten digits", formatter_class=fmt)
+def _training_flags(t: argparse.ArgumentParser) -> None:
+    """The flags of a digits training run, shared by train, compare and lr-find."""
     t.add_argument("--optimizer", default="adam", help="sgd, adam, adamw, adagrad, rmsprop, adadelta, adamax, "
                    "nadam, radam, lion, lamb")
     t.add_argument("--lr", type=_number(float, 0.0, low_open=True), default=1e-3,
@@ -476,10 +516,61 @@ def build_parser() -> argparse.ArgumentParser:
                    help="share of the data held out for the test")
     t.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="of the model")
     t.add_argument("--seed", type=int, default=0, help="init, split and shuffle")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ._config import __version__
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(prog="fastopt", description="Fast optimizer steps on the CPU.", formatter_class=fmt)
+    parser.add_argument("--version", action="version", version=f"fastopt {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("bench", help="time update rules against NumPy, torch and the bandwidth probe", formatter_class=fmt)
+    b.add_argument("--rules", default="adam", help="comma-separated rules, e.g. adam,sgd,lamb")
+    b.add_argument("--dtype", type=_dtypes, default="float32", help="float32, float64 or both comma-separated")
+    b.add_argument("--sizes", type=_sizes, default="1K,64K,1M,16M", help="elements, e.g. 1K,1M,64M")
+    b.add_argument("--resnet50", action="store_true", help="also ResNet-50's 161 parameter arrays in one call")
+    b.add_argument("--network", help="also a real network's parameter list in one call: resnet50 or gpt2-small")
+    b.add_argument("--threads", type=_threads_list, default="1,all", help="thread counts, e.g. 1,all")
+    b.add_argument("--peers", default=",".join(["fastopt", "numpy", "numpy-inplace", "torch-foreach", "torch-fused",
+                                                "fastopt.torch"]),
+                   help="peers to time; the probe always runs")
+    b.add_argument("--min-time", type=_number(float, 0.0, low_open=True), default=0.3,
+                   help="seconds of timing per measurement")
+    b.add_argument("--quick", action="store_true", help="small sizes, short timing: a smoke run")
+    b.add_argument("--json", metavar="FILE", type=_output("file"), help="save the results as JSON")
+    b.add_argument("--plot", metavar="PNG", type=_output("plot"), help="draw GB/s against size (needs matplotlib)")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.add_argument("--train", action="store_true",
+                   help="instead: train an MLP end to end with fastopt, torch and scikit-learn (fastopt.trainbench)")
+    b.add_argument("--cases", default="mnist,digits", help="with --train: mnist, digits or both")
+    b.add_argument("--rounds", type=_number(int, 1), default=3, help="with --train: interleaved rounds (the median)")
+    b.add_argument("--busy", action="store_true", help="with --train: also with one busy process running")
+    b.set_defaults(func=bench_main)
+
+    t = sub.add_parser("train", help="train an MLP on scikit-learn's handwritten digits", formatter_class=fmt)
+    _training_flags(t)
     t.add_argument("--save", metavar="NPZ", type=_output("file"), help="save the model and optimizer state")
     t.add_argument("--plot", metavar="PNG", type=_output("plot"), help="save the training curves (needs matplotlib)")
-    t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=train_main)
+
+    c = sub.add_parser("compare", formatter_class=fmt,
+                       help="train digits once per value of --vary and compare the curves (and a table)")
+    c.add_argument("--vary", action="append", type=_vary, required=True, metavar="NAME=V1,V2,...",
+                   help=f"a setting and its values, e.g. lr=1e-4,1e-3,1e-2 (repeatable: every combination); "
+                        f"names: {', '.join(VARY)}")
+    _training_flags(c)
+    c.add_argument("--plot", metavar="PNG", type=_output("plot"), help="save every run's curves on shared axes")
+    c.set_defaults(func=compare_main)
+
+    f = sub.add_parser("lr-find", formatter_class=fmt,
+                       help="the learning-rate range test on digits: prints a suggested learning rate")
+    _training_flags(f)
+    f.add_argument("--start-lr", type=_number(float, 0.0, low_open=True), default=1e-7, help="first rate")
+    f.add_argument("--end-lr", type=_number(float, 0.0, low_open=True), default=10.0, help="last rate")
+    f.add_argument("--steps", type=_number(int, 10), default=200, help="minibatches (at most)")
+    f.add_argument("--plot", metavar="PNG", type=_output("plot"), help="save the loss against the rate")
+    f.set_defaults(func=lr_find_main)
     return parser
 
 
