@@ -380,23 +380,35 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("adam_", [](py::object params, py::object grads, py::object exp_avgs, py::object exp_avg_sqs,
                     py::object max_exp_avg_sqs, int64_t step, double lr, double beta1, double beta2, double eps,
-                    double weight_decay, bool amsgrad, bool decoupled_weight_decay, FASTOPT_PRE_PARAMS) {
+                    double weight_decay, bool amsgrad, bool decoupled_weight_decay, FASTOPT_PRE_PARAMS,
+                    double eps_root, bool bias_correction, const std::string& convention) {
     check_step(step);
     check_lr(lr);
     check_beta("beta1", beta1);
     check_beta("beta2", beta2);
-    check_eps(eps);
+    check_nonneg("eps_root", eps_root);
+    if (eps_root == 0.0) check_eps(eps);  // the usual message: eps must be > 0
+    else check_nonneg("eps", eps);
     check_nonneg("weight_decay", weight_decay);
+    const int conv = convention == "torch" ? kConvTorch : convention == "keras" ? kConvKeras
+                   : convention == "optax" ? kConvOptax : -1;
+    FASTOPT_REQUIRE(conv >= 0, "convention must be 'torch', 'keras' or 'optax', got '" + convention + "'");
     FASTOPT_REQUIRE(!amsgrad || !max_exp_avg_sqs.is_none(), "max_exp_avg_sqs are required when amsgrad=True");
     const PreHyper pre = FASTOPT_PRE;
     Arrays a({{"params", params, true}, {"grads", grads, false}, {"exp_avgs", exp_avgs, true},
               {"exp_avg_sqs", exp_avg_sqs, true}, {"max_exp_avg_sqs", amsgrad ? max_exp_avg_sqs : py::none(), true, !amsgrad}});
-    check_eps_in(eps, a.dtype);
-    return run(a, [](const KernelTable& k) { return k.adam; },
-               AdamHyper{lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled_weight_decay, step}, pre, check_finite);
+    if (eps_root == 0.0) check_eps_in(eps, a.dtype);
+    else FASTOPT_REQUIRE(a.dtype != F32 || float(eps) > 0.0f || float(eps_root) > 0.0f,
+                         "eps_root = " + num(eps_root) + " is 0 in float32 (and eps is 0)");
+    AdamHyper h{lr, beta1, beta2, eps, weight_decay, amsgrad, decoupled_weight_decay, step};
+    h.eps_root = eps_root;
+    h.bias_correction = bias_correction;
+    h.convention = conv;
+    return run(a, [](const KernelTable& k) { return k.adam; }, h, pre, check_finite);
   }, py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"), py::arg("max_exp_avg_sqs"),
      py::arg("step"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"),
-     py::arg("amsgrad"), py::arg("decoupled_weight_decay"), FASTOPT_PRE_ARGS);
+     py::arg("amsgrad"), py::arg("decoupled_weight_decay"), FASTOPT_PRE_ARGS, py::arg("eps_root") = 0.0,
+     py::arg("bias_correction") = true, py::arg("convention") = "torch");
 
   m.def("adagrad_", [](py::object params, py::object grads, py::object state_sums, int64_t step, double lr,
                        double lr_decay, double weight_decay, double eps, FASTOPT_PRE_PARAMS) {

@@ -18,8 +18,11 @@ template <class T> void sgd(const Batch& b, const SgdHyper& h, const PreHyper& p
   else sweep<T>(b, SgdRule<T, false>(h), pre, nt);
 }
 template <class T> void adam(const Batch& b, const AdamHyper& h, const PreHyper& pre, int nt) {
-  if (h.amsgrad) sweep<T>(b, AdamRule<T, true>(h), pre, nt);
-  else sweep<T>(b, AdamRule<T, false>(h), pre, nt);
+  const bool scaled = h.convention == kConvOptax;
+  if (h.amsgrad && scaled) sweep<T>(b, AdamRule<T, true, true>(h), pre, nt);
+  else if (h.amsgrad) sweep<T>(b, AdamRule<T, true, false>(h), pre, nt);
+  else if (scaled) sweep<T>(b, AdamRule<T, false, true>(h), pre, nt);
+  else sweep<T>(b, AdamRule<T, false, false>(h), pre, nt);
 }
 template <class T> void adagrad(const Batch& b, const AdagradHyper& h, const PreHyper& pre, int nt) {
   sweep<T>(b, AdagradRule<T>(h), pre, nt);

@@ -114,15 +114,27 @@ template <class T, bool MOMENTUM> struct SgdRule {
 };
 
 // Adam and AdamW (decoupled weight decay), with optional AMSGrad.
-template <class T, bool AMSGRAD> struct AdamRule {
+// Adam in three placements of epsilon and the bias corrections (bc1 = 1 - beta1^t, bc2 = 1 - beta2^t):
+//   torch:  p -= lr / bc1 * m / (sqrt(v + eps_root) / sqrt(bc2) + eps)
+//   keras:  p -= lr sqrt(bc2) / bc1 * m / (sqrt(v + eps_root) + eps)          (step size folded)
+//   optax:  p -= lr / bc1 * m / (sqrt(v / bc2 + eps_root) + eps)               (SCALED_V)
+// bias_correction=false sets bc1 = bc2 = 1.  eps_root = 0 and the divisions by 1 leave torch's
+// arithmetic as it was, bit for bit.
+template <class T, bool AMSGRAD, bool SCALED_V> struct AdamRule {
   static constexpr int nstate = AMSGRAD ? 3 : 2;
   Lerp<T> lerp;
-  T wd, decay, beta2, one_minus_beta2, bc2_sqrt, eps, neg_step_size;
+  T wd, decay, beta2, one_minus_beta2, bc2_sqrt, bc2, eps, eps_root, neg_step_size;
   Mask<T> l2, decoupled;
+  static double bc(double beta, const AdamHyper& h) {
+    return h.bias_correction ? 1.0 - std::pow(beta, double(h.step)) : 1.0;
+  }
   explicit AdamRule(const AdamHyper& h)
       : lerp(1.0 - h.beta1), wd(T(h.weight_decay)), decay(T(1.0 - h.lr * h.weight_decay)), beta2(T(h.beta2)),
-        one_minus_beta2(T(1.0 - h.beta2)), bc2_sqrt(T(std::sqrt(1.0 - std::pow(h.beta2, double(h.step))))),
-        eps(T(h.eps)), neg_step_size(T(-(h.lr / (1.0 - std::pow(h.beta1, double(h.step)))))),
+        one_minus_beta2(T(1.0 - h.beta2)),
+        bc2_sqrt(T(h.convention == kConvTorch ? std::sqrt(bc(h.beta2, h)) : 1.0)), bc2(T(bc(h.beta2, h))),
+        eps(T(h.eps)), eps_root(T(h.eps_root)),
+        neg_step_size(T(h.convention == kConvKeras ? -(h.lr * std::sqrt(bc(h.beta2, h)) / bc(h.beta1, h))
+                                                   : -(h.lr / bc(h.beta1, h)))),
         l2(mask_of<T>(h.weight_decay != 0.0 && !h.decoupled)), decoupled(mask_of<T>(h.weight_decay != 0.0 && h.decoupled)) {}
   FASTOPT_ELEMENT void operator()(T& p, T g, T& m, T& v, T& vmax) const {
     p = pick(decoupled, p * decay, p);
@@ -134,7 +146,8 @@ template <class T, bool AMSGRAD> struct AdamRule {
       vmax = nan_max(vmax, v);
       vv = vmax;
     }
-    T denom = std::sqrt(vv) / bc2_sqrt + eps;
+    if constexpr (SCALED_V) vv = vv / bc2;
+    T denom = std::sqrt(vv + eps_root) / bc2_sqrt + eps;
     p = p + neg_step_size * (m / denom);
   }
 };

@@ -28,7 +28,16 @@ struct PreHyper {
 
 struct GdHyper { double lr; };
 struct SgdHyper { double lr, momentum, dampening, weight_decay; bool nesterov; int64_t step; };
-struct AdamHyper { double lr, beta1, beta2, eps, weight_decay; bool amsgrad, decoupled; int64_t step; };
+// convention: where Adam's epsilon and bias corrections go (kConvTorch, kConvKeras, kConvOptax).
+enum Convention : int { kConvTorch = 0, kConvKeras = 1, kConvOptax = 2 };
+struct AdamHyper {
+  double lr, beta1, beta2, eps, weight_decay;
+  bool amsgrad, decoupled;
+  int64_t step;
+  double eps_root = 0.0;        // added inside the square root
+  bool bias_correction = true;  // false: the textbook form without 1 - beta^t
+  int convention = kConvTorch;
+};
 struct AdagradHyper { double lr, lr_decay, weight_decay, eps; int64_t step; };
 struct RmspropHyper { double lr, alpha, eps, weight_decay, momentum; bool centered; };
 struct AdadeltaHyper { double lr, rho, eps, weight_decay; };

@@ -81,7 +81,8 @@ def adam_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
           betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
           amsgrad: bool = False, decoupled_weight_decay: bool = False, maximize: bool = False,
           grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0,
-          check_finite: bool = False) -> bool:
+          check_finite: bool = False, eps_root: float = 0.0, bias_correction: bool = True,
+          convention: str = "torch") -> bool:
     r"""Adam (Kingma & Ba, 2015), as ``torch.optim.Adam``.
 
     .. math::
@@ -93,23 +94,36 @@ def adam_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
             \frac{m}{\sqrt{\hat v}/\sqrt{1-\beta_2^t} + \epsilon}
 
     ``step`` is t, the count of steps taken with this one, so the bias correction is exact.
-    optax and Keras put epsilon in the same place; Keras' default epsilon is 1e-7.
+
+    ``convention`` places epsilon and the bias corrections as each framework does
+    (bc = 1 - beta^t): ``"torch"`` as above; ``"keras"`` folds the corrections into the step size,
+    :math:`\theta \leftarrow \theta - \gamma\frac{\sqrt{bc_2}}{bc_1}\frac{m}{\sqrt{v} + \epsilon}`
+    (Keras' default epsilon is 1e-7); ``"optax"`` corrects both moments,
+    :math:`\theta \leftarrow \theta - \gamma\frac{m/bc_1}{\sqrt{v/bc_2 + \epsilon_{root}} + \epsilon}`.
+    ``eps_root`` is added inside the square root (optax's); ``bias_correction=False`` drops the
+    corrections: the textbook ``p -= lr m / sqrt(v + eps)`` is ``eps=0, eps_root=eps,
+    bias_correction=False``.
     """
     b1, b2 = _betas(betas)
     return _core.adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr, b1, b2, eps, weight_decay,
-                       amsgrad, decoupled_weight_decay, maximize, grad_scale, clip_value, l1, l2, check_finite)
+                       amsgrad, decoupled_weight_decay, maximize, grad_scale, clip_value, l1, l2, check_finite,
+                       eps_root, bias_correction, convention)
 
 
 def adamw_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
            max_exp_avg_sqs: Optional[Arrays] = None, *, step: int, lr: float = 1e-3,
            betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 1e-2,
            amsgrad: bool = False, maximize: bool = False, grad_scale: float = 1.0,
-           clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0, check_finite: bool = False) -> bool:
+           clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0, check_finite: bool = False,
+           eps_root: float = 0.0, bias_correction: bool = True, convention: str = "torch") -> bool:
     r"""AdamW (Loshchilov & Hutter, 2019), as ``torch.optim.AdamW``: :func:`adam_` with the
-    decoupled decay :math:`\theta \leftarrow \theta (1 - \gamma\lambda)` applied first."""
+    decoupled decay :math:`\theta \leftarrow \theta (1 - \gamma\lambda)` applied first (Keras'
+    AdamW decays the same way; its default weight_decay is 0.004).  ``convention``, ``eps_root``,
+    ``bias_correction``: as :func:`adam_`."""
     b1, b2 = _betas(betas)
     return _core.adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr, b1, b2, eps, weight_decay,
-                       amsgrad, True, maximize, grad_scale, clip_value, l1, l2, check_finite)
+                       amsgrad, True, maximize, grad_scale, clip_value, l1, l2, check_finite, eps_root,
+                       bias_correction, convention)
 
 
 def adagrad_(params: Arrays, grads: Arrays, state_sums: Arrays, *, step: int, lr: float = 1e-2,

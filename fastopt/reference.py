@@ -50,7 +50,10 @@ def sgd(p, g, buf, *, step, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, n
 
 
 def adam(p, g, m, v, vmax, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
-         amsgrad=False, decoupled_weight_decay=False):
+         amsgrad=False, decoupled_weight_decay=False, eps_root=0.0, bias_correction=True, convention="torch"):
+    """torch: p -= lr/bc1 m / (sqrt(v + eps_root)/sqrt(bc2) + eps); keras: p -= lr sqrt(bc2)/bc1 m /
+    (sqrt(v + eps_root) + eps); optax: p -= lr/bc1 m / (sqrt(v/bc2 + eps_root) + eps); bc = 1 - beta^t,
+    or 1 without bias correction.  (The same order of operations as the kernel.)"""
     if weight_decay != 0 and decoupled_weight_decay:
         p *= 1.0 - lr * weight_decay
     elif weight_decay != 0:
@@ -61,8 +64,14 @@ def adam(p, g, m, v, vmax, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, w
     if amsgrad:
         np.maximum(vmax, v, out=vmax)
         vv = vmax
-    denom = np.sqrt(vv) / math.sqrt(1.0 - beta2 ** step) + eps
-    p += -(lr / (1.0 - beta1 ** step)) * (m / denom)
+    bc1 = 1.0 - beta1 ** step if bias_correction else 1.0
+    bc2 = 1.0 - beta2 ** step if bias_correction else 1.0
+    if convention == "optax":
+        vv = vv / vv.dtype.type(bc2)
+    root = math.sqrt(bc2) if convention == "torch" else 1.0
+    denom = np.sqrt(vv + eps_root) / root + eps
+    step_size = lr * math.sqrt(bc2) / bc1 if convention == "keras" else lr / bc1
+    p += -step_size * (m / denom)
 
 
 def adagrad(p, g, s, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0, eps=1e-10):

@@ -61,7 +61,8 @@ class FastoptOptimizer(torch.optim.Optimizer):
         if unknown:
             raise TypeError(f"{type(self).__name__} got unknown hyperparameters {sorted(unknown)}")
         _check_torch_options(hyper, type(self).__name__)
-        defaults = {**COMMON, **self.rule.defaults, **TORCH_OPTIONS, **hyper}
+        defaults = {**COMMON, **self.rule.defaults, **TORCH_OPTIONS,
+                    **self.rule.convention_defaults.get(hyper.get("convention", ""), {}), **hyper}
         self.skipped_steps = 0
         self._plans: Dict[int, Any] = {}
         super().__init__(params, defaults)

@@ -45,6 +45,8 @@ class Optimizer:
     defaults: Dict[str, Any] = {}
     #: ... except these, used only to set the state up
     set_up_only: Sequence[str] = ()
+    #: defaults that differ under ``convention="keras"`` / ``"optax"`` (rules that take one)
+    convention_defaults: Dict[str, Dict[str, Any]] = {}
     #: the fused update (a fastopt.functional rule) and whether it takes the step count
     kernel: Callable[..., bool]
     takes_step: bool = True
@@ -53,7 +55,7 @@ class Optimizer:
         unknown = set(hyper) - set(self.defaults) - set(COMMON)
         if unknown:
             raise TypeError(f"{type(self).__name__} got unknown hyperparameters {sorted(unknown)}")
-        base = {**COMMON, **self.defaults, **hyper}
+        base = {**COMMON, **self.defaults, **self.convention_defaults.get(hyper.get("convention", ""), {}), **hyper}
         self.param_groups: List[Dict[str, Any]] = []
         groups = list(params)
         if not groups:
@@ -82,6 +84,8 @@ class Optimizer:
             if p.dtype != params[0].dtype:
                 raise TypeError(f"params[{j}] is {p.dtype} but params[0] is {params[0].dtype}: one dtype per group")
         _check_lr(group.get("lr", 0.0))
+        if "convention" in group and group["convention"] not in ("torch", "keras", "optax"):
+            raise ValueError(f"convention must be 'torch', 'keras' or 'optax', got {group['convention']!r}")
         for name in ("clipnorm", "clipvalue", "global_clipnorm"):
             v = group[name]
             if v is not None and not v > 0:
@@ -312,6 +316,8 @@ class Optimizer:
                 for b in (b1, b2):
                     if isinstance(b, bool) or not isinstance(b, (int, float, np.floating)) or not 0.0 <= b < 1.0:
                         raise ValueError(f"{where} must be in [0, 1), got {v!r}")
+            elif isinstance(cls.defaults.get(k), str):  # convention: checked by _check_group
+                continue
             elif isinstance(cls.defaults.get(k), bool):
                 if not isinstance(v, (bool, np.bool_)):
                     raise ValueError(f"{where} must be a bool, got {v!r}")

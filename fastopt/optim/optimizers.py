@@ -20,8 +20,12 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam, as ``torch.optim.Adam`` (formula: :func:`fastopt.adam_`)."""
-    defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False}
+    """Adam, as ``torch.optim.Adam`` (formula: :func:`fastopt.adam_`).  ``convention="keras"`` or
+    ``"optax"`` computes as those frameworks do, with their defaults for what you do not pass
+    (Keras: eps 1e-7); ``eps_root`` and ``bias_correction`` give the textbook forms."""
+    defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False,
+                "eps_root": 0.0, "bias_correction": True, "convention": "torch"}
+    convention_defaults = {"keras": {"eps": 1e-7}, "optax": {}}
     state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     kernel = staticmethod(F.adam_)
     decoupled = False
@@ -36,8 +40,10 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    """AdamW, as ``torch.optim.AdamW`` (decoupled weight decay, default 1e-2)."""
+    """AdamW, as ``torch.optim.AdamW`` (decoupled weight decay, default 1e-2; Keras' 0.004 and
+    optax's 1e-4 with their conventions)."""
     defaults = {**Adam.defaults, "weight_decay": 1e-2}
+    convention_defaults = {"keras": {"eps": 1e-7, "weight_decay": 0.004}, "optax": {"weight_decay": 1e-4}}
     decoupled = True
 
 

@@ -1,0 +1,111 @@
+"""Adam's formula as torch, Keras and optax write it, and the textbook forms (eps_root,
+bias_correction): the kernel against fastopt.reference on every instruction set, and both against
+the formulas written out as each framework's code does.  Tolerance: 4 machine epsilons against
+the reference (same order of operations); 1e-12 relative in float64 against the written-out
+formulas (those order the operations their own way)."""
+import math
+
+import numpy as np
+import pytest
+
+import fastopt
+from fastopt import _core, optim, reference
+
+CONVENTIONS = ["torch", "keras", "optax"]
+
+
+@pytest.fixture(params=_core.supported_isas())
+def isa(request, restore_isa):
+    _core._set_isa(request.param)
+
+
+def _problem(dtype, n=257, seed=0):
+    rng = np.random.default_rng(seed)
+    p = rng.standard_normal(n).astype(dtype)
+    grads = [rng.standard_normal(n).astype(dtype) for _ in range(5)]
+    return p, grads
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("convention", CONVENTIONS)
+@pytest.mark.parametrize("options", [{}, {"eps_root": 1e-6}, {"bias_correction": False}, {"amsgrad": True},
+                                     {"eps": 0.0, "eps_root": 1e-8, "bias_correction": False},
+                                     {"weight_decay": 0.1, "decoupled": True}])
+def test_kernel_matches_reference(isa, dtype, convention, options):
+    options = dict(options)
+    decoupled = options.pop("decoupled", False)
+    p, grads = _problem(dtype)
+    q = p.copy()
+    m, v, vmax = (np.zeros_like(p) for _ in range(3))
+    rm, rv, rvmax = (np.zeros_like(p) for _ in range(3))
+    for t, g in enumerate(grads, start=1):
+        fastopt.adam_(p, g, m, v, vmax, step=t, lr=1e-2, convention=convention, decoupled_weight_decay=decoupled,
+                      **options)
+        reference.adam(q, g, rm, rv, rvmax, step=t, lr=1e-2, convention=convention,
+                       decoupled_weight_decay=decoupled, **options)
+    tol = 4 * np.finfo(dtype).eps
+    np.testing.assert_allclose(p, q, rtol=tol, atol=tol)
+
+
+def _written_out(convention, p, grads, lr=1e-2, b1=0.9, b2=0.999, eps=1e-7, eps_root=0.0, bias=True):
+    m = np.zeros_like(p)
+    v = np.zeros_like(p)
+    for t, g in enumerate(grads, start=1):
+        bc1 = 1 - b1 ** t if bias else 1.0
+        bc2 = 1 - b2 ** t if bias else 1.0
+        if convention == "keras":  # keras/src/optimizers/adam.py
+            alpha = lr * math.sqrt(bc2) / bc1
+            m += (g - m) * (1 - b1)
+            v += (g * g - v) * (1 - b2)
+            p -= (m * alpha) / (np.sqrt(v + eps_root) + eps)
+        elif convention == "optax":  # optax scale_by_adam, then scale(-lr)
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * g * g
+            p += -lr * ((m / bc1) / (np.sqrt(v / bc2 + eps_root) + eps))
+        else:  # torch/optim/adam.py, single tensor
+            m = m + (1 - b1) * (g - m)
+            v = b2 * v + (1 - b2) * g * g
+            p -= lr / bc1 * m / (np.sqrt(v + eps_root) / math.sqrt(bc2) + eps)
+    return p
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+@pytest.mark.parametrize("eps_root, bias", [(0.0, True), (1e-6, True), (1e-8, False)])
+def test_kernel_matches_each_frameworks_written_formula(convention, eps_root, bias):
+    p, grads = _problem(np.float64, seed=1)
+    want = _written_out(convention, p.copy(), grads, eps_root=eps_root, bias=bias)
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    for t, g in enumerate(grads, start=1):
+        fastopt.adam_(p, g, m, v, step=t, lr=1e-2, eps=1e-7, eps_root=eps_root, bias_correction=bias,
+                      convention=convention)
+    np.testing.assert_allclose(p, want, rtol=1e-12, atol=1e-14)
+
+
+def test_the_textbook_adam():
+    """p -= lr m / sqrt(v + eps), no bias correction: Adam(eps=0.0, eps_root=1e-8, bias_correction=False)."""
+    p, grads = _problem(np.float64, seed=2)
+    want = p.copy()
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    for g in grads:
+        m = 0.9 * m + 0.1 * g
+        v = 0.999 * v + 0.001 * g * g
+        want -= 1e-2 * m / np.sqrt(v + 1e-8)
+    opt = optim.Adam([p], lr=1e-2, eps=0.0, eps_root=1e-8, bias_correction=False)
+    for g in grads:
+        opt.step([g])
+    np.testing.assert_allclose(p, want, rtol=1e-12)
+
+
+def test_convention_defaults_and_checks():
+    x = [np.zeros(3, np.float32)]
+    assert optim.Adam(x, convention="keras").param_groups[0]["eps"] == 1e-7
+    assert optim.Adam(x, convention="keras", eps=1e-3).param_groups[0]["eps"] == 1e-3
+    assert optim.AdamW(x, convention="keras").param_groups[0]["weight_decay"] == 0.004
+    assert optim.AdamW(x, convention="optax").param_groups[0]["weight_decay"] == 1e-4
+    assert optim.Adam(x).param_groups[0]["convention"] == "torch"
+    with pytest.raises(ValueError, match="convention must be"):
+        optim.Adam(x, convention="jax")
+    with pytest.raises(ValueError, match="convention must be"):
+        fastopt.adam_(x, x, [np.zeros(3, np.float32)], [np.zeros(3, np.float32)], step=1, convention="jax")
+    with pytest.raises(ValueError, match="eps must be"):
+        fastopt.adam_(x, x, [np.zeros(3, np.float32)], [np.zeros(3, np.float32)], step=1, eps=0.0)
