@@ -250,6 +250,13 @@ void check_eps_in(double eps, int dtype) {
   FASTOPT_REQUIRE(dtype != F32 || float(eps) > 0.0f, "eps = " + num(eps) + " is 0 in float32: use at least 1.4e-45");
 }
 
+int convention_code(const std::string& convention) {
+  const int conv = convention == "torch" ? kConvTorch : convention == "keras" ? kConvKeras
+                 : convention == "optax" ? kConvOptax : -1;
+  FASTOPT_REQUIRE(conv >= 0, "convention must be 'torch', 'keras' or 'optax', got '" + convention + "'");
+  return conv;
+}
+
 PreHyper make_pre(bool maximize, double grad_scale, std::optional<double> clip_value, double l1, double l2) {
   check_nonneg("grad_scale", grad_scale);
   if (clip_value)
@@ -362,7 +369,10 @@ PYBIND11_MODULE(_core, m) {
   }, py::arg("params"), py::arg("grads"), py::arg("lr"), FASTOPT_PRE_ARGS);
 
   m.def("sgd_", [](py::object params, py::object grads, py::object momentum_buffers, int64_t step, double lr,
-                   double momentum, double dampening, double weight_decay, bool nesterov, FASTOPT_PRE_PARAMS) {
+                   double momentum, double dampening, double weight_decay, bool nesterov, FASTOPT_PRE_PARAMS,
+                   const std::string& convention) {
+    const int conv = convention_code(convention);
+    FASTOPT_REQUIRE(conv != kConvKeras || dampening == 0.0, "dampening must be 0 with convention='keras'");
     check_step(step);
     check_lr(lr);
     check_nonneg("momentum", momentum);
@@ -374,9 +384,10 @@ PYBIND11_MODULE(_core, m) {
     Arrays a({{"params", params, true}, {"grads", grads, false},
               {"momentum_buffers", momentum != 0.0 ? momentum_buffers : py::none(), true, momentum == 0.0}});
     return run(a, [](const KernelTable& k) { return k.sgd; },
-               SgdHyper{lr, momentum, dampening, weight_decay, nesterov, step}, pre, check_finite);
+               SgdHyper{lr, momentum, dampening, weight_decay, nesterov, step, conv}, pre, check_finite);
   }, py::arg("params"), py::arg("grads"), py::arg("momentum_buffers"), py::arg("step"), py::arg("lr"),
-     py::arg("momentum"), py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"), FASTOPT_PRE_ARGS);
+     py::arg("momentum"), py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"), FASTOPT_PRE_ARGS,
+     py::arg("convention") = "torch");
 
   m.def("adam_", [](py::object params, py::object grads, py::object exp_avgs, py::object exp_avg_sqs,
                     py::object max_exp_avg_sqs, int64_t step, double lr, double beta1, double beta2, double eps,
@@ -390,9 +401,7 @@ PYBIND11_MODULE(_core, m) {
     if (eps_root == 0.0) check_eps(eps);  // the usual message: eps must be > 0
     else check_nonneg("eps", eps);
     check_nonneg("weight_decay", weight_decay);
-    const int conv = convention == "torch" ? kConvTorch : convention == "keras" ? kConvKeras
-                   : convention == "optax" ? kConvOptax : -1;
-    FASTOPT_REQUIRE(conv >= 0, "convention must be 'torch', 'keras' or 'optax', got '" + convention + "'");
+    const int conv = convention_code(convention);
     FASTOPT_REQUIRE(!amsgrad || !max_exp_avg_sqs.is_none(), "max_exp_avg_sqs are required when amsgrad=True");
     const PreHyper pre = FASTOPT_PRE;
     Arrays a({{"params", params, true}, {"grads", grads, false}, {"exp_avgs", exp_avgs, true},
@@ -411,7 +420,10 @@ PYBIND11_MODULE(_core, m) {
      py::arg("bias_correction") = true, py::arg("convention") = "torch");
 
   m.def("adagrad_", [](py::object params, py::object grads, py::object state_sums, int64_t step, double lr,
-                       double lr_decay, double weight_decay, double eps, FASTOPT_PRE_PARAMS) {
+                       double lr_decay, double weight_decay, double eps, FASTOPT_PRE_PARAMS,
+                       const std::string& convention) {
+    const int conv = convention_code(convention);
+    FASTOPT_REQUIRE(conv == kConvTorch || lr_decay == 0.0, "lr_decay is torch's: 0 with convention='" + convention + "'");
     check_step(step);
     check_lr(lr);
     check_nonneg("lr_decay", lr_decay);
@@ -420,14 +432,15 @@ PYBIND11_MODULE(_core, m) {
     const PreHyper pre = FASTOPT_PRE;
     Arrays a({{"params", params, true}, {"grads", grads, false}, {"state_sums", state_sums, true}});
     check_eps_in(eps, a.dtype);
-    return run(a, [](const KernelTable& k) { return k.adagrad; }, AdagradHyper{lr, lr_decay, weight_decay, eps, step},
-               pre, check_finite);
+    return run(a, [](const KernelTable& k) { return k.adagrad; },
+               AdagradHyper{lr, lr_decay, weight_decay, eps, step, conv}, pre, check_finite);
   }, py::arg("params"), py::arg("grads"), py::arg("state_sums"), py::arg("step"), py::arg("lr"), py::arg("lr_decay"),
-     py::arg("weight_decay"), py::arg("eps"), FASTOPT_PRE_ARGS);
+     py::arg("weight_decay"), py::arg("eps"), FASTOPT_PRE_ARGS, py::arg("convention") = "torch");
 
   m.def("rmsprop_", [](py::object params, py::object grads, py::object square_avgs, py::object grad_avgs,
                        py::object momentum_buffers, double lr, double alpha, double eps, double weight_decay,
-                       double momentum, bool centered, FASTOPT_PRE_PARAMS) {
+                       double momentum, bool centered, FASTOPT_PRE_PARAMS, const std::string& convention) {
+    const int conv = convention_code(convention);
     check_lr(lr);
     check_nonneg("alpha", alpha);
     check_eps(eps);
@@ -442,10 +455,10 @@ PYBIND11_MODULE(_core, m) {
     Arrays a(roles);
     check_eps_in(eps, a.dtype);
     return run(a, [](const KernelTable& k) { return k.rmsprop; },
-               RmspropHyper{lr, alpha, eps, weight_decay, momentum, centered}, pre, check_finite);
+               RmspropHyper{lr, alpha, eps, weight_decay, momentum, centered, conv}, pre, check_finite);
   }, py::arg("params"), py::arg("grads"), py::arg("square_avgs"), py::arg("grad_avgs"), py::arg("momentum_buffers"),
      py::arg("lr"), py::arg("alpha"), py::arg("eps"), py::arg("weight_decay"), py::arg("momentum"),
-     py::arg("centered"), FASTOPT_PRE_ARGS);
+     py::arg("centered"), FASTOPT_PRE_ARGS, py::arg("convention") = "torch");
 
   m.def("adadelta_", [](py::object params, py::object grads, py::object square_avgs, py::object acc_deltas,
                         double lr, double rho, double eps, double weight_decay, FASTOPT_PRE_PARAMS) {

@@ -14,6 +14,11 @@ template <class T> void gd(const Batch& b, const GdHyper& h, const PreHyper& pre
   sweep<T>(b, GdRule<T>(h), pre, nt);
 }
 template <class T> void sgd(const Batch& b, const SgdHyper& h, const PreHyper& pre, int nt) {
+  if (h.convention == kConvKeras) {
+    if (h.momentum != 0.0) sweep<T>(b, KerasSgdRule<T, true>(h), pre, nt);
+    else sweep<T>(b, KerasSgdRule<T, false>(h), pre, nt);
+    return;
+  }
   if (h.momentum != 0.0) sweep<T>(b, SgdRule<T, true>(h), pre, nt);
   else sweep<T>(b, SgdRule<T, false>(h), pre, nt);
 }
@@ -25,10 +30,18 @@ template <class T> void adam(const Batch& b, const AdamHyper& h, const PreHyper&
   else sweep<T>(b, AdamRule<T, false, false>(h), pre, nt);
 }
 template <class T> void adagrad(const Batch& b, const AdagradHyper& h, const PreHyper& pre, int nt) {
-  sweep<T>(b, AdagradRule<T>(h), pre, nt);
+  if (h.convention != kConvTorch) sweep<T>(b, KerasAdagradRule<T>(h), pre, nt);
+  else sweep<T>(b, AdagradRule<T>(h), pre, nt);
 }
 template <class T> void rmsprop(const Batch& b, const RmspropHyper& h, const PreHyper& pre, int nt) {
   const bool mom = h.momentum > 0.0;
+  if (h.convention != kConvTorch) {
+    if (h.centered && mom) sweep<T>(b, KerasRmspropRule<T, true, true>(h), pre, nt);
+    else if (h.centered) sweep<T>(b, KerasRmspropRule<T, true, false>(h), pre, nt);
+    else if (mom) sweep<T>(b, KerasRmspropRule<T, false, true>(h), pre, nt);
+    else sweep<T>(b, KerasRmspropRule<T, false, false>(h), pre, nt);
+    return;
+  }
   if (h.centered && mom) sweep<T>(b, RmspropRule<T, true, true>(h), pre, nt);
   else if (h.centered) sweep<T>(b, RmspropRule<T, true, false>(h), pre, nt);
   else if (mom) sweep<T>(b, RmspropRule<T, false, true>(h), pre, nt);

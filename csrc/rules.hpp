@@ -113,6 +113,70 @@ template <class T, bool MOMENTUM> struct SgdRule {
   }
 };
 
+// Keras' SGD: weight decay decoupled (p -= lr wd p), a velocity that holds the rate,
+// v = mu v - lr g, then p += v (nesterov: p += mu v - lr g); no momentum: p -= lr g.
+template <class T, bool MOMENTUM> struct KerasSgdRule {
+  static constexpr int nstate = MOMENTUM ? 1 : 0;
+  T lr, decay, mom;
+  Mask<T> has_wd, nesterov;
+  explicit KerasSgdRule(const SgdHyper& h)
+      : lr(T(h.lr)), decay(T(1.0 - h.lr * h.weight_decay)), mom(T(h.momentum)),
+        has_wd(mask_of<T>(h.weight_decay != 0.0)), nesterov(mask_of<T>(h.nesterov)) {}
+  FASTOPT_ELEMENT void operator()(T& p, T g, T& v, T&, T&) const {
+    p = pick(has_wd, p * decay, p);
+    if constexpr (MOMENTUM) {
+      v = -g * lr + v * mom;
+      p = p + pick(nesterov, -g * lr + v * mom, v);
+    } else {
+      p = p - g * lr;
+    }
+  }
+};
+
+// Keras' (and optax's) RMSprop: epsilon inside the root, the rate inside the momentum buffer:
+// inc = lr g / sqrt(sq - avg^2 + eps) (centered) or lr g / sqrt(sq + eps); p -= buf = mu buf + inc.
+template <class T, bool CENTERED, bool MOMENTUM> struct KerasRmspropRule {
+  static constexpr int nstate = 1 + int(CENTERED) + int(MOMENTUM);
+  T lr, rho, one_minus_rho, eps, decay, mom;
+  Mask<T> has_wd;
+  explicit KerasRmspropRule(const RmspropHyper& h)
+      : lr(T(h.lr)), rho(T(h.alpha)), one_minus_rho(T(1.0 - h.alpha)), eps(T(h.eps)),
+        decay(T(1.0 - h.lr * h.weight_decay)), mom(T(h.momentum)), has_wd(mask_of<T>(h.weight_decay != 0.0)) {}
+  FASTOPT_ELEMENT void operator()(T& p, T g, T& sq, T& s1, T& s2) const {
+    p = pick(has_wd, p * decay, p);
+    sq = rho * sq + one_minus_rho * (g * g);
+    T denom;
+    if constexpr (CENTERED) {
+      s1 = rho * s1 + one_minus_rho * g;
+      denom = sq - s1 * s1 + eps;
+    } else {
+      denom = sq + eps;
+    }
+    const T inc = lr * g / std::sqrt(denom);
+    if constexpr (MOMENTUM) {
+      T& buf = CENTERED ? s2 : s1;
+      buf = mom * buf + inc;
+      p = p - buf;
+    } else {
+      p = p - inc;
+    }
+  }
+};
+
+// Keras' (and optax's) Adagrad: p -= lr g / sqrt(sum + eps), epsilon inside the root.
+template <class T> struct KerasAdagradRule {
+  static constexpr int nstate = 1;
+  T lr, eps, decay;
+  Mask<T> has_wd;
+  explicit KerasAdagradRule(const AdagradHyper& h)
+      : lr(T(h.lr)), eps(T(h.eps)), decay(T(1.0 - h.lr * h.weight_decay)), has_wd(mask_of<T>(h.weight_decay != 0.0)) {}
+  FASTOPT_ELEMENT void operator()(T& p, T g, T& sum, T&, T&) const {
+    p = pick(has_wd, p * decay, p);
+    sum = sum + g * g;
+    p = p - lr * g / std::sqrt(sum + eps);
+  }
+};
+
 // Adam and AdamW (decoupled weight decay), with optional AMSGrad.
 // Adam in three placements of epsilon and the bias corrections (bc1 = 1 - beta1^t, bc2 = 1 - beta2^t):
 //   torch:  p -= lr / bc1 * m / (sqrt(v + eps_root) / sqrt(bc2) + eps)

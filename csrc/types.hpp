@@ -26,10 +26,12 @@ struct PreHyper {
   bool active() const { return scale != 1.0 || clip > 0.0 || l1 != 0.0 || l2 != 0.0 || maximize; }
 };
 
-struct GdHyper { double lr; };
-struct SgdHyper { double lr, momentum, dampening, weight_decay; bool nesterov; int64_t step; };
-// convention: where Adam's epsilon and bias corrections go (kConvTorch, kConvKeras, kConvOptax).
+// convention: whose formula a rule follows (Adam: where epsilon and the bias corrections go;
+// SGD, RMSprop, Adagrad: kConvKeras is Keras' form, see rules.hpp).
 enum Convention : int { kConvTorch = 0, kConvKeras = 1, kConvOptax = 2 };
+
+struct GdHyper { double lr; };
+struct SgdHyper { double lr, momentum, dampening, weight_decay; bool nesterov; int64_t step; int convention = 0; };
 struct AdamHyper {
   double lr, beta1, beta2, eps, weight_decay;
   bool amsgrad, decoupled;
@@ -38,8 +40,8 @@ struct AdamHyper {
   bool bias_correction = true;  // false: the textbook form without 1 - beta^t
   int convention = kConvTorch;
 };
-struct AdagradHyper { double lr, lr_decay, weight_decay, eps; int64_t step; };
-struct RmspropHyper { double lr, alpha, eps, weight_decay, momentum; bool centered; };
+struct AdagradHyper { double lr, lr_decay, weight_decay, eps; int64_t step; int convention = 0; };
+struct RmspropHyper { double lr, alpha, eps, weight_decay, momentum; bool centered; int convention = 0; };
 struct AdadeltaHyper { double lr, rho, eps, weight_decay; };
 struct AdamaxHyper { double lr, beta1, beta2, eps, weight_decay; int64_t step; };
 struct NadamHyper { double lr, beta1, beta2, eps, weight_decay, momentum_decay, mu_product; bool decoupled; int64_t step; };

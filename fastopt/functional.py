@@ -60,7 +60,7 @@ def gd_(params: Arrays, grads: Arrays, *, lr: float, maximize: bool = False, gra
 def sgd_(params: Arrays, grads: Arrays, momentum_buffers: Optional[Arrays] = None, *, step: int, lr: float,
          momentum: float = 0.0, dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False,
          maximize: bool = False, grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0,
-         l2: float = 0.0, check_finite: bool = False) -> bool:
+         l2: float = 0.0, check_finite: bool = False, convention: str = "torch") -> bool:
     r"""SGD with momentum, as ``torch.optim.SGD``.
 
     .. math::
@@ -71,9 +71,14 @@ def sgd_(params: Arrays, grads: Arrays, momentum_buffers: Optional[Arrays] = Non
 
     ``step`` counts steps taken, this one included; at step 1 the buffers are set to the
     gradient (torch's ``momentum_buffer is None``).  Buffers are needed only when momentum != 0.
+
+    ``convention="keras"``: Keras' form, :math:`v \leftarrow \mu v - \gamma g,\ \theta \leftarrow
+    \theta + v` (nesterov: :math:`\theta + \mu v - \gamma g`), the buffer holding the rate (the same
+    steps as torch's while the rate is constant), weight decay decoupled
+    (:math:`\theta \leftarrow \theta(1 - \gamma\lambda)`), no dampening.  ``"optax"`` is torch's form.
     """
     return _core.sgd_(params, grads, momentum_buffers, step, lr, momentum, dampening, weight_decay, nesterov,
-                      maximize, grad_scale, clip_value, l1, l2, check_finite)
+                      maximize, grad_scale, clip_value, l1, l2, check_finite, convention)
 
 
 def adam_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
@@ -129,7 +134,7 @@ def adamw_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
 def adagrad_(params: Arrays, grads: Arrays, state_sums: Arrays, *, step: int, lr: float = 1e-2,
              lr_decay: float = 0.0, weight_decay: float = 0.0, eps: float = 1e-10, maximize: bool = False,
              grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0,
-             check_finite: bool = False) -> bool:
+             check_finite: bool = False, convention: str = "torch") -> bool:
     r"""Adagrad (Duchi et al., 2011), as ``torch.optim.Adagrad``.
 
     .. math::
@@ -137,16 +142,19 @@ def adagrad_(params: Arrays, grads: Arrays, state_sums: Arrays, *, step: int, lr
         s \leftarrow s + g^2, \quad \theta \leftarrow \theta - \tilde\gamma \frac{g}{\sqrt{s} + \epsilon}
 
     ``initial_accumulator_value`` is the value the caller fills ``state_sums`` with.
+    ``convention="keras"`` (or ``"optax"``): epsilon inside the root,
+    :math:`\theta \leftarrow \theta - \gamma g / \sqrt{s + \epsilon}`, weight decay decoupled, no lr_decay
+    (their defaults: initial accumulator 0.1, epsilon 1e-7).
     """
     return _core.adagrad_(params, grads, state_sums, step, lr, lr_decay, weight_decay, eps, maximize, grad_scale,
-                          clip_value, l1, l2, check_finite)
+                          clip_value, l1, l2, check_finite, convention)
 
 
 def rmsprop_(params: Arrays, grads: Arrays, square_avgs: Arrays, grad_avgs: Optional[Arrays] = None,
              momentum_buffers: Optional[Arrays] = None, *, lr: float = 1e-2, alpha: float = 0.99,
              eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
              maximize: bool = False, grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0,
-             l2: float = 0.0, check_finite: bool = False) -> bool:
+             l2: float = 0.0, check_finite: bool = False, convention: str = "torch") -> bool:
     r"""RMSprop (Hinton, 2012), as ``torch.optim.RMSprop``.
 
     .. math::
@@ -156,10 +164,13 @@ def rmsprop_(params: Arrays, grads: Arrays, square_avgs: Arrays, grad_avgs: Opti
         b &\leftarrow \mu b + g/d, \ \theta \leftarrow \theta - \gamma b \text{ (momentum) or }
         \theta \leftarrow \theta - \gamma g/d
 
-    Keras puts epsilon inside the square root and defaults to rho=0.9, epsilon=1e-7.
+    ``convention="keras"`` (or ``"optax"``, the same form): epsilon inside the root and the rate
+    inside the momentum buffer, :math:`i = \gamma g / \sqrt{v - \bar g^2 + \epsilon}` (centered) or
+    :math:`\gamma g / \sqrt{v + \epsilon}`; :math:`b \leftarrow \mu b + i,\ \theta \leftarrow \theta - b`;
+    weight decay decoupled; ``alpha`` is their rho (defaults 0.9, epsilon 1e-7 / optax 1e-8).
     """
     return _core.rmsprop_(params, grads, square_avgs, grad_avgs, momentum_buffers, lr, alpha, eps, weight_decay,
-                          momentum, centered, maximize, grad_scale, clip_value, l1, l2, check_finite)
+                          momentum, centered, maximize, grad_scale, clip_value, l1, l2, check_finite, convention)
 
 
 def adadelta_(params: Arrays, grads: Arrays, square_avgs: Arrays, acc_deltas: Arrays, *, lr: float = 1.0,

@@ -39,7 +39,16 @@ def gd(p, g, *, lr):
     p += -lr * g
 
 
-def sgd(p, g, buf, *, step, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
+def sgd(p, g, buf, *, step, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, convention="torch"):
+    if convention == "keras":  # v = mu v - lr g; p += v (nesterov: p += mu v - lr g); decoupled decay
+        if weight_decay != 0:
+            p *= 1.0 - lr * weight_decay
+        if momentum != 0:
+            buf[...] = -g * lr + buf * momentum
+            p += -g * lr + buf * momentum if nesterov else buf
+        else:
+            p -= g * lr
+        return
     if weight_decay != 0:
         g = g + weight_decay * p
     if momentum != 0:
@@ -74,7 +83,13 @@ def adam(p, g, m, v, vmax, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, w
     p += -step_size * (m / denom)
 
 
-def adagrad(p, g, s, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0, eps=1e-10):
+def adagrad(p, g, s, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0, eps=1e-10, convention="torch"):
+    if convention != "torch":  # Keras / optax: p -= lr g / sqrt(s + eps); decoupled decay
+        if weight_decay != 0:
+            p *= 1.0 - lr * weight_decay
+        s += g * g
+        p -= lr * g / np.sqrt(s + eps)
+        return
     if weight_decay != 0:
         g = g + weight_decay * p
     clr = lr / (1.0 + (step - 1) * lr_decay)
@@ -83,7 +98,23 @@ def adagrad(p, g, s, *, step, lr=1e-2, lr_decay=0.0, weight_decay=0.0, eps=1e-10
 
 
 def rmsprop(p, g, sq, grad_avg, buf, *, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
-            centered=False):
+            centered=False, convention="torch"):
+    if convention != "torch":  # Keras / optax: eps inside the root, lr inside the momentum buffer
+        if weight_decay != 0:
+            p *= 1.0 - lr * weight_decay
+        sq[...] = alpha * sq + (1.0 - alpha) * (g * g)
+        if centered:
+            grad_avg[...] = alpha * grad_avg + (1.0 - alpha) * g
+            denom = sq - grad_avg * grad_avg + eps
+        else:
+            denom = sq + eps
+        inc = lr * g / np.sqrt(denom)
+        if momentum > 0:
+            buf[...] = momentum * buf + inc
+            p -= buf
+        else:
+            p -= inc
+        return
     if weight_decay != 0:
         g = g + weight_decay * p
     sq[...] = sq * alpha + (1.0 - alpha) * g * g

@@ -109,3 +109,125 @@ def test_convention_defaults_and_checks():
         fastopt.adam_(x, x, [np.zeros(3, np.float32)], [np.zeros(3, np.float32)], step=1, convention="jax")
     with pytest.raises(ValueError, match="eps must be"):
         fastopt.adam_(x, x, [np.zeros(3, np.float32)], [np.zeros(3, np.float32)], step=1, eps=0.0)
+
+
+# -- SGD, RMSprop, Adagrad in Keras' form (optax's RMSprop and Adagrad are the same form) --------
+
+def _keras_sgd(p, grads, lrs, mom, nesterov, wd):
+    """keras/src/optimizers/sgd.py, weight decay as keras' apply_weight_decay."""
+    v = np.zeros_like(p)
+    for g, lr in zip(grads, lrs):
+        p -= p * wd * lr
+        if mom:
+            v = -g * lr + v * mom
+            p += (-g * lr + v * mom) if nesterov else v
+        else:
+            p -= g * lr
+    return p
+
+
+def _keras_rmsprop(p, grads, lr, rho, eps, mom, centered):
+    """keras/src/optimizers/rmsprop.py."""
+    v, a, m = np.zeros_like(p), np.zeros_like(p), np.zeros_like(p)
+    for g in grads:
+        v = rho * v + (1 - rho) * g * g
+        if centered:
+            a = rho * a + (1 - rho) * g
+            denom = v - a * a + eps
+        else:
+            denom = v + eps
+        inc = lr * g / np.sqrt(denom)
+        if mom:
+            m = mom * m + inc
+            p -= m
+        else:
+            p -= inc
+    return p
+
+
+def _keras_adagrad(p, grads, lr, init, eps):
+    """keras/src/optimizers/adagrad.py."""
+    acc = np.full_like(p, init)
+    for g in grads:
+        acc += g * g
+        p -= lr * g / np.sqrt(acc + eps)
+    return p
+
+
+@pytest.mark.parametrize("mom, nesterov, wd", [(0.0, False, 0.0), (0.9, False, 0.0), (0.9, True, 1e-2)])
+def test_keras_sgd_velocity_form_even_as_the_rate_changes(mom, nesterov, wd):
+    p, grads = _problem(np.float64, seed=3)
+    lrs = [0.1, 0.05, 0.2, 0.01, 0.1]
+    want = _keras_sgd(p.copy(), grads, lrs, mom, nesterov, wd)
+    opt = optim.SGD([p], convention="keras", momentum=mom, nesterov=nesterov, weight_decay=wd)
+    for g, lr in zip(grads, lrs):
+        opt.lr = lr
+        opt.step([g])
+    np.testing.assert_allclose(p, want, rtol=1e-12, atol=1e-14)
+    if mom:  # torch's form differs once the rate changes
+        q, _ = _problem(np.float64, seed=3)
+        t = optim.SGD([q], momentum=mom, nesterov=nesterov)
+        for g, lr in zip(grads, lrs):
+            t.lr = lr
+            t.step([g])
+        assert not np.allclose(q, p)
+
+
+@pytest.mark.parametrize("mom, centered", [(0.0, False), (0.5, False), (0.0, True), (0.5, True)])
+@pytest.mark.parametrize("convention", ["keras", "optax"])
+def test_keras_and_optax_rmsprop(mom, centered, convention):
+    p, grads = _problem(np.float64, seed=4)
+    opt = optim.RMSprop([p.copy()], convention=convention, momentum=mom, centered=centered)
+    g0 = opt.param_groups[0]
+    assert g0["alpha"] == 0.9 and g0["eps"] == (1e-7 if convention == "keras" else 1e-8)
+    want = _keras_rmsprop(p.copy(), grads, g0["lr"], 0.9, g0["eps"], mom, centered)
+    for g in grads:
+        opt.step([g])
+    np.testing.assert_allclose(opt.param_groups[0]["params"][0], want, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("convention", ["keras", "optax"])
+def test_keras_and_optax_adagrad(convention):
+    p, grads = _problem(np.float64, seed=5)
+    opt = optim.Adagrad([p.copy()], convention=convention)
+    g0 = opt.param_groups[0]
+    assert g0["initial_accumulator_value"] == 0.1 and g0["eps"] == 1e-7
+    want = _keras_adagrad(p.copy(), grads, g0["lr"], 0.1, 1e-7)
+    for g in grads:
+        opt.step([g])
+    np.testing.assert_allclose(opt.param_groups[0]["params"][0], want, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rule", ["sgd", "rmsprop", "adagrad"])
+def test_keras_forms_match_the_reference(isa, dtype, rule):
+    p, grads = _problem(dtype, seed=6)
+    q = p.copy()
+    s = [np.zeros_like(p) for _ in range(3)]
+    r = [np.zeros_like(p) for _ in range(3)]
+    for t, g in enumerate(grads, start=1):
+        if rule == "sgd":
+            fastopt.sgd_(p, g, s[0], step=t, lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01,
+                         convention="keras")
+            reference.sgd(q, g, r[0], step=t, lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01,
+                          convention="keras")
+        elif rule == "rmsprop":
+            fastopt.rmsprop_(p, g, s[0], s[1], s[2], lr=0.01, alpha=0.9, eps=1e-7, momentum=0.5, centered=True,
+                             convention="keras")
+            reference.rmsprop(q, g, r[0], r[1], r[2], lr=0.01, alpha=0.9, eps=1e-7, momentum=0.5, centered=True,
+                              convention="keras")
+        else:
+            fastopt.adagrad_(p, g, s[0], step=t, lr=0.05, eps=1e-7, convention="keras")
+            reference.adagrad(q, g, r[0], step=t, lr=0.05, eps=1e-7, convention="keras")
+    tol = 4 * np.finfo(dtype).eps
+    np.testing.assert_allclose(p, q, rtol=tol, atol=tol)
+
+
+def test_keras_form_refuses_torch_only_options():
+    x = [np.zeros(3, np.float32)]
+    with pytest.raises(ValueError, match="dampening must be 0"):
+        fastopt.sgd_(x, [np.ones(3, np.float32)], [np.zeros(3, np.float32)], step=1, lr=0.1, momentum=0.9,
+                     dampening=0.1, convention="keras")
+    with pytest.raises(ValueError, match="lr_decay is torch's"):
+        fastopt.adagrad_(x, [np.ones(3, np.float32)], [np.zeros(3, np.float32)], step=1, lr_decay=0.1,
+                         convention="keras")

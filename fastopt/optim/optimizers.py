@@ -10,7 +10,9 @@ from .optimizer import COMMON, Optimizer
 
 class SGD(Optimizer):
     """SGD with momentum / Nesterov, as ``torch.optim.SGD`` (formula: :func:`fastopt.sgd_`)."""
-    defaults = {"lr": 1e-3, "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0, "nesterov": False}
+    defaults = {"lr": 1e-3, "momentum": 0.0, "dampening": 0.0, "weight_decay": 0.0, "nesterov": False,
+                "convention": "torch"}
+    convention_defaults = {"keras": {"lr": 0.01}, "optax": {}}
     state_names = ("momentum_buffer",)
     kernel = staticmethod(F.sgd_)
 
@@ -49,7 +51,10 @@ class AdamW(Adam):
 
 class Adagrad(Optimizer):
     """Adagrad, as ``torch.optim.Adagrad`` (formula: :func:`fastopt.adagrad_`)."""
-    defaults = {"lr": 1e-2, "lr_decay": 0.0, "weight_decay": 0.0, "initial_accumulator_value": 0.0, "eps": 1e-10}
+    defaults = {"lr": 1e-2, "lr_decay": 0.0, "weight_decay": 0.0, "initial_accumulator_value": 0.0, "eps": 1e-10,
+                "convention": "torch"}
+    convention_defaults = {"keras": {"lr": 1e-3, "initial_accumulator_value": 0.1, "eps": 1e-7},
+                           "optax": {"initial_accumulator_value": 0.1, "eps": 1e-7}}
     state_names = ("sum",)
     kernel = staticmethod(F.adagrad_)
     set_up_only = ("initial_accumulator_value",)
@@ -61,7 +66,9 @@ class Adagrad(Optimizer):
 
 class RMSprop(Optimizer):
     """RMSprop, as ``torch.optim.RMSprop`` (formula: :func:`fastopt.rmsprop_`)."""
-    defaults = {"lr": 1e-2, "alpha": 0.99, "eps": 1e-8, "weight_decay": 0.0, "momentum": 0.0, "centered": False}
+    defaults = {"lr": 1e-2, "alpha": 0.99, "eps": 1e-8, "weight_decay": 0.0, "momentum": 0.0, "centered": False,
+                "convention": "torch"}
+    convention_defaults = {"keras": {"lr": 1e-3, "alpha": 0.9, "eps": 1e-7}, "optax": {"alpha": 0.9}}
     state_names = ("square_avg", "grad_avg", "momentum_buffer")
     kernel = staticmethod(F.rmsprop_)
     takes_step = False
