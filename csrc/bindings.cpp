@@ -476,7 +476,9 @@ PYBIND11_MODULE(_core, m) {
      py::arg("rho"), py::arg("eps"), py::arg("weight_decay"), FASTOPT_PRE_ARGS);
 
   m.def("adamax_", [](py::object params, py::object grads, py::object exp_avgs, py::object exp_infs, int64_t step,
-                      double lr, double beta1, double beta2, double eps, double weight_decay, FASTOPT_PRE_PARAMS) {
+                      double lr, double beta1, double beta2, double eps, double weight_decay, FASTOPT_PRE_PARAMS,
+                      const std::string& convention) {
+    const int conv = convention_code(convention);
     check_step(step);
     check_lr(lr);
     check_beta("beta1", beta1);
@@ -487,10 +489,11 @@ PYBIND11_MODULE(_core, m) {
     Arrays a({{"params", params, true}, {"grads", grads, false}, {"exp_avgs", exp_avgs, true},
               {"exp_infs", exp_infs, true}});
     check_eps_in(eps, a.dtype);
-    return run(a, [](const KernelTable& k) { return k.adamax; }, AdamaxHyper{lr, beta1, beta2, eps, weight_decay, step},
-               pre, check_finite);
+    return run(a, [](const KernelTable& k) { return k.adamax; },
+               AdamaxHyper{lr, beta1, beta2, eps, weight_decay, step, conv}, pre, check_finite);
   }, py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_infs"), py::arg("step"), py::arg("lr"),
-     py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), FASTOPT_PRE_ARGS);
+     py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), FASTOPT_PRE_ARGS,
+     py::arg("convention") = "torch");
 
   m.def("nadam_", [](py::object params, py::object grads, py::object exp_avgs, py::object exp_avg_sqs, int64_t step,
                      double mu_product, double lr, double beta1, double beta2, double eps, double weight_decay,

@@ -51,7 +51,8 @@ template <class T> void adadelta(const Batch& b, const AdadeltaHyper& h, const P
   sweep<T>(b, AdadeltaRule<T>(h), pre, nt);
 }
 template <class T> void adamax(const Batch& b, const AdamaxHyper& h, const PreHyper& pre, int nt) {
-  sweep<T>(b, AdamaxRule<T>(h), pre, nt);
+  if (h.convention == kConvKeras) sweep<T>(b, KerasAdamaxRule<T>(h), pre, nt);
+  else sweep<T>(b, AdamaxRule<T>(h), pre, nt);
 }
 template <class T> void nadam(const Batch& b, const NadamHyper& h, const PreHyper& pre, int nt) {
   sweep<T>(b, NadamRule<T>(h), pre, nt);

@@ -298,6 +298,24 @@ template <class T> struct AdamaxRule {
   }
 };
 
+// Keras' Adamax: epsilon added to u at the update, not inside the max; decoupled weight decay:
+// m += (g - m)(1 - b1); u = max(b2 u, |g|); p -= lr m / (bc1 (u + eps)).
+template <class T> struct KerasAdamaxRule {
+  static constexpr int nstate = 2;
+  T one_minus_beta1, beta2, eps, lr, bc1, decay;
+  Mask<T> has_wd;
+  explicit KerasAdamaxRule(const AdamaxHyper& h)
+      : one_minus_beta1(T(1.0 - h.beta1)), beta2(T(h.beta2)), eps(T(h.eps)), lr(T(h.lr)),
+        bc1(T(1.0 - std::pow(h.beta1, double(h.step)))), decay(T(1.0 - h.lr * h.weight_decay)),
+        has_wd(mask_of<T>(h.weight_decay != 0.0)) {}
+  FASTOPT_ELEMENT void operator()(T& p, T g, T& m, T& u, T&) const {
+    p = pick(has_wd, p * decay, p);
+    m = m + (g - m) * one_minus_beta1;
+    u = nan_max(beta2 * u, std::fabs(g));
+    p = p - (lr * m) / (bc1 * (u + eps));
+  }
+};
+
 // mu_product is the product of mu_1 .. mu_step, the current step's mu included.
 template <class T> struct NadamRule {
   static constexpr int nstate = 2;

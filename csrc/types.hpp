@@ -43,7 +43,7 @@ struct AdamHyper {
 struct AdagradHyper { double lr, lr_decay, weight_decay, eps; int64_t step; int convention = 0; };
 struct RmspropHyper { double lr, alpha, eps, weight_decay, momentum; bool centered; int convention = 0; };
 struct AdadeltaHyper { double lr, rho, eps, weight_decay; };
-struct AdamaxHyper { double lr, beta1, beta2, eps, weight_decay; int64_t step; };
+struct AdamaxHyper { double lr, beta1, beta2, eps, weight_decay; int64_t step; int convention = 0; };
 struct NadamHyper { double lr, beta1, beta2, eps, weight_decay, momentum_decay, mu_product; bool decoupled; int64_t step; };
 struct RadamHyper { double lr, beta1, beta2, eps, weight_decay; bool decoupled; int64_t step; };
 struct LionHyper { double lr, beta1, beta2, weight_decay; };

@@ -191,16 +191,20 @@ def adadelta_(params: Arrays, grads: Arrays, square_avgs: Arrays, acc_deltas: Ar
 def adamax_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_infs: Arrays, *, step: int, lr: float = 2e-3,
             betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
             maximize: bool = False, grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0,
-            l2: float = 0.0, check_finite: bool = False) -> bool:
-    r"""Adamax (Kingma & Ba, 2015, section 7), as ``torch.optim.Adamax``.
+            l2: float = 0.0, check_finite: bool = False, convention: str = "torch") -> bool:
+    r"""Adamax (Kingma & Ba, 2015, section 7), as ``torch.optim.Adamax`` (and optax's adamax).
 
     .. math::
         m \leftarrow \mathrm{lerp}(m, g, 1-\beta_1), \quad u \leftarrow \max(\beta_2 u, |g| + \epsilon), \quad
         \theta \leftarrow \theta - \frac{\gamma}{1-\beta_1^t}\frac{m}{u}
+
+    ``convention="keras"``: :math:`u \leftarrow \max(\beta_2 u, |g|)`,
+    :math:`\theta \leftarrow \theta - \gamma m / ((1-\beta_1^t)(u + \epsilon))`, weight decay decoupled
+    (Keras' defaults: lr 1e-3, epsilon 1e-7).
     """
     b1, b2 = _betas(betas)
     return _core.adamax_(params, grads, exp_avgs, exp_infs, step, lr, b1, b2, eps, weight_decay, maximize,
-                         grad_scale, clip_value, l1, l2, check_finite)
+                         grad_scale, clip_value, l1, l2, check_finite, convention)
 
 
 def nadam_mu(step: int, beta1: float = 0.9, momentum_decay: float = 4e-3) -> float:
@@ -214,7 +218,7 @@ def nadam_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
            lr: float = 2e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
            momentum_decay: float = 4e-3, decoupled_weight_decay: bool = False, maximize: bool = False,
            grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0,
-           check_finite: bool = False) -> bool:
+           check_finite: bool = False, convention: str = "torch") -> bool:
     r"""NAdam (Dozat, 2016), as ``torch.optim.NAdam``.
 
     ``mu_product`` is :math:`\prod_{k=1}^{t}\mu_k` including this step's :func:`nadam_mu`.
@@ -224,7 +228,14 @@ def nadam_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
         \quad d = \sqrt{v / (1-\beta_2^t)} + \epsilon \\
         \theta &\leftarrow \theta - \gamma\frac{1-\mu_t}{1-\prod_{k\le t}\mu_k}\frac{g}{d}
                  - \gamma\frac{\mu_{t+1}}{1-\prod_{k\le t+1}\mu_k}\frac{m}{d}
+
+    ``convention="keras"``: Keras' Nadam is this update (its momentum decay fixed at 0.004); the
+    class takes Keras' defaults (lr 1e-3, epsilon 1e-7, decoupled decay).  optax's nadam (Adam's
+    Nesterov form, no momentum schedule) is not offered: ``"optax"`` raises.
     """
+    if convention not in ("torch", "keras"):
+        raise ValueError(f"convention must be 'torch' or 'keras' for NAdam (optax's nadam is another rule), "
+                         f"got {convention!r}")
     b1, b2 = _betas(betas)
     return _core.nadam_(params, grads, exp_avgs, exp_avg_sqs, step, mu_product, lr, b1, b2, eps, weight_decay,
                         momentum_decay, decoupled_weight_decay, maximize, grad_scale, clip_value, l1, l2,

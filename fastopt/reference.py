@@ -143,7 +143,14 @@ def adadelta(p, g, sq, acc, *, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0):
     p += -lr * delta
 
 
-def adamax(p, g, m, u, *, step, lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+def adamax(p, g, m, u, *, step, lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, convention="torch"):
+    if convention == "keras":  # eps added to u at the update; decoupled decay
+        if weight_decay != 0:
+            p *= 1.0 - lr * weight_decay
+        m += (g - m) * (1.0 - beta1)
+        u[...] = np.maximum(beta2 * u, np.abs(g))
+        p -= (lr * m) / ((1.0 - beta1 ** step) * (u + eps))
+        return
     if weight_decay != 0:
         g = g + weight_decay * p
     m[...] = lerp(m, g, 1.0 - beta1)
@@ -156,7 +163,7 @@ def nadam_mu(step, beta1=0.9, momentum_decay=4e-3):
 
 
 def nadam(p, g, m, v, *, step, mu_product, lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
-          momentum_decay=4e-3, decoupled_weight_decay=False):
+          momentum_decay=4e-3, decoupled_weight_decay=False, convention="torch"):
     if weight_decay != 0 and decoupled_weight_decay:
         p *= 1.0 - lr * weight_decay
     elif weight_decay != 0:

@@ -231,3 +231,44 @@ def test_keras_form_refuses_torch_only_options():
     with pytest.raises(ValueError, match="lr_decay is torch's"):
         fastopt.adagrad_(x, [np.ones(3, np.float32)], [np.zeros(3, np.float32)], step=1, lr_decay=0.1,
                          convention="keras")
+
+
+def test_keras_adamax_and_nadam():
+    p, grads = _problem(np.float64, seed=7)
+    opt = optim.Adamax([p.copy()], convention="keras", weight_decay=0.01)
+    g0 = opt.param_groups[0]
+    assert g0["lr"] == 1e-3 and g0["eps"] == 1e-7
+    want = p.copy()  # keras/src/optimizers/adamax.py
+    m, u = np.zeros_like(p), np.zeros_like(p)
+    for t, g in enumerate(grads, start=1):
+        want -= want * 0.01 * 1e-3
+        m += (g - m) * (1 - 0.9)
+        u = np.maximum(0.999 * u, np.abs(g))
+        want -= (1e-3 * m) / ((1 - 0.9 ** t) * (u + 1e-7))
+    for g in grads:
+        opt.step([g])
+    np.testing.assert_allclose(opt.param_groups[0]["params"][0], want, rtol=1e-12, atol=1e-14)
+    q, r = p.copy(), p.copy()
+    qm, qu, rm, ru = (np.zeros_like(p) for _ in range(4))
+    for t, g in enumerate(grads, start=1):
+        fastopt.adamax_(q, g, qm, qu, step=t, lr=1e-2, eps=1e-7, convention="keras")
+        reference.adamax(r, g, rm, ru, step=t, lr=1e-2, eps=1e-7, convention="keras")
+    np.testing.assert_allclose(q, r, rtol=4e-16 * 4, atol=1e-15)
+    # Keras' Nadam (keras/src/optimizers/nadam.py) is torch's update with Keras' defaults
+    n = optim.NAdam([p.copy()], convention="keras")
+    assert n.param_groups[0]["eps"] == 1e-7 and n.param_groups[0]["decoupled_weight_decay"]
+    want = p.copy()
+    m, v, u_prod = np.zeros_like(p), np.zeros_like(p), 1.0
+    for t, g in enumerate(grads, start=1):
+        u_t = 0.9 * (1 - 0.5 * 0.96 ** (t * 0.004))
+        u_t1 = 0.9 * (1 - 0.5 * 0.96 ** ((t + 1) * 0.004))
+        u_prod *= u_t
+        m += (g - m) * 0.1
+        v += (g * g - v) * 0.001
+        m_hat = u_t1 * m / (1 - u_prod * u_t1) + (1 - u_t) * g / (1 - u_prod)
+        want -= 1e-3 * m_hat / (np.sqrt(v / (1 - 0.999 ** t)) + 1e-7)
+    for g in grads:
+        n.step([g])
+    np.testing.assert_allclose(n.param_groups[0]["params"][0], want, rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="convention must be one of"):
+        optim.NAdam([p.copy()], convention="optax")

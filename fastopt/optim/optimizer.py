@@ -47,6 +47,7 @@ class Optimizer:
     set_up_only: Sequence[str] = ()
     #: defaults that differ under ``convention="keras"`` / ``"optax"`` (rules that take one)
     convention_defaults: Dict[str, Dict[str, Any]] = {}
+    conventions: Sequence[str] = ("torch", "keras", "optax")
     #: the fused update (a fastopt.functional rule) and whether it takes the step count
     kernel: Callable[..., bool]
     takes_step: bool = True
@@ -84,8 +85,9 @@ class Optimizer:
             if p.dtype != params[0].dtype:
                 raise TypeError(f"params[{j}] is {p.dtype} but params[0] is {params[0].dtype}: one dtype per group")
         _check_lr(group.get("lr", 0.0))
-        if "convention" in group and group["convention"] not in ("torch", "keras", "optax"):
-            raise ValueError(f"convention must be 'torch', 'keras' or 'optax', got {group['convention']!r}")
+        if "convention" in group and group["convention"] not in cls.conventions:
+            raise ValueError(f"convention must be one of {cls.conventions} for {cls.__name__}, "
+                             f"got {group['convention']!r}")
         for name in ("clipnorm", "clipvalue", "global_clipnorm"):
             v = group[name]
             if v is not None and not v > 0:

@@ -89,7 +89,8 @@ class Adadelta(Optimizer):
 
 class Adamax(Optimizer):
     """Adamax, as ``torch.optim.Adamax`` (formula: :func:`fastopt.adamax_`)."""
-    defaults = {"lr": 2e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0}
+    defaults = {"lr": 2e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "convention": "torch"}
+    convention_defaults = {"keras": {"lr": 1e-3, "eps": 1e-7}, "optax": {}}
     state_names = ("exp_avg", "exp_inf")
     kernel = staticmethod(F.adamax_)
 
@@ -97,7 +98,9 @@ class Adamax(Optimizer):
 class NAdam(Optimizer):
     """NAdam, as ``torch.optim.NAdam`` (formula: :func:`fastopt.nadam_`); ``mu_product`` is state."""
     defaults = {"lr": 2e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "momentum_decay": 4e-3,
-                "decoupled_weight_decay": False}
+                "decoupled_weight_decay": False, "convention": "torch"}
+    convention_defaults = {"keras": {"lr": 1e-3, "eps": 1e-7, "decoupled_weight_decay": True}}
+    conventions = ("torch", "keras")  # optax's nadam is another rule
     state_names = ("exp_avg", "exp_avg_sq")
     scalar_states = {"mu_product": 1.0}
     kernel = staticmethod(F.nadam_)
