@@ -19,7 +19,6 @@
 #include <mutex>
 #include <system_error>
 #include <thread>
-#include <vector>
 
 namespace fastopt {
 namespace {
@@ -122,17 +121,16 @@ class Pool {
   // Makes sure `want` workers exist; returns how many do (the OS may refuse threads).
   int grow(int want) {
     if (want > kMaxThreads - 1) want = kMaxThreads - 1;
-    while (int(threads_.size()) < want && !refused_) {
+    int have = n_workers_.load(std::memory_order_relaxed);
+    while (have < want && !refused_) {
       try {
         const uint64_t seen = gen_of(job_.load(std::memory_order_relaxed));
-        threads_.emplace_back([this, seen] { work(seen); });
-        threads_.back().detach();
-        n_workers_.store(int(threads_.size()), std::memory_order_relaxed);
+        std::thread([this, seen] { work(seen); }).detach();
+        n_workers_.store(++have, std::memory_order_relaxed);
       } catch (const std::system_error&) {
         refused_ = true;  // stay with the threads there are
       }
     }
-    const int have = int(threads_.size());
     return want < have ? want : have;
   }
 
@@ -169,10 +167,9 @@ class Pool {
   std::atomic<int> left_{0};
   std::atomic<int> sleepers_{0};
   std::atomic<bool> caller_waiting_{false};
-  std::atomic<int> n_workers_{0};
+  std::atomic<int> n_workers_{0};  // detached workers started (written under run_mu_)
   TaskFn fn_ = nullptr;
   void* ctx_ = nullptr;
-  std::vector<std::thread> threads_;  // detached; kept for the count
   bool refused_ = false;
   const int spin_us_;
 };

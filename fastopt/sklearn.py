@@ -13,7 +13,8 @@ The parameters, defaults and fitted attributes are scikit-learn's (``hidden_laye
 the same stopping rule (no improvement by ``tol`` for more than ``n_iter_no_change`` epochs), L2
 penalty (``alpha``, on the weights only, per batch), learning-rate rules for ``solver="sgd"``
 (``invscaling`` per epoch on the samples seen, ``adaptive`` divides by 5), ``partial_fit`` and
-``fit(X, y, sample_weight=...)``.  Where they differ: ``solver`` also takes fastopt's rules
+``fit(X, y, sample_weight=...)``.  ``alpha`` is fused into the update after any clipping.  Where
+they differ: ``solver`` also takes fastopt's rules
 ("adamw", "nadam", "radam", "lion", "lamb", "rmsprop", ...; "lbfgs" is not offered); Adam and
 SGD momentum use torch's formulas (epsilon added after the bias correction; momentum on the
 gradient, the same steps as scikit-learn's velocity form while the rate is constant); the
@@ -42,6 +43,7 @@ from . import optim, schedules
 from . import threads as _threads
 from .nn import MLP, Dense
 from .nn.losses import softmax
+from .functional import penalty as fastopt_penalty
 from .train.trainer import build_optimizer
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
@@ -152,8 +154,10 @@ class _MLP(BaseEstimator):
                 hyper[name] = getattr(self, name)
         if self.l1:
             hyper["l1"] = self.l1
+        if self.alpha:  # scikit-learn's L2, fused into the weights' update; set per batch in _fit
+            hyper["l2"] = self.alpha
         hyper.update(self.optimizer_kwargs or {})
-        opt, self._grads = build_optimizer(solver, model, lr, **hyper)  # l1 on the weights only, as alpha
+        opt, self._grads = build_optimizer(solver, model, lr, **hyper)  # the penalties on the weights only
         return opt
 
     def _new_model(self, n_in: int, n_out: int, seed: int) -> MLP:
@@ -222,11 +226,10 @@ class _MLP(BaseEstimator):
                         self._optim.lr = self._lr
                     w = sample_weight[b] if sample_weight is not None else None
                     value, _ = model.train_batch(xb, y[b], loss, train=True, row_weights=w)
-                    if self.alpha:  # scikit-learn's L2: 0.5 alpha |W|^2 / batch, on the weights only
-                        c = model.dtype.type(self.alpha / len(b))
-                        for W, dW in zip(model.W, model.dW):
-                            dW += c * W
-                        value += 0.5 * self.alpha * sum(float(np.vdot(W, W)) for W in model.W) / len(b)
+                    if self.alpha:  # scikit-learn's L2, 0.5 alpha |W|^2 / batch: its gradient alpha W / batch
+                        # is the kernel's fused l2 on the weights' group (2 l2 W), so no pass of its own
+                        self._optim.param_groups[0]["l2"] = self.alpha / (2 * len(b))
+                        value += 0.5 * self.alpha * fastopt_penalty(model.W, l2=1.0) / len(b)
                     self._optim.step(self._grads)
                     total += value * len(b)
                 self.n_iter_ += 1

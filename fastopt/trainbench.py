@@ -103,18 +103,23 @@ def _train_torch(c: Case, X, y, Xt, yt, optimizer: str = "torch") -> Tuple[float
     return seconds, acc
 
 
-def _train_sklearn(c: Case, X, y, Xt, yt) -> Tuple[float, float]:
+def _timed_sklearn_fit(est, X, y, Xt, yt) -> Tuple[float, float]:
+    """Seconds of ``est.fit(X, y)`` (max_iter reached is expected: no ConvergenceWarning) and its score."""
     import warnings
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.neural_network import MLPClassifier
-    clf = MLPClassifier(c.hidden, solver="adam", alpha=0.0, learning_rate_init=c.lr, batch_size=c.batch_size,
-                        max_iter=c.epochs, tol=0.0, n_iter_no_change=c.epochs + 1, random_state=0)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(X, y)
+        est.fit(X, y)
     seconds = time.perf_counter() - t0
-    return seconds, float(clf.score(Xt, yt))
+    return seconds, float(est.score(Xt, yt))
+
+
+def _train_sklearn(c: Case, X, y, Xt, yt) -> Tuple[float, float]:
+    from sklearn.neural_network import MLPClassifier
+    clf = MLPClassifier(c.hidden, solver="adam", alpha=0.0, learning_rate_init=c.lr, batch_size=c.batch_size,
+                        max_iter=c.epochs, tol=0.0, n_iter_no_change=c.epochs + 1, random_state=0)
+    return _timed_sklearn_fit(clf, X, y, Xt, yt)
 
 
 def _train_fastopt_torch(c: Case, X, y, Xt, yt) -> Tuple[float, float]:
@@ -127,20 +132,12 @@ GRID = {"lr": [1e-3, 3e-3], "hidden_layer_sizes": [(64,), (128,)]}
 
 def _grid_sklearn_api(c: Case, X, y, Xt, yt) -> Tuple[float, float]:
     """fastopt's estimator in scikit-learn's ``GridSearchCV(n_jobs=2)``, 3 folds, 4 candidates."""
-    import warnings
-    from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import GridSearchCV
     from .sklearn import MLPClassifier
     est = MLPClassifier(max_iter=c.epochs, batch_size=c.batch_size, n_iter_no_change=c.epochs + 1, dtype="float32",
                         random_state=0)
     grid = {"learning_rate_init": GRID["lr"], "hidden_layer_sizes": GRID["hidden_layer_sizes"]}
-    search = GridSearchCV(est, grid, cv=3, n_jobs=2)
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        search.fit(X, y)
-    seconds = time.perf_counter() - t0
-    return seconds, float(search.score(Xt, yt))
+    return _timed_sklearn_fit(GridSearchCV(est, grid, cv=3, n_jobs=2), X, y, Xt, yt)
 
 
 def _grid_fastopt_search(c: Case, X, y, Xt, yt) -> Tuple[float, float]:

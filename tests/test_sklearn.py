@@ -184,3 +184,28 @@ def test_partial_fit_warm_start_and_sample_weight(digits):
         weighted = MLPRegressor(**kw).fit(X_train, y_train.astype(float), sample_weight=w)
         repeated = MLPRegressor(**kw).fit(np.repeat(X_train, w, axis=0), np.repeat(y_train.astype(float), w))
     np.testing.assert_allclose(weighted.predict(X_test), repeated.predict(X_test), rtol=1e-9, atol=1e-9)
+
+
+def test_alpha_is_scikit_learns_l2_on_the_weights_per_batch():
+    """A linear regressor, full batch, plain SGD, against the update written out:
+    W -= lr (X'(XW + b - y) / n + alpha W / n), b -= lr mean(XW + b - y); loss_ adds 0.5 alpha |W|^2 / n."""
+    import warnings
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((50, 3))
+    y = X @ np.array([1.0, -2.0, 0.5]) + 3.0
+    alpha, lr, steps = 0.7, 0.05, 4
+    reg = MLPRegressor(hidden_layer_sizes=(), solver="sgd", momentum=0.0, alpha=alpha, learning_rate_init=lr,
+                       batch_size=50, shuffle=False, max_iter=steps, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reg.fit(X, y)
+    W0 = MLPRegressor(hidden_layer_sizes=(), random_state=0)._new_model(3, 1, int(
+        np.random.RandomState(0).randint(np.iinfo(np.int32).max))).W[0].copy()
+    W, b, losses = W0[:, 0].copy(), 0.0, []
+    for _ in range(steps):
+        r = X @ W + b - y
+        losses.append(0.5 * np.mean(r * r) + 0.5 * alpha * (W @ W) / 50)
+        W, b = W - lr * (X.T @ r / 50 + alpha * W / 50), b - lr * r.mean()
+    np.testing.assert_allclose(reg.coefs_[0][:, 0], W, rtol=1e-12)
+    np.testing.assert_allclose(reg.intercepts_[0], [b], rtol=1e-12)
+    np.testing.assert_allclose(reg.loss_curve_, losses, rtol=1e-12)

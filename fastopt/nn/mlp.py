@@ -302,9 +302,13 @@ class MLP:
 
 def _row_losses(z: np.ndarray, y: np.ndarray, loss: str, loss_kwargs: Optional[Dict[str, float]] = None) -> np.ndarray:
     """Each row's loss (the losses of fastopt.nn.losses are their means over rows and outputs)."""
-    fn = LOSSES[loss][0]
-    if loss == "softmax_cross_entropy" and np.asarray(y).ndim == 1 and not loss_kwargs:
-        return _xent_rows(z, np.asarray(y))
+    y = np.asarray(y)
+    if loss in ("mse", "squared_error"):
+        d = z.astype(np.float64) - y.reshape(z.shape)
+        return (d * d).mean(axis=1) * (0.5 if loss == "squared_error" else 1.0)
+    if loss == "softmax_cross_entropy" and y.ndim == 1 and not (loss_kwargs or {}).get("label_smoothing"):
+        return _xent_rows(z, y)
+    fn = LOSSES[loss][0]  # the others, row by row
     return np.array([fn(z[i:i + 1], y[i:i + 1], **(loss_kwargs or {}))[0] for i in range(len(z))])
 
 
