@@ -29,6 +29,15 @@ struct Role {
   py::handle obj;         // an ndarray or a list/tuple of them
   bool written;
   bool optional = false;  // None means absent (else None is an error)
+  bool nonneg = false;    // a state of values >= 0 (its 8-bit code is the unsigned one)
+};
+
+// What an update call does beyond its arrays' dtypes: the float32 master copy's low-precision
+// twin and the rounding of bfloat16 stores.
+struct LeanArgs {
+  py::handle low_params;
+  bool stochastic = false;
+  uint64_t seed = 0;
 };
 
 // An argument name and index, made into text only for an error message.
@@ -87,18 +96,53 @@ int64_t element_count(const PyArrayObject_* a) {
   return n;
 }
 
-// The validated arrays of one call, by slot (0 params, 1 grads, 2.. state).
+constexpr int U8 = 5;  // uint8: the codes of 8-bit state, inside a Blockwise8
+const char* dtype_label(int d) {
+  static const char* names[] = {"float32", "float64", "bfloat16", "float16", "8-bit blockwise", "uint8"};
+  return names[d];
+}
+int64_t dtype_size(int d) { return d == F64 ? 8 : d == F32 ? 4 : d == U8 ? 1 : 2; }
+
+// ml_dtypes' bfloat16 has a type number assigned at run time: found by name once.
+int bf16_type_num = -1;
+int dtype_code(py::handle h, int num) {
+  if (num == NPY_FLOAT32) return F32;
+  if (num == NPY_FLOAT64) return F64;
+  if (num == 23) return F16;
+  if (num == 2) return U8;
+  if (num == bf16_type_num) return BF16;
+  if (num >= 256 && std::string(py::str(h.attr("dtype").attr("name"))) == "bfloat16") {
+    bf16_type_num = num;
+    return BF16;
+  }
+  return -1;
+}
+
+// The validated arrays of one call, by slot (0 params, 1 grads, 2.. state, 5.. absmax, 8 the
+// low-precision copy).  All arrays of one role share a dtype.  A call whose roles are all float32
+// or all float64 is plain (dtype); any other mix that the lean kernels take sets `lean`.
 class Arrays {
  public:
   int dtype = F32;
   int64_t count = 0;
   std::vector<int64_t> sizes;
-  std::vector<void*> ptrs[5];
+  std::vector<void*> ptrs[9];
+  int slot_dtype[9] = {-1, -1, -1, -1, -1, -1, -1, -1, -1};
+  bool is_lean = false;
+  Lean lean;
 
-  // roles[0] is the parameter (or only) list; every array must match its dtype and sizes.
-  explicit Arrays(const std::vector<Role>& roles) {
+  // roles[0] is the parameter (or only) list; every array must match its sizes.  lean_ok: the
+  // call's kernel takes bfloat16, float16 and 8-bit arrays; low: the update's LeanArgs.
+  explicit Arrays(const std::vector<Role>& roles, bool lean_ok = false, const LeanArgs* low = nullptr) {
     std::vector<bool> listed;
-    for (const Role& r : roles) {
+    std::vector<Role> all = roles;
+    if (low && low->low_params && !low->low_params.is_none()) {
+      while (all.size() < 8) all.push_back({"", py::handle(), false, true});
+      all.push_back({"low_params", low->low_params, true});
+    }
+    const size_t nroles = all.size();
+    for (size_t s = 0; s < nroles; ++s) {
+      const Role& r = all[s];
       if (!r.optional && (!r.obj || r.obj.is_none()))
         throw py::type_error(std::string(r.name) + " is required: a numpy.ndarray or a list of them, got None");
       bool is_list = false;
@@ -106,37 +150,30 @@ class Arrays {
       listed.push_back(is_list);
     }
     count = int64_t(lists[0].size());
-    for (size_t s = 1; s < roles.size(); ++s)
-      if (roles[s].obj && !roles[s].obj.is_none() && int64_t(lists[s].size()) != count)
-        throw py::value_error(std::string(roles[s].name) + " has " + std::to_string(lists[s].size()) +
-                              " arrays but " + roles[0].name + " has " + std::to_string(count));
-    spans.reserve(roles.size() * size_t(count));
+    for (size_t s = 1; s < nroles; ++s)
+      if (all[s].obj && !all[s].obj.is_none() && int64_t(lists[s].size()) != count)
+        throw py::value_error(std::string(all[s].name) + " has " + std::to_string(lists[s].size()) +
+                              " arrays but " + all[0].name + " has " + std::to_string(count));
+    spans.reserve(nroles * size_t(count));
     for (auto& p : ptrs) p.reserve(size_t(count));
     sizes.reserve(size_t(count));
-    for (size_t s = 0; s < roles.size(); ++s) {
-      if (!roles[s].obj || roles[s].obj.is_none()) continue;
+    for (size_t s = 0; s < nroles; ++s) {
+      if (!all[s].obj || all[s].obj.is_none()) continue;
       for (int64_t i = 0; i < count; ++i) {
-        const Label label{roles[s].name, listed[s] ? i : -1};
-        const Label first{roles[0].name, listed[0] ? i : -1};
+        const Label label{all[s].name, listed[s] ? i : -1};
+        const Label first{all[0].name, listed[0] ? i : -1};
         py::handle h = lists[s][size_t(i)];  // owned by `lists` until the call returns
-        check_array(h, label, roles[s].written, s == 0 ? -1 : dtype, s == 0 ? -1 : sizes[size_t(i)], first);
-        auto* a = reinterpret_cast<PyArrayObject_*>(h.ptr());
-        const int num = py::detail::array_descriptor_proxy(a->descr)->type_num;
-        if (s == 0) {
-          if (i == 0) dtype = num == NPY_FLOAT32 ? F32 : F64;
-          else if ((num == NPY_FLOAT32 ? F32 : F64) != dtype)
-            throw py::type_error(label.str() + " is " + dtype_name(h) + " but " + roles[0].name + "[0] is " +
-                                 (dtype == F32 ? "float32" : "float64") + ": all arrays of a call share one dtype");
-          sizes.push_back(element_count(a));
+        if (s >= 2 && s <= 4 && !py::isinstance<py::array>(h) && py::hasattr(h, "codes")) {
+          add_blockwise(h, label, all[s], int(s), i, first);
+          continue;
         }
-        ptrs[s].push_back(a->data);
-        const int64_t n = element_count(a);
-        if (n > 0) {
-          const uintptr_t b = reinterpret_cast<uintptr_t>(a->data);
-          spans.push_back({b, b + uintptr_t(n) * (num == NPY_FLOAT32 ? 4u : 8u), label, roles[s].written});
-        }
+        const int d = check_array(h, label, all[s].written, s == 0 ? -1 : sizes[size_t(i)], first);
+        if (d == U8) throw py::type_error(label.str() + " has dtype uint8; 8-bit state is a fastopt.Blockwise8");
+        if (s == 0) sizes.push_back(element_count(reinterpret_cast<PyArrayObject_*>(h.ptr())));
+        add(int(s), d, h, label, all[s].written, i);
       }
     }
+    decide(all, lean_ok, low);
     check_disjoint(spans);
     claim(spans);
     claimed_ = true;
@@ -156,17 +193,118 @@ class Arrays {
     Batch b;
     b.count = count;
     b.sizes = sizes.data();
-    for (int s = 0; s < 5; ++s) b.slot[s] = ptrs[s].empty() ? nullptr : ptrs[s].data();
+    for (int s = 0; s < 9; ++s) b.slot[s] = ptrs[s].empty() ? nullptr : ptrs[s].data();
+    b.lean = is_lean ? &lean : nullptr;
     return b;
   }
+  // The dtype of the gradients (slot 1), or of the only role.
+  int grad_dtype() const { return slot_dtype[1] >= 0 ? slot_dtype[1] : slot_dtype[0]; }
 
  private:
   bool claimed_ = false;
+  std::vector<py::object> extra_;  // the arrays inside Blockwise8 objects
+
+  void add(int s, int d, py::handle h, const Label& label, bool written, int64_t i) {
+    const auto* a = reinterpret_cast<const PyArrayObject_*>(h.ptr());
+    if (i == 0) {
+      slot_dtype[s] = d;
+    } else if (d != slot_dtype[s]) {
+      const Label head{label.name, 0};
+      throw py::type_error(label.str() + " is " + dtype_label(d) + " but " + head.str() + " is " +
+                           dtype_label(slot_dtype[s]) + ": the arrays of one argument share one dtype");
+    }
+    ptrs[s].push_back(a->data);
+    const int64_t n = element_count(a);
+    if (n > 0) {
+      const uintptr_t b = reinterpret_cast<uintptr_t>(a->data);
+      spans.push_back({b, b + uintptr_t(n * dtype_size(d)), label, written});
+    }
+  }
+
+  // A Blockwise8 state: codes (uint8, the parameter's size) into slot s, absmax (float32, one per
+  // block) into slot s + 3.
+  void add_blockwise(py::handle h, const Label& label, const Role& role, int s, int64_t i, const Label& first) {
+    py::object codes = h.attr("codes"), absmax = h.attr("absmax");
+    const bool nonneg = py::cast<bool>(h.attr("nonneg"));
+    extra_.push_back(codes);
+    extra_.push_back(absmax);
+    const std::string cl = label.str() + ".codes", al = label.str() + ".absmax";
+    const int dc = check_array(codes, {cl.c_str(), -1}, true, sizes[size_t(i)], first);
+    if (dc != U8) throw py::type_error(cl + " must be uint8, got " + dtype_label(dc));
+    const int64_t blocks = (sizes[size_t(i)] + kQBlock - 1) / kQBlock;
+    const int da = check_array(absmax, {al.c_str(), -1}, true, -1, first);
+    if (da != F32) throw py::type_error(al + " must be float32, got " + dtype_label(da));
+    if (element_count(reinterpret_cast<PyArrayObject_*>(absmax.ptr())) != blocks)
+      throw py::value_error(al + " has " + std::to_string(element_count(reinterpret_cast<PyArrayObject_*>(absmax.ptr()))) +
+                            " elements; " + std::to_string(sizes[size_t(i)]) + " elements make " + std::to_string(blocks) +
+                            " blocks of " + std::to_string(kQBlock));
+    if (nonneg != role.nonneg)
+      throw py::value_error(label.str() + (nonneg ? " holds values >= 0 (nonneg=True) but " : " is signed (nonneg=False) but ") +
+                            role.name + (role.nonneg ? " holds values >= 0" : " is signed") +
+                            ": quantize it with nonneg=" + (role.nonneg ? "True" : "False"));
+    if (i > 0 && slot_dtype[s] != Q8)
+      throw py::type_error(label.str() + " is 8-bit blockwise but " + role.name + "[0] is " + dtype_label(slot_dtype[s]) +
+                           ": the arrays of one argument share one dtype");
+    add(s, U8, codes, label, true, 0);
+    slot_dtype[s] = Q8;
+    add(s + 3, F32, absmax, label, true, i);
+  }
+
+  // Plain (one float dtype) or lean; refuse every other mix, naming the arguments.
+  void decide(const std::vector<Role>& all, bool lean_ok, const LeanArgs* low) {
+    const int pd = slot_dtype[0];
+    dtype = pd == F64 ? F64 : F32;
+    bool plain = pd == F32 || pd == F64;
+    for (size_t s = 1; s < all.size() && s < 5; ++s)
+      if (slot_dtype[s] >= 0 && slot_dtype[s] != pd) plain = false;
+    if (slot_dtype[8] >= 0) plain = false;
+    if (low) {
+      lean.stochastic = low->stochastic;
+      lean.seed = low->seed;
+    }
+    if (plain) return;
+    for (size_t s = 1; s < all.size(); ++s)
+      if (slot_dtype[s] >= 0 && slot_dtype[s] != pd && (slot_dtype[s] == F64 || pd == F64))
+        throw py::type_error(std::string(all[s].name) + " is " + dtype_label(slot_dtype[s]) + " but " + all[0].name +
+                             " are " + dtype_label(pd) + ": all arrays of a call share one dtype (float64 mixes with nothing)");
+    if (!lean_ok)
+      throw py::type_error(std::string(all[0].name) + " are " + dtype_label(pd) +
+                           (all.size() > 1 && slot_dtype[1] >= 0 ? std::string(", ") + all[1].name + " " + dtype_label(slot_dtype[1]) : std::string()) +
+                           ": this function takes float32 or float64 arrays only, all of one dtype");
+    if (pd == Q8 || pd == U8) throw py::type_error(std::string(all[0].name) + " must be float32, bfloat16 or float16");
+    if (slot_dtype[1] == Q8) throw py::type_error(std::string(all[1].name) + " must be float32, bfloat16 or float16");
+    int sd = -1;
+    const char* first_state = nullptr;
+    for (int s = 2; s < 5 && s < int(all.size()); ++s) {
+      if (slot_dtype[s] < 0) continue;
+      if (slot_dtype[s] == F16)
+        throw py::type_error(std::string(all[s].name) + " is float16: state is float32, bfloat16 or 8-bit blockwise");
+      if (sd >= 0 && slot_dtype[s] != sd)
+        throw py::type_error(std::string(all[s].name) + " is " + dtype_label(slot_dtype[s]) + " but " + first_state +
+                             " is " + dtype_label(sd) + ": the states of a call share one dtype");
+      sd = slot_dtype[s];
+      first_state = all[s].name;
+      lean.nonneg[s - 2] = all[s].nonneg;
+    }
+    if (slot_dtype[8] >= 0) {
+      if (pd != F32)
+        throw py::type_error(std::string("low_params need float32 params (the master copy), got ") + dtype_label(pd));
+      if (slot_dtype[8] != BF16 && slot_dtype[8] != F16)
+        throw py::type_error(std::string("low_params must be bfloat16 or float16, got ") + dtype_label(slot_dtype[8]));
+      lean.out = slot_dtype[8];
+    }
+    lean.param = pd;
+    lean.grad = slot_dtype[1];
+    lean.state = sd < 0 ? F32 : sd;
+    is_lean = true;
+    dtype = F32;
+  }
 
   static std::vector<py::object> as_list(const Role& r, bool* is_list) {
     std::vector<py::object> out;
     if (!r.obj || r.obj.is_none()) return out;
-    if (py::isinstance<py::array>(r.obj)) {
+    if (!PyList_Check(r.obj.ptr()) && !PyTuple_Check(r.obj.ptr()) &&
+        (py::isinstance<py::array>(r.obj) || py::hasattr(r.obj, "codes"))) {
       out.push_back(py::reinterpret_borrow<py::object>(r.obj));
     } else if (PyList_Check(r.obj.ptr()) || PyTuple_Check(r.obj.ptr())) {
       *is_list = true;
@@ -185,19 +323,18 @@ class Arrays {
 
   static std::string dtype_name(py::handle a) { return py::str(a.attr("dtype")); }
 
-  static void check_array(py::handle h, const Label& label, bool written, int dtype, int64_t size, const Label& first) {
+  // Checks one array; returns its dtype code.
+  static int check_array(py::handle h, const Label& label, bool written, int64_t size, const Label& first) {
     if (!py::isinstance<py::array>(h))
       throw py::type_error(label.str() + " must be a numpy.ndarray, got " + type_name(h));
     const auto* a = reinterpret_cast<const PyArrayObject_*>(h.ptr());
     const auto* descr = py::detail::array_descriptor_proxy(a->descr);
-    const int num = descr->type_num;
-    if (num != NPY_FLOAT32 && num != NPY_FLOAT64)
-      throw py::type_error(label.str() + " has dtype " + dtype_name(h) + "; the kernels take float32 or float64");
+    const int d = dtype_code(h, descr->type_num);
+    if (d < 0)
+      throw py::type_error(label.str() + " has dtype " + dtype_name(h) +
+                           "; the kernels take float32, float64, bfloat16 (ml_dtypes) or float16");
     if (descr->byteorder == '>')
       throw py::type_error(label.str() + " is big-endian; the kernels take native byte order");
-    if (dtype >= 0 && (num == NPY_FLOAT32 ? F32 : F64) != dtype)
-      throw py::type_error(label.str() + " is " + dtype_name(h) + " but params are " +
-                           (dtype == F32 ? "float32" : "float64") + ": all arrays of a call share one dtype");
     const int flags = a->flags;
     if (!(flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_))
       throw py::value_error(label.str() + " is not C-contiguous (numpy.ascontiguousarray makes a contiguous copy)");
@@ -207,6 +344,7 @@ class Arrays {
     if (size >= 0 && element_count(a) != size)
       throw py::value_error(label.str() + " has " + std::to_string(element_count(a)) + " elements but " + first.str() +
                             " has " + std::to_string(size));
+    return d;
   }
 
   static void check_disjoint(std::vector<Interval>& spans) {
@@ -288,7 +426,7 @@ bool run(const Arrays& a, Get get, const H& h, const PreHyper& pre, bool check_f
   const Batch b = a.batch();
   py::gil_scoped_release nogil;
   const int nt = num_threads();
-  if (check_finite && !grads_finite(b, a.dtype, nt)) return false;
+  if (check_finite && !grads_finite(b, a.grad_dtype(), nt)) return false;
   get(kernels())[a.dtype](b, h, pre, nt);
   return true;
 }
@@ -299,6 +437,13 @@ bool run(const Arrays& a, Get get, const H& h, const PreHyper& pre, bool check_f
 #define FASTOPT_PRE_PARAMS \
   bool maximize, double grad_scale, std::optional<double> clip_value, double l1, double l2, bool check_finite
 #define FASTOPT_PRE make_pre(maximize, grad_scale, clip_value, l1, l2)
+// Every update but LAMB's also takes bfloat16 / float16 arrays and 8-bit state (lean.hpp).
+#define FASTOPT_LEAN_ARGS \
+  py::arg("low_params") = py::none(), py::arg("stochastic_rounding") = false, py::arg("seed") = 0
+#define FASTOPT_LEAN_PARAMS py::object low_params, bool stochastic_rounding, uint64_t seed
+#define FASTOPT_LEAN                                             \
+  LeanArgs lean_args{low_params, stochastic_rounding, seed}; \
+  const LeanArgs* lean = &lean_args
 
 std::vector<double> per_array(const Arrays& a, Reduce kind, double power) {
   std::vector<double> out(size_t(a.count));
@@ -306,7 +451,7 @@ std::vector<double> per_array(const Arrays& a, Reduce kind, double power) {
   Batch b = a.batch();
   b.slot[1] = b.slot[0];
   py::gil_scoped_release nogil;
-  kernels().reduce[a.dtype](b, 0, kind, power, num_threads(), out.data());
+  kernels().reduce[a.slot_dtype[0]](b, 0, kind, power, num_threads(), out.data());
   return out;
 }
 
@@ -328,16 +473,16 @@ double finish_norm(Reduce kind, double p, double raw) {
 
 // One array of a layer pass: a C-contiguous, aligned, native-order ndarray of `nd` dimensions,
 // writeable when written.
-const PyArrayObject_* layer_array(py::handle h, const char* name, int nd, int num, bool written) {  // num: -1 float32 or float64, 0 int64
+const PyArrayObject_* layer_array(py::handle h, const char* name, int nd, int num, bool written) {  // num: -1 float32 or float64, 0 int64, 1 uint8
   if (!py::isinstance<py::array>(h)) throw py::type_error(std::string(name) + " must be a numpy.ndarray, got " + type_name(h));
   const auto* a = reinterpret_cast<const PyArrayObject_*>(h.ptr());
   const auto* descr = py::detail::array_descriptor_proxy(a->descr);
   const int t = descr->type_num;
   static_assert(sizeof(long) == 8, "int64 labels are NPY_LONG or NPY_LONGLONG on LP64 platforms");
-  const bool ok = num < 0 ? (t == NPY_FLOAT32 || t == NPY_FLOAT64) : (t == 7 || t == 9);  // int64
+  const bool ok = num < 0 ? (t == NPY_FLOAT32 || t == NPY_FLOAT64) : num == 1 ? t == 2 : (t == 7 || t == 9);  // uint8, int64
   if (!ok || descr->byteorder == '>')
     throw py::type_error(std::string(name) + " has dtype " + std::string(py::str(h.attr("dtype"))) + "; expected " +
-                         (num < 0 ? "float32 or float64" : "int64") + " in native byte order");
+                         (num < 0 ? "float32 or float64" : num == 1 ? "uint8" : "int64") + " in native byte order");
   if (a->nd != nd) throw py::value_error(std::string(name) + " must be " + std::to_string(nd) + "-D, got " + std::to_string(a->nd) + "-D");
   if (!(a->flags & py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_) || !(a->flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
     throw py::value_error(std::string(name) + " is not C-contiguous and aligned");
@@ -361,16 +506,17 @@ void same_dtype(const PyArrayObject_* a, const PyArrayObject_* b, const char* an
 PYBIND11_MODULE(_core, m) {
   m.doc() = "fastopt kernels: in-place optimizer updates, clipping and regularization (see fastopt.functional)";
 
-  m.def("gd_", [](py::object params, py::object grads, double lr, FASTOPT_PRE_PARAMS) {
+  m.def("gd_", [](py::object params, py::object grads, double lr, FASTOPT_PRE_PARAMS, FASTOPT_LEAN_PARAMS) {
     check_lr(lr);
     const PreHyper pre = FASTOPT_PRE;
-    Arrays a({{"params", params, true}, {"grads", grads, false}});
+    FASTOPT_LEAN;
+    Arrays a({{"params", params, true}, {"grads", grads, false}}, true, lean);
     return run(a, [](const KernelTable& k) { return k.gd; }, GdHyper{lr}, pre, check_finite);
-  }, py::arg("params"), py::arg("grads"), py::arg("lr"), FASTOPT_PRE_ARGS);
+  }, py::arg("params"), py::arg("grads"), py::arg("lr"), FASTOPT_PRE_ARGS, FASTOPT_LEAN_ARGS);
 
   m.def("sgd_", [](py::object params, py::object grads, py::object momentum_buffers, int64_t step, double lr,
                    double momentum, double dampening, double weight_decay, bool nesterov, FASTOPT_PRE_PARAMS,
-                   const std::string& convention) {
+                   const std::string& convention, FASTOPT_LEAN_PARAMS) {
     const int conv = convention_code(convention);
     FASTOPT_REQUIRE(conv != kConvKeras || dampening == 0.0, "dampening must be 0 with convention='keras'");
     check_step(step);
@@ -381,18 +527,19 @@ PYBIND11_MODULE(_core, m) {
     FASTOPT_REQUIRE(!nesterov || (momentum > 0.0 && dampening == 0.0), "nesterov=True requires momentum > 0 and dampening = 0");
     FASTOPT_REQUIRE(momentum == 0.0 || !momentum_buffers.is_none(), "momentum_buffers are required when momentum != 0");
     const PreHyper pre = FASTOPT_PRE;
+    FASTOPT_LEAN;
     Arrays a({{"params", params, true}, {"grads", grads, false},
-              {"momentum_buffers", momentum != 0.0 ? momentum_buffers : py::none(), true, momentum == 0.0}});
+              {"momentum_buffers", momentum != 0.0 ? momentum_buffers : py::none(), true, momentum == 0.0}}, true, lean);
     return run(a, [](const KernelTable& k) { return k.sgd; },
                SgdHyper{lr, momentum, dampening, weight_decay, nesterov, step, conv}, pre, check_finite);
   }, py::arg("params"), py::arg("grads"), py::arg("momentum_buffers"), py::arg("step"), py::arg("lr"),
      py::arg("momentum"), py::arg("dampening"), py::arg("weight_decay"), py::arg("nesterov"), FASTOPT_PRE_ARGS,
-     py::arg("convention") = "torch");
+     py::arg("convention") = "torch", FASTOPT_LEAN_ARGS);
 
   m.def("adam_", [](py::object params, py::object grads, py::object exp_avgs, py::object exp_avg_sqs,
                     py::object max_exp_avg_sqs, int64_t step, double lr, double beta1, double beta2, double eps,
                     double weight_decay, bool amsgrad, bool decoupled_weight_decay, FASTOPT_PRE_PARAMS,
-                    double eps_root, bool bias_correction, const std::string& convention) {
+                    double eps_root, bool bias_correction, const std::string& convention, FASTOPT_LEAN_PARAMS) {
     check_step(step);
     check_lr(lr);
     check_beta("beta1", beta1);
@@ -404,8 +551,9 @@ PYBIND11_MODULE(_core, m) {
     const int conv = convention_code(convention);
     FASTOPT_REQUIRE(!amsgrad || !max_exp_avg_sqs.is_none(), "max_exp_avg_sqs are required when amsgrad=True");
     const PreHyper pre = FASTOPT_PRE;
+    FASTOPT_LEAN;
     Arrays a({{"params", params, true}, {"grads", grads, false}, {"exp_avgs", exp_avgs, true},
-              {"exp_avg_sqs", exp_avg_sqs, true}, {"max_exp_avg_sqs", amsgrad ? max_exp_avg_sqs : py::none(), true, !amsgrad}});
+              {"exp_avg_sqs", exp_avg_sqs, true, false, true}, {"max_exp_avg_sqs", amsgrad ? max_exp_avg_sqs : py::none(), true, !amsgrad, true}}, true, lean);
     if (eps_root == 0.0) check_eps_in(eps, a.dtype);
     else FASTOPT_REQUIRE(a.dtype != F32 || float(eps) > 0.0f || float(eps_root) > 0.0f,
                          "eps_root = " + num(eps_root) + " is 0 in float32 (and eps is 0)");
@@ -417,11 +565,11 @@ PYBIND11_MODULE(_core, m) {
   }, py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"), py::arg("max_exp_avg_sqs"),
      py::arg("step"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"),
      py::arg("amsgrad"), py::arg("decoupled_weight_decay"), FASTOPT_PRE_ARGS, py::arg("eps_root") = 0.0,
-     py::arg("bias_correction") = true, py::arg("convention") = "torch");
+     py::arg("bias_correction") = true, py::arg("convention") = "torch", FASTOPT_LEAN_ARGS);
 
   m.def("adagrad_", [](py::object params, py::object grads, py::object state_sums, int64_t step, double lr,
                        double lr_decay, double weight_decay, double eps, FASTOPT_PRE_PARAMS,
-                       const std::string& convention) {
+                       const std::string& convention, FASTOPT_LEAN_PARAMS) {
     const int conv = convention_code(convention);
     FASTOPT_REQUIRE(conv == kConvTorch || lr_decay == 0.0, "lr_decay is torch's: 0 with convention='" + convention + "'");
     check_step(step);
@@ -430,16 +578,17 @@ PYBIND11_MODULE(_core, m) {
     check_nonneg("weight_decay", weight_decay);
     check_eps(eps);
     const PreHyper pre = FASTOPT_PRE;
-    Arrays a({{"params", params, true}, {"grads", grads, false}, {"state_sums", state_sums, true}});
+    FASTOPT_LEAN;
+    Arrays a({{"params", params, true}, {"grads", grads, false}, {"state_sums", state_sums, true, false, true}}, true, lean);
     check_eps_in(eps, a.dtype);
     return run(a, [](const KernelTable& k) { return k.adagrad; },
                AdagradHyper{lr, lr_decay, weight_decay, eps, step, conv}, pre, check_finite);
   }, py::arg("params"), py::arg("grads"), py::arg("state_sums"), py::arg("step"), py::arg("lr"), py::arg("lr_decay"),
-     py::arg("weight_decay"), py::arg("eps"), FASTOPT_PRE_ARGS, py::arg("convention") = "torch");
+     py::arg("weight_decay"), py::arg("eps"), FASTOPT_PRE_ARGS, py::arg("convention") = "torch", FASTOPT_LEAN_ARGS);
 
   m.def("rmsprop_", [](py::object params, py::object grads, py::object square_avgs, py::object grad_avgs,
                        py::object momentum_buffers, double lr, double alpha, double eps, double weight_decay,
-                       double momentum, bool centered, FASTOPT_PRE_PARAMS, const std::string& convention) {
+                       double momentum, bool centered, FASTOPT_PRE_PARAMS, const std::string& convention, FASTOPT_LEAN_PARAMS) {
     const int conv = convention_code(convention);
     check_lr(lr);
     check_nonneg("alpha", alpha);
@@ -449,35 +598,37 @@ PYBIND11_MODULE(_core, m) {
     FASTOPT_REQUIRE(!centered || !grad_avgs.is_none(), "grad_avgs are required when centered=True");
     FASTOPT_REQUIRE(momentum == 0.0 || !momentum_buffers.is_none(), "momentum_buffers are required when momentum > 0");
     const PreHyper pre = FASTOPT_PRE;
-    std::vector<Role> roles = {{"params", params, true}, {"grads", grads, false}, {"square_avgs", square_avgs, true}};
+    std::vector<Role> roles = {{"params", params, true}, {"grads", grads, false}, {"square_avgs", square_avgs, true, false, true}};
     if (centered) roles.push_back({"grad_avgs", grad_avgs, true});
     if (momentum > 0.0) roles.push_back({"momentum_buffers", momentum_buffers, true});
-    Arrays a(roles);
+    FASTOPT_LEAN;
+    Arrays a(roles, true, lean);
     check_eps_in(eps, a.dtype);
     return run(a, [](const KernelTable& k) { return k.rmsprop; },
                RmspropHyper{lr, alpha, eps, weight_decay, momentum, centered, conv}, pre, check_finite);
   }, py::arg("params"), py::arg("grads"), py::arg("square_avgs"), py::arg("grad_avgs"), py::arg("momentum_buffers"),
      py::arg("lr"), py::arg("alpha"), py::arg("eps"), py::arg("weight_decay"), py::arg("momentum"),
-     py::arg("centered"), FASTOPT_PRE_ARGS, py::arg("convention") = "torch");
+     py::arg("centered"), FASTOPT_PRE_ARGS, py::arg("convention") = "torch", FASTOPT_LEAN_ARGS);
 
   m.def("adadelta_", [](py::object params, py::object grads, py::object square_avgs, py::object acc_deltas,
-                        double lr, double rho, double eps, double weight_decay, FASTOPT_PRE_PARAMS) {
+                        double lr, double rho, double eps, double weight_decay, FASTOPT_PRE_PARAMS, FASTOPT_LEAN_PARAMS) {
     check_lr(lr);
     FASTOPT_REQUIRE(rho >= 0.0 && rho <= 1.0, "rho must be in [0, 1], got " + num(rho));
     check_eps(eps);
     check_nonneg("weight_decay", weight_decay);
     const PreHyper pre = FASTOPT_PRE;
-    Arrays a({{"params", params, true}, {"grads", grads, false}, {"square_avgs", square_avgs, true},
-              {"acc_deltas", acc_deltas, true}});
+    FASTOPT_LEAN;
+    Arrays a({{"params", params, true}, {"grads", grads, false}, {"square_avgs", square_avgs, true, false, true},
+              {"acc_deltas", acc_deltas, true, false, true}}, true, lean);
     check_eps_in(eps, a.dtype);
     return run(a, [](const KernelTable& k) { return k.adadelta; }, AdadeltaHyper{lr, rho, eps, weight_decay}, pre,
                check_finite);
   }, py::arg("params"), py::arg("grads"), py::arg("square_avgs"), py::arg("acc_deltas"), py::arg("lr"),
-     py::arg("rho"), py::arg("eps"), py::arg("weight_decay"), FASTOPT_PRE_ARGS);
+     py::arg("rho"), py::arg("eps"), py::arg("weight_decay"), FASTOPT_PRE_ARGS, FASTOPT_LEAN_ARGS);
 
   m.def("adamax_", [](py::object params, py::object grads, py::object exp_avgs, py::object exp_infs, int64_t step,
                       double lr, double beta1, double beta2, double eps, double weight_decay, FASTOPT_PRE_PARAMS,
-                      const std::string& convention) {
+                      const std::string& convention, FASTOPT_LEAN_PARAMS) {
     const int conv = convention_code(convention);
     check_step(step);
     check_lr(lr);
@@ -486,18 +637,19 @@ PYBIND11_MODULE(_core, m) {
     check_eps(eps);
     check_nonneg("weight_decay", weight_decay);
     const PreHyper pre = FASTOPT_PRE;
+    FASTOPT_LEAN;
     Arrays a({{"params", params, true}, {"grads", grads, false}, {"exp_avgs", exp_avgs, true},
-              {"exp_infs", exp_infs, true}});
+              {"exp_infs", exp_infs, true, false, true}}, true, lean);
     check_eps_in(eps, a.dtype);
     return run(a, [](const KernelTable& k) { return k.adamax; },
                AdamaxHyper{lr, beta1, beta2, eps, weight_decay, step, conv}, pre, check_finite);
   }, py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_infs"), py::arg("step"), py::arg("lr"),
      py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), FASTOPT_PRE_ARGS,
-     py::arg("convention") = "torch");
+     py::arg("convention") = "torch", FASTOPT_LEAN_ARGS);
 
   m.def("nadam_", [](py::object params, py::object grads, py::object exp_avgs, py::object exp_avg_sqs, int64_t step,
                      double mu_product, double lr, double beta1, double beta2, double eps, double weight_decay,
-                     double momentum_decay, bool decoupled_weight_decay, FASTOPT_PRE_PARAMS) {
+                     double momentum_decay, bool decoupled_weight_decay, FASTOPT_PRE_PARAMS, FASTOPT_LEAN_PARAMS) {
     check_step(step);
     check_lr(lr);
     check_beta("beta1", beta1);
@@ -507,19 +659,20 @@ PYBIND11_MODULE(_core, m) {
     check_nonneg("momentum_decay", momentum_decay);
     FASTOPT_REQUIRE(mu_product >= 0.0 && mu_product < 1.0, "mu_product must be in [0, 1), got " + num(mu_product));
     const PreHyper pre = FASTOPT_PRE;
+    FASTOPT_LEAN;
     Arrays a({{"params", params, true}, {"grads", grads, false}, {"exp_avgs", exp_avgs, true},
-              {"exp_avg_sqs", exp_avg_sqs, true}});
+              {"exp_avg_sqs", exp_avg_sqs, true, false, true}}, true, lean);
     check_eps_in(eps, a.dtype);
     return run(a, [](const KernelTable& k) { return k.nadam; },
                NadamHyper{lr, beta1, beta2, eps, weight_decay, momentum_decay, mu_product, decoupled_weight_decay, step},
                pre, check_finite);
   }, py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"), py::arg("step"),
      py::arg("mu_product"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"),
-     py::arg("weight_decay"), py::arg("momentum_decay"), py::arg("decoupled_weight_decay"), FASTOPT_PRE_ARGS);
+     py::arg("weight_decay"), py::arg("momentum_decay"), py::arg("decoupled_weight_decay"), FASTOPT_PRE_ARGS, FASTOPT_LEAN_ARGS);
 
   m.def("radam_", [](py::object params, py::object grads, py::object exp_avgs, py::object exp_avg_sqs, int64_t step,
                      double lr, double beta1, double beta2, double eps, double weight_decay,
-                     bool decoupled_weight_decay, FASTOPT_PRE_PARAMS) {
+                     bool decoupled_weight_decay, FASTOPT_PRE_PARAMS, FASTOPT_LEAN_PARAMS) {
     check_step(step);
     check_lr(lr);
     check_beta("beta1", beta1);
@@ -527,27 +680,29 @@ PYBIND11_MODULE(_core, m) {
     check_eps(eps);
     check_nonneg("weight_decay", weight_decay);
     const PreHyper pre = FASTOPT_PRE;
+    FASTOPT_LEAN;
     Arrays a({{"params", params, true}, {"grads", grads, false}, {"exp_avgs", exp_avgs, true},
-              {"exp_avg_sqs", exp_avg_sqs, true}});
+              {"exp_avg_sqs", exp_avg_sqs, true, false, true}}, true, lean);
     check_eps_in(eps, a.dtype);
     return run(a, [](const KernelTable& k) { return k.radam; },
                RadamHyper{lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, step}, pre, check_finite);
   }, py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"), py::arg("step"),
      py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"),
-     py::arg("decoupled_weight_decay"), FASTOPT_PRE_ARGS);
+     py::arg("decoupled_weight_decay"), FASTOPT_PRE_ARGS, FASTOPT_LEAN_ARGS);
 
   m.def("lion_", [](py::object params, py::object grads, py::object exp_avgs, double lr, double beta1, double beta2,
-                    double weight_decay, FASTOPT_PRE_PARAMS) {
+                    double weight_decay, FASTOPT_PRE_PARAMS, FASTOPT_LEAN_PARAMS) {
     check_lr(lr);
     check_beta("beta1", beta1);
     check_beta("beta2", beta2);
     check_nonneg("weight_decay", weight_decay);
     const PreHyper pre = FASTOPT_PRE;
-    Arrays a({{"params", params, true}, {"grads", grads, false}, {"exp_avgs", exp_avgs, true}});
+    FASTOPT_LEAN;
+    Arrays a({{"params", params, true}, {"grads", grads, false}, {"exp_avgs", exp_avgs, true}}, true, lean);
     return run(a, [](const KernelTable& k) { return k.lion; }, LionHyper{lr, beta1, beta2, weight_decay}, pre,
                check_finite);
   }, py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"),
-     py::arg("weight_decay"), FASTOPT_PRE_ARGS);
+     py::arg("weight_decay"), FASTOPT_PRE_ARGS, FASTOPT_LEAN_ARGS);
 
   m.def("lamb_", [](py::object params, py::object grads, py::object exp_avgs, py::object exp_avg_sqs, int64_t step,
                     double lr, double beta1, double beta2, double eps, double weight_decay, FASTOPT_PRE_PARAMS) {
@@ -559,22 +714,23 @@ PYBIND11_MODULE(_core, m) {
     check_nonneg("weight_decay", weight_decay);
     const PreHyper pre = FASTOPT_PRE;
     Arrays a({{"params", params, true}, {"grads", grads, false}, {"exp_avgs", exp_avgs, true},
-              {"exp_avg_sqs", exp_avg_sqs, true}});
+              {"exp_avg_sqs", exp_avg_sqs, true, false, true}});
     check_eps_in(eps, a.dtype);
     return run(a, [](const KernelTable& k) { return k.lamb; }, LambHyper{lr, beta1, beta2, eps, weight_decay, step},
                pre, check_finite);
   }, py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"), py::arg("step"),
      py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), FASTOPT_PRE_ARGS);
 
-  m.def("stream_", [](py::object params, py::object grads, std::vector<py::object> states, double c) {
+  m.def("stream_", [](py::object params, py::object grads, std::vector<py::object> states, double c, FASTOPT_LEAN_PARAMS) {
     FASTOPT_REQUIRE(states.size() <= 3, "states holds at most 3 lists");
     std::vector<Role> roles = {{"params", params, true}, {"grads", grads, false}};
     static const char* names[3] = {"states[0]", "states[1]", "states[2]"};
     for (size_t k = 0; k < states.size(); ++k) roles.push_back({names[k], states[k], true});
-    Arrays a(roles);
+    FASTOPT_LEAN;
+    Arrays a(roles, true, lean);
     return run(a, [](const KernelTable& k) { return k.stream; }, StreamHyper{c, int(states.size())}, PreHyper{},
                false);
-  }, py::arg("params"), py::arg("grads"), py::arg("states"), py::arg("c") = 0.0,
+  }, py::arg("params"), py::arg("grads"), py::arg("states"), py::arg("c") = 0.0, FASTOPT_LEAN_ARGS,
      "Bandwidth probe: params += c * grads and s += c * grads for each state list; the loads and stores of a rule "
      "with len(states) state arrays and none of its math.");
 
@@ -602,7 +758,7 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("global_norm", [](py::object arrays, double norm_type) {
     const auto [kind, p] = norm_kind(norm_type);
-    Arrays a({{"arrays", arrays, false}});
+    Arrays a({{"arrays", arrays, false}}, true);
     double total = 0.0;
     for (double x : per_array(a, kind, p)) total = kind == Reduce::MaxAbs ? (x > total || x != x ? x : total) : total + x;
     return finish_norm(kind, p, total);
@@ -611,7 +767,7 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("array_norms", [](py::object arrays, double norm_type) {
     const auto [kind, p] = norm_kind(norm_type);
-    Arrays a({{"arrays", arrays, false}});
+    Arrays a({{"arrays", arrays, false}}, true);
     std::vector<double> out = per_array(a, kind, p);
     for (double& x : out) x = finish_norm(kind, p, x);
     return py::array_t<double>(py::ssize_t(out.size()), out.data());
@@ -620,7 +776,7 @@ PYBIND11_MODULE(_core, m) {
   m.def("penalty", [](py::object params, double l1, double l2) {
     check_nonneg("l1", l1);
     check_nonneg("l2", l2);
-    Arrays a({{"params", params, false}});
+    Arrays a({{"params", params, false}}, true);
     double total = 0.0;
     if (l1 != 0.0)
       for (double x : per_array(a, Reduce::SumAbs, 1.0)) total += l1 * x;
@@ -631,7 +787,7 @@ PYBIND11_MODULE(_core, m) {
      "l1 * sum(|p|) + l2 * sum(p**2) over all arrays, accumulated in float64.");
 
   m.def("all_finite", [](py::object arrays) {
-    Arrays a({{"arrays", arrays, false}});
+    Arrays a({{"arrays", arrays, false}}, true);
     for (double x : per_array(a, Reduce::NonFinite, 0.0))
       if (x != 0.0) return false;
     return true;
@@ -686,6 +842,35 @@ PYBIND11_MODULE(_core, m) {
   }, py::arg("z"), py::arg("y"), py::arg("dz"), py::arg("scale"),
      "Softmax cross-entropy on logits z and int64 labels y: dz <- (softmax(z) - onehot(y)) * scale; returns "
      "(sum of the rows' losses, count of rows whose first argmax is y).");
+
+  m.def("quantize_8bit_", [](py::object x, py::object codes, py::object absmax, bool nonneg) {
+    const auto* xa = layer_array(x, "x", 1, -1, false);
+    if (dtype_of(xa) != F32) throw py::type_error("x must be float32");
+    const auto* ca = layer_array(codes, "codes", 1, 1, true);
+    const auto* aa = layer_array(absmax, "absmax", 1, -1, true);
+    if (dtype_of(aa) != F32) throw py::type_error("absmax must be float32");
+    const int64_t n = xa->dimensions[0];
+    if (ca->dimensions[0] != n) throw py::value_error("codes must have x's size");
+    if (aa->dimensions[0] != (n + kQBlock - 1) / kQBlock) throw py::value_error("absmax must have one element per block of 256");
+    py::gil_scoped_release nogil;
+    kernels().quantize_8bit(reinterpret_cast<const float*>(xa->data), n, nonneg, reinterpret_cast<uint8_t*>(ca->data),
+                            reinterpret_cast<float*>(aa->data));
+  }, py::arg("x"), py::arg("codes"), py::arg("absmax"), py::arg("nonneg"),
+     "codes, absmax <- the 8-bit blockwise code of the float32 vector x (see fastopt.quantize_8bit).");
+  m.def("dequantize_8bit_", [](py::object codes, py::object absmax, py::object out, bool nonneg) {
+    const auto* ca = layer_array(codes, "codes", 1, 1, false);
+    const auto* aa = layer_array(absmax, "absmax", 1, -1, false);
+    const auto* oa = layer_array(out, "out", 1, -1, true);
+    if (dtype_of(aa) != F32 || dtype_of(oa) != F32) throw py::type_error("absmax and out must be float32");
+    const int64_t n = ca->dimensions[0];
+    if (oa->dimensions[0] != n) throw py::value_error("out must have codes' size");
+    if (aa->dimensions[0] != (n + kQBlock - 1) / kQBlock) throw py::value_error("absmax must have one element per block of 256");
+    py::gil_scoped_release nogil;
+    kernels().dequantize_8bit(reinterpret_cast<const uint8_t*>(ca->data), reinterpret_cast<const float*>(aa->data), n, nonneg,
+                              reinterpret_cast<float*>(oa->data));
+  }, py::arg("codes"), py::arg("absmax"), py::arg("out"), py::arg("nonneg"),
+     "out <- the float32 values of an 8-bit blockwise code.");
+  m.attr("QBLOCK") = kQBlock;
 
   m.def("get_num_threads", &num_threads);
   m.def("set_num_threads", [](int64_t n) {

@@ -28,13 +28,16 @@ struct KernelTable {
 #define FASTOPT_FIELD(name, H) void (*name[2])(const Batch&, const H&, const PreHyper&, int nthreads);
   FASTOPT_RULES(FASTOPT_FIELD)
 #undef FASTOPT_FIELD
-  // per_array[a] = the reduction of array a of the given slot.
-  void (*reduce[2])(const Batch&, int slot, Reduce kind, double power, int nthreads, double* per_array);
+  // per_array[a] = the reduction of array a of the given slot (float32, float64, bfloat16, float16).
+  void (*reduce[4])(const Batch&, int slot, Reduce kind, double power, int nthreads, double* per_array);
   // gradients (slot 1) <- pre(gradients, params), params read only when with_params.
   void (*transform[2])(const Batch&, const PreHyper&, bool with_params, int nthreads);
   // The fused layer passes of layers.hpp (one thread; z, d, a, dz: C-contiguous rows x cols).
   void (*bias_act[2])(void* z, const void* b, int64_t rows, int64_t cols, int act);
   void (*act_backward[2])(void* d, const void* a, int64_t n, int act);
+  // 8-bit blockwise state (lean.hpp): n float32 values to codes and per-block absmax, and back.
+  void (*quantize_8bit)(const float* x, int64_t n, bool nonneg, uint8_t* codes, float* absmax);
+  void (*dequantize_8bit)(const uint8_t* codes, const float* absmax, int64_t n, bool nonneg, float* out);
   void (*softmax_xent[2])(const void* z, const int64_t* y, void* dz, int64_t rows, int64_t cols, double scale,
                           double* out);
 };

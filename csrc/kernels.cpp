@@ -80,10 +80,12 @@ const KernelTable table = {
 #define FASTOPT_ENTRY(name, H) {name<float>, name<double>},
     FASTOPT_RULES(FASTOPT_ENTRY)
 #undef FASTOPT_ENTRY
-    {reduce<float>, reduce<double>},
+    {reduce<float>, reduce<double>, reduce<Bf16Bits>, reduce<_Float16>},
     {transform<float>, transform<double>},
     {bias_act<float>, bias_act<double>},
     {act_backward<float>, act_backward<double>},
+    quantize_8bit,
+    dequantize_8bit,
     {softmax_xent<float>, softmax_xent<double>},
 };
 

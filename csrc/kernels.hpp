@@ -107,8 +107,14 @@ __attribute__((noinline)) void sweep_range(const Rule& rule, const Pre<T>& pre_i
   }
 }
 
+template <class Rule>
+void lean_sweep(const Batch& b, const Rule& rule, const PreHyper& ph, int nt);  // lean.hpp
+
 template <class T, class Rule>
 void sweep(const Batch& b, const Rule& r, const PreHyper& ph, int nt) {
+  if constexpr (sizeof(T) == 4) {
+    if (b.lean) return lean_sweep(b, r, ph, nt);  // bfloat16, float16 or 8-bit arrays around float32 math
+  }
   const Plan plan(b);
   const Pre<T> pre(ph);
   const PreMode mode = pre_mode(ph);
@@ -146,6 +152,20 @@ void transform(const Batch& b, const PreHyper& ph, bool with_params, int nt) {
 }
 
 // ---- fixed-block reductions --------------------------------------------------------------
+
+// The element types a reduction reads, widened exactly to double.
+struct Bf16Bits {
+  uint16_t bits;
+};
+inline double widen(float x) { return x; }
+inline double widen(double x) { return x; }
+inline double widen(_Float16 x) { return double(float(x)); }
+inline double widen(Bf16Bits x) {
+  const uint32_t u = uint32_t(x.bits) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
 
 struct SumJoin {
   static double join(double a, double b) { return a + b; }
@@ -194,7 +214,7 @@ void reduce_with(const Batch& b, int slot, int nt, double* per_array, Map map) {
   for_items(plan, nt, [&](int64_t k) {
     const Item& it = plan.items[k];
     const T* __restrict x = slot_ptr<T>(b, slot, it);
-    item_val[k] = lane_reduce<Join>(it.len, [&](int64_t i) { return map(double(x[i])); });
+    item_val[k] = lane_reduce<Join>(it.len, [&](int64_t i) { return map(widen(x[i])); });
   });
   join_items<Join>(plan, item_val.data, 1, 0, b.count, per_array);
 }
@@ -276,3 +296,5 @@ void lamb(const Batch& b, const LambHyper& h, const PreHyper& ph, int nt) {
 
 }  // namespace FASTOPT_ISA_NS
 }  // namespace fastopt
+
+#include "lean.hpp"

@@ -4,15 +4,32 @@
 
 namespace fastopt {
 
-enum DType : int { F32 = 0, F64 = 1 };
+// Element types of the arrays.  The math runs in float32 or float64; bfloat16 and float16
+// arrays (parameters, gradients, state) and 8-bit blockwise state (Q8: uint8 codes and one float32
+// absmax per block of kQBlock elements) are widened on load and narrowed on store (lean.hpp).
+enum DType : int { F32 = 0, F64 = 1, BF16 = 2, F16 = 3, Q8 = 4 };
+constexpr int64_t kQBlock = 256;
 
-// A list of same-sized arrays in up to five roles: slot 0 parameters, 1 gradients,
-// 2..4 optimizer state in the order the rule names them.  Array i of every slot has
-// sizes[i] elements.  Unused slots are null.
+// How a lean step stores what it reads and writes (see lean.hpp); null in a Batch: every array
+// is of the call's one dtype.
+struct Lean {
+  int param = F32, grad = F32, state = F32;  // F32, BF16 or F16 (params, grads); F32, BF16 or Q8 (state)
+  int out = -1;                              // BF16 or F16: params are a float32 master copy, rounded into slot 8
+  bool nonneg[3] = {false, false, false};    // Q8: state k holds values >= 0 (coded as sqrt)
+  bool stochastic = false;                   // bfloat16 stores round stochastically
+  uint32_t seed = 0;
+  int64_t step = 0;                          // keys the random bits with the seed
+};
+
+// A list of same-sized arrays in up to nine roles: slot 0 parameters, 1 gradients,
+// 2..4 optimizer state in the order the rule names them, 5..7 the absmax of 8-bit state 2..4,
+// 8 the low-precision copy of float32 master parameters.  Array i of every slot has
+// sizes[i] elements (absmax: ceil(sizes[i] / kQBlock)).  Unused slots are null.
 struct Batch {
   int64_t count = 0;
   const int64_t* sizes = nullptr;
-  void* const* slot[5] = {nullptr, nullptr, nullptr, nullptr, nullptr};
+  void* const* slot[9] = {nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+  const Lean* lean = nullptr;
 };
 
 // Gradient pre-processing fused into every update: g <- scale * g, clamp to [-clip, clip],

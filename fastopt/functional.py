@@ -22,6 +22,20 @@ check_finite : bool
     First look for NaN or infinity in the gradients; if one is found nothing is written and
     the function returns False (a skipped step, as mixed-precision training wants).
 
+Lean precision (every rule but LAMB; see :mod:`fastopt.precision`)
+------------------------------------------------------------------
+Parameters and gradients may also be bfloat16 (``ml_dtypes``) or float16, and the states
+bfloat16 or 8-bit (:class:`fastopt.precision.Blockwise8`; all states of a call share one kind);
+the rule computes in float32 and each array is rounded back to its own dtype.
+low_params : arrays or None
+    With float32 ``params`` as the master copy: bfloat16 or float16 arrays that receive the
+    updated parameters, rounded (the model's own weights).
+stochastic_rounding : bool
+    Round bfloat16 stores stochastically instead of to nearest even.
+seed : int
+    The random bits of stochastic rounding come from (seed, array, role, element index): give
+    a new seed each step (the optimizer classes mix their seed with the step count).
+
 The gradients are read, never written.  Every function returns True when the step was applied.
 Bad arguments raise ``TypeError`` or ``ValueError`` naming the argument before anything is written.
 """
@@ -52,15 +66,18 @@ def _betas(betas: Tuple[float, float]) -> Tuple[float, float]:
 
 
 def gd_(params: Arrays, grads: Arrays, *, lr: float, maximize: bool = False, grad_scale: float = 1.0,
-        clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0, check_finite: bool = False) -> bool:
+        clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0, check_finite: bool = False,
+        low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
     r"""Plain gradient descent: :math:`\theta \leftarrow \theta - \gamma g`."""
-    return _core.gd_(params, grads, lr, maximize, grad_scale, clip_value, l1, l2, check_finite)
+    return _core.gd_(params, grads, lr, maximize, grad_scale, clip_value, l1, l2, check_finite, low_params,
+        stochastic_rounding, seed)
 
 
 def sgd_(params: Arrays, grads: Arrays, momentum_buffers: Optional[Arrays] = None, *, step: int, lr: float,
          momentum: float = 0.0, dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False,
          maximize: bool = False, grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0,
-         l2: float = 0.0, check_finite: bool = False, convention: str = "torch") -> bool:
+         l2: float = 0.0, check_finite: bool = False, convention: str = "torch",
+        low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
     r"""SGD with momentum, as ``torch.optim.SGD``.
 
     .. math::
@@ -78,7 +95,8 @@ def sgd_(params: Arrays, grads: Arrays, momentum_buffers: Optional[Arrays] = Non
     (:math:`\theta \leftarrow \theta(1 - \gamma\lambda)`), no dampening.  ``"optax"`` is torch's form.
     """
     return _core.sgd_(params, grads, momentum_buffers, step, lr, momentum, dampening, weight_decay, nesterov,
-                      maximize, grad_scale, clip_value, l1, l2, check_finite, convention)
+                      maximize, grad_scale, clip_value, l1, l2, check_finite, convention, low_params,
+        stochastic_rounding, seed)
 
 
 def adam_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
@@ -87,7 +105,8 @@ def adam_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
           amsgrad: bool = False, decoupled_weight_decay: bool = False, maximize: bool = False,
           grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0,
           check_finite: bool = False, eps_root: float = 0.0, bias_correction: bool = True,
-          convention: str = "torch") -> bool:
+          convention: str = "torch",
+        low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
     r"""Adam (Kingma & Ba, 2015), as ``torch.optim.Adam``.
 
     .. math::
@@ -112,7 +131,8 @@ def adam_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
     b1, b2 = _betas(betas)
     return _core.adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr, b1, b2, eps, weight_decay,
                        amsgrad, decoupled_weight_decay, maximize, grad_scale, clip_value, l1, l2, check_finite,
-                       eps_root, bias_correction, convention)
+                       eps_root, bias_correction, convention, low_params,
+        stochastic_rounding, seed)
 
 
 def adamw_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
@@ -120,7 +140,8 @@ def adamw_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
            betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 1e-2,
            amsgrad: bool = False, maximize: bool = False, grad_scale: float = 1.0,
            clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0, check_finite: bool = False,
-           eps_root: float = 0.0, bias_correction: bool = True, convention: str = "torch") -> bool:
+           eps_root: float = 0.0, bias_correction: bool = True, convention: str = "torch",
+        low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
     r"""AdamW (Loshchilov & Hutter, 2019), as ``torch.optim.AdamW``: :func:`adam_` with the
     decoupled decay :math:`\theta \leftarrow \theta (1 - \gamma\lambda)` applied first (Keras'
     AdamW decays the same way; its default weight_decay is 0.004).  ``convention``, ``eps_root``,
@@ -128,13 +149,15 @@ def adamw_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
     b1, b2 = _betas(betas)
     return _core.adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr, b1, b2, eps, weight_decay,
                        amsgrad, True, maximize, grad_scale, clip_value, l1, l2, check_finite, eps_root,
-                       bias_correction, convention)
+                       bias_correction, convention, low_params,
+        stochastic_rounding, seed)
 
 
 def adagrad_(params: Arrays, grads: Arrays, state_sums: Arrays, *, step: int, lr: float = 1e-2,
              lr_decay: float = 0.0, weight_decay: float = 0.0, eps: float = 1e-10, maximize: bool = False,
              grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0,
-             check_finite: bool = False, convention: str = "torch") -> bool:
+             check_finite: bool = False, convention: str = "torch",
+        low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
     r"""Adagrad (Duchi et al., 2011), as ``torch.optim.Adagrad``.
 
     .. math::
@@ -147,14 +170,16 @@ def adagrad_(params: Arrays, grads: Arrays, state_sums: Arrays, *, step: int, lr
     (their defaults: initial accumulator 0.1, epsilon 1e-7).
     """
     return _core.adagrad_(params, grads, state_sums, step, lr, lr_decay, weight_decay, eps, maximize, grad_scale,
-                          clip_value, l1, l2, check_finite, convention)
+                          clip_value, l1, l2, check_finite, convention, low_params,
+        stochastic_rounding, seed)
 
 
 def rmsprop_(params: Arrays, grads: Arrays, square_avgs: Arrays, grad_avgs: Optional[Arrays] = None,
              momentum_buffers: Optional[Arrays] = None, *, lr: float = 1e-2, alpha: float = 0.99,
              eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
              maximize: bool = False, grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0,
-             l2: float = 0.0, check_finite: bool = False, convention: str = "torch") -> bool:
+             l2: float = 0.0, check_finite: bool = False, convention: str = "torch",
+        low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
     r"""RMSprop (Hinton, 2012), as ``torch.optim.RMSprop``.
 
     .. math::
@@ -170,13 +195,15 @@ def rmsprop_(params: Arrays, grads: Arrays, square_avgs: Arrays, grad_avgs: Opti
     weight decay decoupled; ``alpha`` is their rho (defaults 0.9, epsilon 1e-7 / optax 1e-8).
     """
     return _core.rmsprop_(params, grads, square_avgs, grad_avgs, momentum_buffers, lr, alpha, eps, weight_decay,
-                          momentum, centered, maximize, grad_scale, clip_value, l1, l2, check_finite, convention)
+                          momentum, centered, maximize, grad_scale, clip_value, l1, l2, check_finite, convention, low_params,
+        stochastic_rounding, seed)
 
 
 def adadelta_(params: Arrays, grads: Arrays, square_avgs: Arrays, acc_deltas: Arrays, *, lr: float = 1.0,
               rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0.0, maximize: bool = False,
               grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0,
-              check_finite: bool = False) -> bool:
+              check_finite: bool = False,
+        low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
     r"""Adadelta (Zeiler, 2012), as ``torch.optim.Adadelta``.
 
     .. math::
@@ -185,13 +212,15 @@ def adadelta_(params: Arrays, grads: Arrays, square_avgs: Arrays, acc_deltas: Ar
         u \leftarrow \rho u + (1-\rho)\Delta^2, \quad \theta \leftarrow \theta - \gamma\Delta
     """
     return _core.adadelta_(params, grads, square_avgs, acc_deltas, lr, rho, eps, weight_decay, maximize,
-                           grad_scale, clip_value, l1, l2, check_finite)
+                           grad_scale, clip_value, l1, l2, check_finite, low_params,
+        stochastic_rounding, seed)
 
 
 def adamax_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_infs: Arrays, *, step: int, lr: float = 2e-3,
             betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
             maximize: bool = False, grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0,
-            l2: float = 0.0, check_finite: bool = False, convention: str = "torch") -> bool:
+            l2: float = 0.0, check_finite: bool = False, convention: str = "torch",
+        low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
     r"""Adamax (Kingma & Ba, 2015, section 7), as ``torch.optim.Adamax`` (and optax's adamax).
 
     .. math::
@@ -204,7 +233,8 @@ def adamax_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_infs: Arrays, *
     """
     b1, b2 = _betas(betas)
     return _core.adamax_(params, grads, exp_avgs, exp_infs, step, lr, b1, b2, eps, weight_decay, maximize,
-                         grad_scale, clip_value, l1, l2, check_finite, convention)
+                         grad_scale, clip_value, l1, l2, check_finite, convention, low_params,
+        stochastic_rounding, seed)
 
 
 def nadam_mu(step: int, beta1: float = 0.9, momentum_decay: float = 4e-3) -> float:
@@ -218,7 +248,8 @@ def nadam_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
            lr: float = 2e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
            momentum_decay: float = 4e-3, decoupled_weight_decay: bool = False, maximize: bool = False,
            grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0,
-           check_finite: bool = False, convention: str = "torch") -> bool:
+           check_finite: bool = False, convention: str = "torch",
+        low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
     r"""NAdam (Dozat, 2016), as ``torch.optim.NAdam``.
 
     ``mu_product`` is :math:`\prod_{k=1}^{t}\mu_k` including this step's :func:`nadam_mu`.
@@ -239,13 +270,15 @@ def nadam_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
     b1, b2 = _betas(betas)
     return _core.nadam_(params, grads, exp_avgs, exp_avg_sqs, step, mu_product, lr, b1, b2, eps, weight_decay,
                         momentum_decay, decoupled_weight_decay, maximize, grad_scale, clip_value, l1, l2,
-                        check_finite)
+                        check_finite, low_params,
+        stochastic_rounding, seed)
 
 
 def radam_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays, *, step: int, lr: float = 1e-3,
            betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
            decoupled_weight_decay: bool = False, maximize: bool = False, grad_scale: float = 1.0,
-           clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0, check_finite: bool = False) -> bool:
+           clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0, check_finite: bool = False,
+        low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
     r"""RAdam (Liu et al., 2020), as ``torch.optim.RAdam``.
 
     .. math::
@@ -258,13 +291,15 @@ def radam_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
     """
     b1, b2 = _betas(betas)
     return _core.radam_(params, grads, exp_avgs, exp_avg_sqs, step, lr, b1, b2, eps, weight_decay,
-                        decoupled_weight_decay, maximize, grad_scale, clip_value, l1, l2, check_finite)
+                        decoupled_weight_decay, maximize, grad_scale, clip_value, l1, l2, check_finite, low_params,
+        stochastic_rounding, seed)
 
 
 def lion_(params: Arrays, grads: Arrays, exp_avgs: Arrays, *, lr: float = 1e-4,
           betas: Tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0, maximize: bool = False,
           grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0,
-          check_finite: bool = False) -> bool:
+          check_finite: bool = False,
+        low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
     r"""Lion (Chen et al., 2023, "Symbolic Discovery of Optimization Algorithms").
 
     .. math::
@@ -275,7 +310,8 @@ def lion_(params: Arrays, grads: Arrays, exp_avgs: Arrays, *, lr: float = 1e-4,
     """
     b1, b2 = _betas(betas)
     return _core.lion_(params, grads, exp_avgs, lr, b1, b2, weight_decay, maximize, grad_scale, clip_value, l1, l2,
-                       check_finite)
+                       check_finite, low_params,
+        stochastic_rounding, seed)
 
 
 def lamb_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays, *, step: int, lr: float = 1e-3,

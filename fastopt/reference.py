@@ -310,3 +310,193 @@ def softmax_xent(z: np.ndarray, y: np.ndarray, scale: float):
     dz = e * (z.dtype.type(scale) / s)
     dz[rows, y] -= z.dtype.type(scale)
     return loss, int(np.sum(z.argmax(axis=1) == y)), dz
+
+
+# ---- lean precision: bfloat16 rounding and the 8-bit blockwise codes ----------------------
+# The kernels (csrc/lean.hpp) widen bfloat16, float16 and 8-bit state to float32, apply the rule,
+# and narrow back; these are the same conversions, bit for bit, in float32 and uint32 arithmetic.
+# bfloat16 values are handled as their uint16 bits.
+
+_M32 = np.uint32
+
+
+def mix32(h: np.ndarray) -> np.ndarray:
+    """murmur3's 32-bit finalizer, elementwise on uint32."""
+    h = np.asarray(h, dtype=np.uint32).copy()
+    h ^= h >> _M32(16)
+    h *= _M32(0x85EBCA6B)
+    h ^= h >> _M32(13)
+    h *= _M32(0xC2B2AE35)
+    h ^= h >> _M32(16)
+    return h
+
+
+def sr_key(seed: int, array: int, role: int, index_hi: int = 0) -> np.uint32:
+    """The key of the random bits of one role (0 parameters, 2.. states, 8 the low-precision copy)
+    of array ``array`` of a call; ``index_hi``: bits 32.. of the element index."""
+    lo, hi = np.uint32(seed & 0xFFFFFFFF), np.uint32((seed >> 32) & 0xFFFFFFFF)
+    inner = mix32(np.asarray([hi], np.uint32) + np.asarray([(0x9E3779B9 * (role + 1)) & 0xFFFFFFFF], np.uint32))
+    k = mix32(np.asarray([lo], np.uint32) ^ inner)
+    k = mix32(k ^ np.uint32(array & 0xFFFFFFFF))
+    return mix32(k ^ np.uint32(index_hi & 0xFFFFFFFF))[0]
+
+
+def random_bits(key: np.uint32, index: np.ndarray) -> np.ndarray:
+    """The 32 random bits of each element index under ``key``."""
+    i = np.asarray(index, dtype=np.uint64).astype(np.uint32)
+    return mix32(np.uint32(key) ^ (i * _M32(0x9E3779B9)))
+
+
+def bf16_nearest(x: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bits (uint16), round to nearest even; NaN stays a quiet NaN."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    r = (u + _M32(0x7FFF) + ((u >> _M32(16)) & _M32(1))) >> _M32(16)
+    return np.where(np.isnan(x), (u >> _M32(16)) | _M32(0x40), r).astype(np.uint16)
+
+
+def bf16_stochastic(x: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """float32 -> bfloat16 bits, adding the low 16 of ``bits`` before truncating (stochastic rounding)."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    r = (u + (np.asarray(bits, np.uint32) & _M32(0xFFFF))) >> _M32(16)
+    return np.where(np.isnan(x), (u >> _M32(16)) | _M32(0x40), r).astype(np.uint16)
+
+
+def bf16_widen(bits: np.ndarray) -> np.ndarray:
+    """bfloat16 bits -> float32 (exact)."""
+    return (np.asarray(bits, np.uint16).astype(np.uint32) << _M32(16)).view(np.float32)
+
+
+Q8_BLOCK = 256
+Q8_SIGNED_MAX, Q8_UNSIGNED_MAX = np.float32(448.0), np.float32(496.0)
+_SUB, _ROUND = np.float32(2.0 ** -6), np.float32(2.0 ** 23)
+
+
+def q8_decode(codes: np.ndarray, nonneg: bool) -> np.ndarray:
+    """The code values before the block's scale: E4M3 (signed, as ml_dtypes.float8_e4m3fn) or
+    unsigned E4M4 (4 exponent bits with bias 7, 4 mantissa bits, subnormals; max 496)."""
+    c = np.asarray(codes, np.uint8).astype(np.uint32)
+    if nonneg:
+        return np.where(c < 16, c.astype(np.float32) * np.float32(2.0 ** -10), ((c + _M32(1920)) << _M32(19)).view(np.float32))
+    mag = c & _M32(0x7F)
+    v = np.where(mag < 8, mag.astype(np.float32) * np.float32(2.0 ** -9), ((mag + _M32(960)) << _M32(20)).view(np.float32))
+    v = np.where(mag == 0x7F, np.float32(np.nan), v).astype(np.float32)
+    return np.where(c & _M32(0x80), -v, v).astype(np.float32)
+
+
+def q8_encode(x: np.ndarray, scale: np.float32, nonneg: bool) -> np.ndarray:
+    """Codes of x * scale (x: float32; nonneg: x is the square root of the stored value), to nearest even."""
+    x = np.asarray(x, np.float32)
+    ux = np.ascontiguousarray(x).view(np.uint32)
+    y = (ux & _M32(0x7FFFFFFF)).view(np.float32) * np.float32(scale) if not nonneg else x * np.float32(scale)
+    sub_scale, shift, bias, top = (np.float32(1024), 19, 1920, 255) if nonneg else (np.float32(512), 20, 960, 126)
+    ys = np.where(y < _SUB, y, np.float32(0)).astype(np.float32)
+    sub = ((ys * sub_scale + _ROUND) - _ROUND).astype(np.int32).astype(np.uint32)
+    uy = np.ascontiguousarray(y).view(np.uint32)
+    half = _M32((1 << (shift - 1)) - 1)
+    nrm = ((uy + half + ((uy >> _M32(shift)) & _M32(1))) >> _M32(shift)) - _M32(bias)
+    with np.errstate(invalid="ignore"):
+        mag = np.where(y < _SUB, sub, nrm)
+    mag = np.minimum(mag, _M32(top))
+    if nonneg:
+        return mag.astype(np.uint8)
+    mag = np.where(np.isnan(y), _M32(127), mag)
+    return (mag | ((ux >> _M32(24)) & _M32(0x80))).astype(np.uint8)
+
+
+def _nan_absmax(x: np.ndarray) -> np.float32:
+    a = np.abs(x)
+    return np.float32(np.nan) if np.isnan(a).any() else (np.float32(a.max()) if a.size else np.float32(0))
+
+
+def quantize_8bit(x: np.ndarray, nonneg: bool = False):
+    """float32 vector -> (uint8 codes, float32 absmax per block of 256).  Signed values: the E4M3
+    code of x * 448 / absmax; values >= 0: the unsigned E4M4 code of sqrt(x) * 496 / absmax,
+    absmax the block's largest sqrt(x)."""
+    x = np.asarray(x, np.float32).ravel()
+    n = x.size
+    codes = np.zeros(n, np.uint8)
+    absmax = np.zeros((n + Q8_BLOCK - 1) // Q8_BLOCK, np.float32)
+    for b in range(absmax.size):
+        blk = x[b * Q8_BLOCK:(b + 1) * Q8_BLOCK]
+        if nonneg:
+            amax = np.sqrt(_nan_absmax(blk), dtype=np.float32)
+            scale = Q8_UNSIGNED_MAX / amax if amax > 0 else np.float32(0)
+            with np.errstate(invalid="ignore"):
+                codes[b * Q8_BLOCK:b * Q8_BLOCK + blk.size] = q8_encode(np.sqrt(blk), scale, True)
+        else:
+            amax = _nan_absmax(blk)
+            scale = Q8_SIGNED_MAX / amax if amax > 0 else np.float32(0)
+            codes[b * Q8_BLOCK:b * Q8_BLOCK + blk.size] = q8_encode(blk, scale, False)
+        absmax[b] = amax
+    return codes, absmax
+
+
+def dequantize_8bit(codes: np.ndarray, absmax: np.ndarray, nonneg: bool = False) -> np.ndarray:
+    """(codes, absmax) -> float32: code value times absmax / 448 (signed), or squared after
+    times absmax / 496 (values >= 0)."""
+    c = np.asarray(codes, np.uint8).ravel()
+    top = Q8_UNSIGNED_MAX if nonneg else Q8_SIGNED_MAX
+    inv = np.repeat(np.asarray(absmax, np.float32) / top, Q8_BLOCK)[:c.size]
+    v = q8_decode(c, nonneg) * inv
+    return (v * v).astype(np.float32) if nonneg else v.astype(np.float32)
+
+
+def lean_step(name, params, grads, states, *, nonneg, param_dtype="float32", state_dtype="float32",
+              low=None, low_dtype=None, stochastic=False, seed=0, pre=None, **hyper) -> None:
+    """One step of rule ``name`` on lean arrays, as the kernels take them: each array widened to
+    float32, the float32 reference rule applied, each written array narrowed back.
+
+    params, grads, low: lists of arrays; bfloat16 ones as uint16 bits, float16 as numpy.float16.
+    states: one list (or None) per state argument of the rule; float32 arrays, bfloat16 bits, or
+    (codes, absmax) pairs (``state_dtype="int8"``).  ``nonneg[k]``: state k holds values >= 0.
+    The states present take the kernel's roles 2, 3, 4 in order.  low: the
+    low-precision copies of float32 master params (``low_dtype`` "bfloat16" or "float16").
+    Rounding: nearest even, or for bfloat16 stores (stochastic=True) random_bits(sr_key(seed,
+    array, role, i >> 32), i) for element i.
+    """
+    rule, _ = RULES[name]
+
+    def widen(a, dtype):
+        if dtype == "bfloat16":
+            return bf16_widen(a)
+        return np.asarray(a, np.float32).astype(np.float32)
+
+    def narrow(x, dtype, i, role, out):
+        if dtype == "bfloat16":
+            if stochastic:
+                idx = np.arange(x.size, dtype=np.int64)
+                out[...] = bf16_stochastic(x, random_bits(sr_key(seed, i, role, 0), idx))
+            else:
+                out[...] = bf16_nearest(x)
+        else:
+            with np.errstate(over="ignore"):
+                out[...] = x.astype(out.dtype)
+
+    for i, (p, g) in enumerate(zip(params, grads)):
+        g_dtype = "bfloat16" if g.dtype == np.uint16 else str(g.dtype)
+        pf = widen(p, param_dtype).copy()
+        gf = widen(g, g_dtype)
+        sf = []
+        for k, role in enumerate(states):
+            if role is None:
+                sf.append(None)
+            elif state_dtype == "int8":
+                sf.append(dequantize_8bit(role[i][0], role[i][1], nonneg[k]))
+            else:
+                sf.append(widen(role[i], state_dtype).copy())
+        gf = preprocess(gf, pf, **(pre or {}))
+        rule(pf, gf, *sf, **hyper)
+        narrow(pf, param_dtype, i, 0, params[i])
+        if low is not None:
+            narrow(pf, low_dtype, i, 8, low[i])
+        slot = 2
+        for k, role in enumerate(states):
+            if role is None:
+                continue
+            slot += 1
+            if state_dtype == "int8":
+                codes, absmax = quantize_8bit(sf[k], nonneg[k])
+                role[i][0][...] = codes.reshape(role[i][0].shape)
+                role[i][1][...] = absmax
+            else:
+                narrow(sf[k], state_dtype, i, slot - 1, role[i])

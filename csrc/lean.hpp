@@ -1,0 +1,241 @@
+// Lean precision: bfloat16 and float16 arrays and 8-bit blockwise state around the float32
+// rules.  A work item is walked in blocks of kQBlock elements: each block is widened into
+// float32 buffers (which stay in L1), the rule's own loop runs on them unchanged, and the block is
+// narrowed back: one pass over memory, no temporaries.  float32 arrays are used where they lie.
+//
+// Stores round to nearest even, or (Lean::stochastic) stochastically for bfloat16 with random bits
+// from a counter-based hash of (seed, array, role, element index): the same bits whatever the
+// thread count.  8-bit state is blockwise: per block of kQBlock elements one float32 absmax and
+// one uint8 code per element,
+//   signed values: an FP8 E4M3 code (ml_dtypes.float8_e4m3fn) of x * 448 / absmax;
+//   values >= 0 (second moments): an unsigned E4M4 code (4 exponent bits, bias 7, 4 mantissa
+//   bits, subnormals, max 496) of sqrt(x) * 496 / absmax, absmax the largest sqrt(x);
+// written out in fastopt/reference.py.  Items start at multiples of kChunk, hence of kQBlock:
+// a block belongs to one item, so threads never share one.
+//
+// Included by kernels.hpp at its end, inside the instruction set's namespace.
+#pragma once
+
+namespace fastopt {
+namespace FASTOPT_ISA_NS {
+
+static_assert(kChunk % kQBlock == 0, "a quantization block must not straddle two work items");
+
+FASTOPT_ELEMENT uint32_t f32_bits(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  return u;
+}
+FASTOPT_ELEMENT float bits_f32(uint32_t u) {
+  float x;
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+
+// murmur3's 32-bit finalizer: a bijection that mixes every input bit into every output bit.
+FASTOPT_ELEMENT uint32_t mix32(uint32_t h) {
+  h ^= h >> 16;
+  h *= 0x85ebca6bu;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35u;
+  h ^= h >> 16;
+  return h;
+}
+// The key of the random bits of one role of one array; element i then uses
+// mix32(key ^ (uint32(i) * 0x9e3779b9)).  index_hi: bits 32.. of the element index.
+inline uint32_t sr_key(uint64_t seed, int64_t array, int role, int64_t index_hi) {
+  uint32_t k = mix32(uint32_t(seed) ^ mix32(uint32_t(seed >> 32) + 0x9e3779b9u * uint32_t(role + 1)));
+  k = mix32(k ^ uint32_t(uint64_t(array)));
+  return mix32(k ^ uint32_t(uint64_t(index_hi)));
+}
+
+FASTOPT_ELEMENT uint16_t bf16_nearest(float x) {
+  const uint32_t u = f32_bits(x);
+  const uint32_t r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+  return uint16_t(x != x ? ((u >> 16) | 0x40u) : r);  // NaN stays a (quiet) NaN
+}
+FASTOPT_ELEMENT uint16_t bf16_stochastic(float x, uint32_t key, uint32_t i) {
+  const uint32_t u = f32_bits(x);
+  const uint32_t r = (u + (mix32(key ^ (i * 0x9e3779b9u)) & 0xffffu)) >> 16;
+  return uint16_t(x != x ? ((u >> 16) | 0x40u) : r);
+}
+
+constexpr float kQSigned = 448.0f, kQUnsigned = 496.0f, kQSub = 0.015625f;  // 2^-6: smallest normal
+constexpr float kRound = 8388608.0f;                                         // 2^23: x + 2^23 - 2^23 rounds x to an integer, ties to even
+
+FASTOPT_ELEMENT float q8_decode_signed(uint32_t c) {
+  const uint32_t mag = c & 0x7fu;
+  float v = mag < 8u ? float(int32_t(mag)) * 0.001953125f : bits_f32((mag + 960u) << 20);  // 2^-9 steps below 2^-6
+  v = mag == 0x7fu ? bits_f32(0x7fc00000u) : v;
+  return (c & 0x80u) ? -v : v;
+}
+FASTOPT_ELEMENT float q8_decode_unsigned(uint32_t c) {
+  return c < 16u ? float(int32_t(c)) * 0.0009765625f : bits_f32((c + 1920u) << 19);  // 2^-10 steps below 2^-6
+}
+FASTOPT_ELEMENT uint8_t q8_encode_signed(float x, float scale) {
+  const uint32_t ux = f32_bits(x);
+  const float y = bits_f32(ux & 0x7fffffffu) * scale;
+  const float ys = y < kQSub ? y : 0.0f;
+  const uint32_t sub = uint32_t(int32_t((ys * 512.0f + kRound) - kRound));
+  const uint32_t uy = f32_bits(y);
+  uint32_t mag = y < kQSub ? sub : ((uy + 0x7ffffu + ((uy >> 20) & 1u)) >> 20) - 960u;
+  mag = mag > 126u ? 126u : mag;  // 448, the largest finite code
+  mag = y != y ? 127u : mag;
+  return uint8_t(mag | ((ux >> 24) & 0x80u));
+}
+FASTOPT_ELEMENT uint8_t q8_encode_unsigned(float s, float scale) {
+  const float y = s * scale;
+  const float ys = y < kQSub ? y : 0.0f;
+  const uint32_t sub = uint32_t(int32_t((ys * 1024.0f + kRound) - kRound));
+  const uint32_t uy = f32_bits(y);
+  const uint32_t mag = y < kQSub ? sub : ((uy + 0x3ffffu + ((uy >> 19) & 1u)) >> 19) - 1920u;
+  return uint8_t(mag > 255u ? 255u : mag);
+}
+
+// ---- one block in, one block out ---------------------------------------------------------
+
+__attribute__((noinline)) inline void widen_bf16(const uint16_t* __restrict x, float* __restrict out, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) out[i] = bits_f32(uint32_t(x[i]) << 16);
+}
+__attribute__((noinline)) inline void widen_f16(const _Float16* __restrict x, float* __restrict out, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) out[i] = float(x[i]);
+}
+__attribute__((noinline)) inline void copy_f32(const float* __restrict x, float* __restrict out, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) out[i] = x[i];
+}
+__attribute__((noinline)) inline void narrow_bf16(const float* __restrict x, uint16_t* __restrict out, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) out[i] = bf16_nearest(x[i]);
+}
+__attribute__((noinline)) inline void narrow_bf16_sr(const float* __restrict x, uint16_t* __restrict out, int64_t n,
+                                                     uint32_t key, uint32_t i0) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) out[i] = bf16_stochastic(x[i], key, i0 + uint32_t(i));
+}
+__attribute__((noinline)) inline void narrow_f16(const float* __restrict x, _Float16* __restrict out, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) out[i] = _Float16(x[i]);
+}
+
+__attribute__((noinline)) inline void q8_load(const uint8_t* __restrict c, float absmax, bool nonneg,
+                                              float* __restrict out, int64_t n) {
+  if (nonneg) {
+    const float inv = absmax / kQUnsigned;
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) {
+      const float s = q8_decode_unsigned(c[i]) * inv;
+      out[i] = s * s;
+    }
+  } else {
+    const float inv = absmax / kQSigned;
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) out[i] = q8_decode_signed(c[i]) * inv;
+  }
+}
+
+// The block's largest |x| (NaN if any x is NaN), by lanes as the reductions.
+inline float block_absmax(const float* __restrict x, int64_t n) {
+  float acc[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+#pragma omp simd
+    for (int k = 0; k < kLanes; ++k) acc[k] = nan_max(acc[k], std::fabs(x[j + k]));
+  }
+  for (int k = 0; j + k < n; ++k) acc[k] = nan_max(acc[k], std::fabs(x[j + k]));
+  for (int w = kLanes / 2; w >= 1; w /= 2)
+    for (int k = 0; k < w; ++k) acc[k] = nan_max(acc[k], acc[k + w]);
+  return acc[0];
+}
+
+__attribute__((noinline)) inline void q8_store(const float* __restrict x, bool nonneg, uint8_t* __restrict c,
+                                               float* __restrict absmax, int64_t n) {
+  if (nonneg) {
+    const float amax = std::sqrt(block_absmax(x, n));
+    const float scale = amax > 0.0f ? kQUnsigned / amax : 0.0f;
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) c[i] = q8_encode_unsigned(std::sqrt(x[i]), scale);
+    *absmax = amax;
+  } else {
+    const float amax = block_absmax(x, n);
+    const float scale = amax > 0.0f ? kQSigned / amax : 0.0f;
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) c[i] = q8_encode_signed(x[i], scale);
+    *absmax = amax;
+  }
+}
+
+// Array `a`'s elements [i0, i0 + n) of slot s into buf (or a pointer to them where they are float32).
+inline float* lean_load(const Batch& b, int s, int dtype, int64_t a, int64_t i0, int64_t n, float* buf,
+                        bool nonneg = false) {
+  void* base = b.slot[s][a];
+  switch (dtype) {
+    case F32: return static_cast<float*>(base) + i0;
+    case BF16: widen_bf16(static_cast<const uint16_t*>(base) + i0, buf, n); return buf;
+    case F16: widen_f16(static_cast<const _Float16*>(base) + i0, buf, n); return buf;
+    default:
+      q8_load(static_cast<const uint8_t*>(base) + i0, static_cast<const float*>(b.slot[s + 3][a])[i0 / kQBlock], nonneg,
+              buf, n);
+      return buf;
+  }
+}
+
+inline void lean_store(const Batch& b, int s, int dtype, int64_t a, int64_t i0, int64_t n, const float* x,
+                       const Lean& L, bool nonneg = false) {
+  void* base = b.slot[s][a];
+  switch (dtype) {
+    case F32:
+      if (static_cast<float*>(base) + i0 != x) copy_f32(x, static_cast<float*>(base) + i0, n);
+      return;
+    case BF16:
+      if (L.stochastic)
+        narrow_bf16_sr(x, static_cast<uint16_t*>(base) + i0, n, sr_key(L.seed, a, s, i0 >> 32), uint32_t(uint64_t(i0)));
+      else narrow_bf16(x, static_cast<uint16_t*>(base) + i0, n);
+      return;
+    case F16: narrow_f16(x, static_cast<_Float16*>(base) + i0, n); return;
+    default:
+      q8_store(x, nonneg, static_cast<uint8_t*>(base) + i0, static_cast<float*>(b.slot[s + 3][a]) + i0 / kQBlock, n);
+  }
+}
+
+// Whole arrays of 8-bit state to and from float32 (set-up and checkpoints; one thread).
+inline void quantize_8bit(const float* x, int64_t n, bool nonneg, uint8_t* codes, float* absmax) {
+  for (int64_t i = 0; i < n; i += kQBlock) q8_store(x + i, nonneg, codes + i, absmax + i / kQBlock, n - i < kQBlock ? n - i : kQBlock);
+}
+inline void dequantize_8bit(const uint8_t* codes, const float* absmax, int64_t n, bool nonneg, float* out) {
+  for (int64_t i = 0; i < n; i += kQBlock) q8_load(codes + i, absmax[i / kQBlock], nonneg, out + i, n - i < kQBlock ? n - i : kQBlock);
+}
+
+template <class Rule>
+void lean_sweep(const Batch& b, const Rule& rule, const PreHyper& ph, int nt) {
+  const Lean& L = *b.lean;
+  const Plan plan(b);
+  const Pre<float> pre(ph);
+  const PreMode mode = pre_mode(ph);
+  for_items(plan, nt, [&](int64_t k) {
+    const Item& it = plan.items[k];
+    alignas(64) float pbuf[kQBlock], gbuf[kQBlock], sbuf[3][kQBlock];
+    float* s[3] = {sbuf[0], sbuf[1], sbuf[2]};
+    for (int64_t off = 0; off < it.len; off += kQBlock) {
+      const int64_t i0 = it.start + off, n = it.len - off < kQBlock ? it.len - off : kQBlock;
+      float* p = lean_load(b, 0, L.param, it.array, i0, n, pbuf);
+      float* g = lean_load(b, 1, L.grad, it.array, i0, n, gbuf);
+      if (mode != kNoPre && g != gbuf) {  // the gradients are read, never written
+        copy_f32(g, gbuf, n);
+        g = gbuf;
+      }
+      for (int j = 0; j < Rule::nstate; ++j) s[j] = lean_load(b, 2 + j, L.state, it.array, i0, n, sbuf[j], L.nonneg[j]);
+      if (mode == kPre) transform_range<float, false>(pre, g, nullptr, n);
+      else if (mode == kPrePenalty) transform_range<float, true>(pre, g, p, n);
+      sweep_range<float, kNoPre>(rule, pre, p, g, s[0], s[1], s[2], n);
+      lean_store(b, 0, L.param, it.array, i0, n, p, L);
+      if (L.out >= 0) lean_store(b, 8, L.out, it.array, i0, n, p, L);
+      for (int j = 0; j < Rule::nstate; ++j) lean_store(b, 2 + j, L.state, it.array, i0, n, s[j], L, L.nonneg[j]);
+    }
+  });
+}
+
+}  // namespace FASTOPT_ISA_NS
+}  // namespace fastopt

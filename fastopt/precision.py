@@ -1,0 +1,128 @@
+"""Lean precision: bfloat16 and float16 parameters, bfloat16 and 8-bit blockwise optimizer state.
+
+The update rules compute in float32 whatever the arrays hold: the kernels widen each block of
+bfloat16, float16 or 8-bit values on load and narrow it on store, in the same pass (no
+temporaries).  Bytes moved per element by Adam on float32 parameters: 28 with float32 state, 20
+with bfloat16 state, about 16 with 8-bit state; the optimizer state itself takes 8, 4 and about
+2 bytes per parameter.
+
+- **bfloat16** arrays are NumPy arrays of ``ml_dtypes.bfloat16`` (``pip install fastopt[lean]``);
+  float16 is NumPy's own.  Stores round to nearest even, or stochastically
+  (``stochastic_rounding=True``) with random bits from a counter-based hash of the seed, the
+  array, its role and the element index: the same bits for a given seed whatever the thread
+  count.
+- **8-bit blockwise state** (:class:`Blockwise8`, after Dettmers et al. 2021, "8-bit Optimizers
+  via Block-wise Quantization"): one float32 ``absmax`` per block of 256 elements and one uint8
+  code per element.  Signed states (first moments, momentum) use the FP8 E4M3 code
+  (``ml_dtypes.float8_e4m3fn``) of ``x * 448 / absmax``; states of values >= 0 (second moments,
+  Adagrad's sums) use an unsigned E4M4 code (4 exponent bits, 4 mantissa bits) of
+  ``sqrt(x) * 496 / absmax``, so they keep 2**-19 of the block's largest root (a range of 1e11 in
+  the values) at 3% relative precision.  The codes are written out in
+  :mod:`fastopt.reference`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Union
+
+import numpy as np
+
+from . import _core
+
+__all__ = ["Blockwise8", "quantize_8bit", "dequantize_8bit", "bfloat16", "STATE_DTYPES", "BLOCK"]
+
+#: elements per block of 8-bit state (one float32 absmax each)
+BLOCK = int(_core.QBLOCK)
+#: the ``state_dtype`` values every optimizer takes
+STATE_DTYPES = ("float32", "bfloat16", "int8")
+
+
+def bfloat16() -> Any:
+    """NumPy's bfloat16 dtype (from ml_dtypes); ImportError with the remedy when it is missing."""
+    try:
+        import ml_dtypes
+    except ImportError:
+        raise ImportError("bfloat16 arrays need ml_dtypes: pip install ml-dtypes (or fastopt[lean])") from None
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+def is_lean_dtype(dtype: np.dtype) -> bool:
+    """bfloat16 or float16."""
+    return dtype == np.float16 or (dtype.kind == "V" and dtype.itemsize == 2 and dtype.name == "bfloat16")
+
+
+@dataclass(eq=False)
+class Blockwise8:
+    """One 8-bit blockwise state: ``codes`` (uint8, the parameter's shape) and ``absmax``
+    (float32, one per block of 256 elements of the flattened array); ``nonneg`` picks the code of
+    values >= 0.  Pass it wherever a kernel takes a state array."""
+
+    codes: np.ndarray
+    absmax: np.ndarray
+    nonneg: bool = False
+
+    @property
+    def shape(self):
+        return self.codes.shape
+
+    @property
+    def size(self) -> int:
+        return int(self.codes.size)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.codes.nbytes + self.absmax.nbytes)
+
+    def dequantize(self) -> np.ndarray:
+        """The float32 values, in the codes' shape."""
+        return dequantize_8bit(self)
+
+    def copy(self) -> "Blockwise8":
+        return Blockwise8(self.codes.copy(), self.absmax.copy(), self.nonneg)
+
+    def __repr__(self) -> str:
+        kind = "nonneg" if self.nonneg else "signed"
+        return f"Blockwise8(shape={self.shape}, {kind}, {self.absmax.size} blocks)"
+
+
+def blocks(n: int) -> int:
+    """Blocks of 256 that n elements make."""
+    return (int(n) + BLOCK - 1) // BLOCK
+
+
+def empty_8bit(shape: Union[int, tuple], nonneg: bool = False) -> Blockwise8:
+    """An all-zero 8-bit state of ``shape``."""
+    codes = np.zeros(shape, np.uint8)
+    return Blockwise8(codes, np.zeros(blocks(codes.size), np.float32), bool(nonneg))
+
+
+def quantize_8bit(x: np.ndarray, nonneg: bool = False) -> Blockwise8:
+    """The 8-bit blockwise code of ``x`` (any float dtype, converted to float32; blocks run over
+    the flattened array).  ``nonneg=True`` for values >= 0 (second moments)."""
+    x32 = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+    if nonneg and np.any(x32 < 0):
+        raise ValueError("x has negative values; nonneg=True codes values >= 0")
+    q = empty_8bit(x32.shape, nonneg)
+    _core.quantize_8bit_(x32.reshape(-1), q.codes.reshape(-1), q.absmax, bool(nonneg))
+    return q
+
+
+def dequantize_8bit(q: Blockwise8) -> np.ndarray:
+    """The float32 values of an 8-bit state, in its codes' shape."""
+    codes = np.ascontiguousarray(q.codes)
+    out = np.empty(codes.shape, np.float32)
+    _core.dequantize_8bit_(codes.reshape(-1), np.ascontiguousarray(q.absmax, dtype=np.float32), out.reshape(-1),
+                           bool(q.nonneg))
+    return out
+
+
+def check_state_dtype(state_dtype: Any) -> str:
+    if state_dtype not in STATE_DTYPES:
+        raise ValueError(f"state_dtype must be one of {STATE_DTYPES}, got {state_dtype!r}")
+    return str(state_dtype)
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The kernel's seed for one step: the optimizer's seed mixed with the step count, so each
+    step rounds with fresh bits (64-bit, wrapping)."""
+    return (int(seed) ^ (int(step) * 0x9E3779B97F4A7C15)) & 0xFFFFFFFFFFFFFFFF

@@ -1,0 +1,303 @@
+"""Lean precision: bfloat16 / float16 parameters, bfloat16 and 8-bit state, against
+fastopt.reference's conversions (exact) and its lean_step (the float32 rule between them).
+
+Tolerance of a step: the kernels and the reference apply the same float32 operations in the
+same order (test_rules.py finds them equal to the last bit), so the narrowed results are
+compared exactly; where a per-step constant from libm (pow, sqrt) may differ by an ulp, one
+rounding step of the stored dtype may flip, so at most 1 in 1000 stored values may differ,
+each by one code or one bfloat16 / float16 ulp.
+"""
+import numpy as np
+import pytest
+
+import fastopt
+from fastopt import _core, reference as R
+from fastopt.precision import Blockwise8, dequantize_8bit, empty_8bit, quantize_8bit
+
+ml_dtypes = pytest.importorskip("ml_dtypes")
+BF16 = np.dtype(ml_dtypes.bfloat16)
+SIZES = [1, 255, 257, 3 * 16384 + 300]
+
+
+def spread(rng, n, nonneg=False):
+    """Values over many decades, with zeros, as optimizer states hold."""
+    x = (rng.standard_normal(n) * np.exp(rng.uniform(-25, 5, n))).astype(np.float32)
+    x[::11] = 0
+    return x * x if nonneg else x
+
+
+# ---- the conversions, exactly -------------------------------------------------------------
+
+@pytest.mark.parametrize("nonneg", [False, True])
+@pytest.mark.parametrize("n", [0, 1, 255, 256, 257, 70000])
+def test_quantizer_matches_reference_exactly(n, nonneg):
+    x = spread(np.random.default_rng(n), n, nonneg)
+    q = quantize_8bit(x, nonneg)
+    codes, absmax = R.quantize_8bit(x, nonneg)
+    assert np.array_equal(q.codes, codes) and np.array_equal(q.absmax, absmax)
+    assert np.array_equal(dequantize_8bit(q), R.dequantize_8bit(codes, absmax, nonneg))
+
+
+def test_signed_code_is_ml_dtypes_float8_e4m3fn():
+    x = spread(np.random.default_rng(1), 4096)
+    q = quantize_8bit(x)
+    scale = np.repeat(np.float32(448) / q.absmax, 256)
+    assert np.array_equal(q.codes, (x * scale).astype(ml_dtypes.float8_e4m3fn).view(np.uint8))
+
+
+@pytest.mark.parametrize("nonneg", [False, True])
+def test_every_code_decodes_and_encodes_back(nonneg):
+    codes = np.arange(256, dtype=np.uint8)
+    if not nonneg:
+        codes = codes[(codes & 0x7F) != 0x7F]  # 0x7f, 0xff: NaN
+    absmax = np.array([3.0], np.float32)
+    x = dequantize_8bit(Blockwise8(codes, absmax, nonneg))
+    assert np.array_equal(x, R.dequantize_8bit(codes, absmax, nonneg))
+    q = quantize_8bit(x, nonneg)
+    assert np.array_equal(q.codes[codes != 0x80], codes[codes != 0x80])  # -0 keeps its sign bit only as 0x80
+    assert q.absmax[0] == 3.0
+
+
+@pytest.mark.parametrize("nonneg", [False, True])
+def test_quantization_error_is_bounded(nonneg):
+    x = spread(np.random.default_rng(2), 65536, nonneg)
+    y = dequantize_8bit(quantize_8bit(x, nonneg))
+    big = np.abs(x) > np.repeat(quantize_8bit(x, nonneg).absmax, 256) ** (2 if nonneg else 1) * 1e-3
+    rel = np.abs(y - x)[big] / np.abs(x)[big]
+    # E4M3: half a step of 1/8; E4M4 on the root: half of 1/16, doubled by the square
+    assert rel.max() <= (1 / 16 if not nonneg else 2 * (1 / 32) + 1 / 32 ** 2) * 1.0001
+
+
+def test_bfloat16_nearest_matches_reference_and_ml_dtypes():
+    x = spread(np.random.default_rng(3), 100000)
+    x[:4] = [np.inf, -np.inf, 3.3895314e38, -3.3895314e38]
+    bits = R.bf16_nearest(x)
+    assert np.array_equal(bits, x.astype(BF16).view(np.uint16))
+    p = np.zeros(x.size, BF16)  # the kernel's store: p = 0 - 1 * (-x)
+    fastopt.gd_(p, (-x).astype(np.float32), lr=1.0)
+    assert np.array_equal(p.view(np.uint16), bits)
+
+
+# ---- steps against lean_step ------------------------------------------------------------------
+
+# rule -> (kernel, hyper, nonneg per state argument of the reference rule, states present)
+LEAN_CASES = {
+    "gd": (fastopt.gd_, {"lr": 0.1}, []),
+    "sgd": (fastopt.sgd_, {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.01}, [False]),
+    "adam": (fastopt.adam_, {"lr": 0.01}, [False, True, True]),
+    "adamw": (fastopt.adam_, {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True, "amsgrad": True},
+              [False, True, True]),
+    "adagrad": (fastopt.adagrad_, {"lr": 0.1}, [True]),
+    "rmsprop": (fastopt.rmsprop_, {"lr": 0.01, "momentum": 0.9, "centered": True}, [True, False, False]),
+    "adadelta": (fastopt.adadelta_, {"lr": 1.0}, [True, True]),
+    "adamax": (fastopt.adamax_, {"lr": 0.01}, [False, True]),
+    "radam": (fastopt.radam_, {"lr": 0.01}, [False, True]),
+    "lion": (fastopt.lion_, {"lr": 0.01}, [False]),
+}
+REF_NAME = {"adamw": "adam"}
+BETAS = {"adam", "adamw", "adamax", "radam", "lion"}
+
+
+def kernel_hyper(name, hyper, step):
+    kw = dict(hyper)
+    if name == "adam" or name == "adamw":
+        kw.setdefault("weight_decay", 0.0)
+        kw.setdefault("decoupled_weight_decay", False)
+        kw.setdefault("amsgrad", False)
+    if name in ("sgd", "adam", "adamw", "adagrad", "adamax", "radam"):
+        kw["step"] = step
+    return kw
+
+
+def ref_hyper(name, hyper, step):
+    kw = {k: v for k, v in hyper.items()}
+    if name in ("sgd", "adam", "adamw", "adagrad", "adamax", "radam"):
+        kw["step"] = step
+    return kw
+
+
+def as_bits(a):
+    return a.view(np.uint16) if a.dtype == BF16 else a
+
+
+def make(kind, x):
+    return x.astype({"float32": np.float32, "bfloat16": BF16, "float16": np.float16}[kind])
+
+
+def ref_state(kind, x, nonneg):
+    if kind == "int8":
+        return R.quantize_8bit(x, nonneg)
+    return make(kind, x)
+
+
+def kernel_state(kind, ref, nonneg):
+    if kind == "int8":
+        return Blockwise8(ref[0].copy(), ref[1].copy(), nonneg)
+    return ref.copy()
+
+
+def run_lean(name, param, state, low=None, stochastic=False, steps=3, sizes=SIZES, threads=None, seed=7):
+    kernel, hyper, nonneg = LEAN_CASES[name]
+    rng = np.random.default_rng(len(name))
+    p0 = [rng.standard_normal(n).astype(np.float32) for n in sizes]
+    s0 = [[spread(rng, n, nn) for n in sizes] for nn in nonneg]
+    if name == "rmsprop":  # centered: the mean gradient's square below the mean square
+        s0[1] = [np.sqrt(x) * np.float32(0.5) for x in s0[0]]
+    grads = [[(rng.standard_normal(n) * 0.5).astype(np.float32) for n in sizes] for _ in range(steps)]
+    master = low is not None
+    kp = [make("float32" if master else param, x) for x in p0]
+    rp = [as_bits(a).copy() for a in kp]
+    klow = [make(low, x) for x in p0] if master else None
+    rlow = [as_bits(a).copy() for a in klow] if master else None
+    rs = [[ref_state(state, x, nn) for x in role] for role, nn in zip(s0, nonneg)]
+    rs_bits = [[r if state == "int8" else as_bits(r).copy() for r in role] for role in rs]
+    ks = [[kernel_state(state, r, nn) for r in role] for role, nn in zip(rs, nonneg)]
+    gdt = low if master else param
+    if threads is not None:
+        fastopt.set_num_threads(threads)
+    try:
+        for t in range(1, steps + 1):
+            g = [make(gdt, x) for x in grads[t - 1]]
+            kernel(kp, g, *ks, **kernel_hyper(name, hyper, t), low_params=klow, stochastic_rounding=stochastic,
+                   seed=seed + t)
+            states = rs_bits
+            R.lean_step(REF_NAME.get(name, name), rp, [as_bits(x) for x in g], states,
+                        nonneg=nonneg + [False] * (len(states) - len(nonneg)),
+                        param_dtype="float32" if master else param, state_dtype=state, low=rlow, low_dtype=low,
+                        stochastic=stochastic, seed=seed + t, **ref_hyper(name, rename(name, hyper), t))
+    finally:
+        if threads is not None:
+            fastopt.set_num_threads(0)
+    return kp, ks, klow, rp, rs_bits, rlow
+
+
+def rename(name, hyper):
+    return dict(hyper)
+
+
+def assert_close_stored(a, b, what):
+    """Equal, but for at most 1 in 1000 values one rounding step apart (see the module docstring)."""
+    a = np.asarray(a).reshape(-1)
+    b = np.asarray(b).reshape(-1)
+    if a.dtype == np.float16:
+        a, b = a.view(np.uint16), b.view(np.uint16)
+    diff = a != b
+    assert diff.sum() <= max(1, a.size // 1000), f"{what}: {diff.sum()} of {a.size} differ"
+    step = np.abs(a[diff].astype(np.int64) - b[diff].astype(np.int64))
+    assert (step <= 1).all(), f"{what}: differences of {step.max()} steps"
+
+
+PARAMS = ["float32", "bfloat16", "float16", "master-bfloat16", "master-float16"]
+
+
+@pytest.mark.parametrize("state", ["float32", "bfloat16", "int8"])
+@pytest.mark.parametrize("param", PARAMS)
+@pytest.mark.parametrize("name", sorted(LEAN_CASES))
+def test_lean_step_matches_reference(name, param, state):
+    if param == "float32" and state == "float32":
+        pytest.skip("the plain float32 kernels: test_rules.py")
+    low = param.split("-")[1] if param.startswith("master") else None
+    kp, ks, klow, rp, rs, rlow = run_lean(name, "float32" if low else param, state, low=low)
+    for a, b in zip(kp, rp):
+        assert_close_stored(as_bits(a), b, "params")
+    for a, b in zip(klow or [], rlow or []):
+        assert_close_stored(as_bits(a), b, "low_params")
+    for role_k, role_r in zip(ks, rs):
+        for a, b in zip(role_k, role_r):
+            if state == "int8":
+                assert_close_stored(a.codes, b[0], "codes")
+                np.testing.assert_allclose(a.absmax, b[1], rtol=1e-6)
+            else:
+                assert_close_stored(as_bits(a), b, "state")
+
+
+@pytest.mark.parametrize("state", ["bfloat16", "float32"])
+@pytest.mark.parametrize("name", ["adam", "sgd", "lion"])
+def test_stochastic_rounding_matches_reference_bits(name, state):
+    kp, ks, _, rp, rs, _ = run_lean(name, "bfloat16", state, stochastic=True)
+    for a, b in zip(kp, rp):
+        assert_close_stored(as_bits(a), b, "params")
+    for role_k, role_r in zip(ks, rs):
+        for a, b in zip(role_k, role_r):
+            assert_close_stored(as_bits(a), b, "state")
+
+
+@pytest.mark.parametrize("state", ["bfloat16", "int8"])
+def test_lean_steps_bit_identical_across_threads_and_isas(state, restore_isa):
+    sizes = [5 * 16384 + 3, 1, 70000, 33]
+    runs = []
+    for isa in _core.supported_isas():
+        _core._set_isa(isa)
+        for threads in (1, 2, 3):
+            kp, ks, _, _, _, _ = run_lean("adam", "bfloat16", state, stochastic=True, sizes=sizes, threads=threads)
+            flat = [as_bits(p) for p in kp]
+            for role in ks:
+                flat += [np.concatenate([a.codes.ravel(), a.absmax.view(np.uint8)]) if state == "int8" else as_bits(a)
+                         for a in role]
+            runs.append((isa, threads, flat))
+    for isa, threads, flat in runs[1:]:
+        for a, b in zip(runs[0][2], flat):
+            assert np.array_equal(a, b), f"{isa} on {threads} threads differs"
+
+
+def test_stochastic_rounding_is_unbiased_and_seeded():
+    """Many updates too small for bfloat16: nearest even loses them all, stochastic rounding
+    keeps their sum in expectation; the bits depend on the seed only."""
+    n, steps, g = 4096, 200, np.float32(1e-4)
+    grads = np.full(n, g, np.float32)
+    nearest = np.ones(n, BF16)
+    runs = {}
+    for seed in (1, 1, 2):
+        p = np.ones(n, BF16)
+        for t in range(steps):
+            fastopt.gd_(p, grads, lr=1.0, stochastic_rounding=True, seed=seed * 1000 + t)
+        runs.setdefault(seed, []).append(p.astype(np.float32))
+    for t in range(steps):
+        fastopt.gd_(nearest, grads, lr=1.0)
+    assert np.all(nearest.astype(np.float32) == 1.0)  # 1 - 1e-4 rounds back to 1 every time
+    assert np.array_equal(runs[1][0], runs[1][1])
+    assert not np.array_equal(runs[1][0], runs[2][0])
+    mean = runs[1][0].mean()
+    expected = 1.0 - steps * float(g)  # 0.98
+    assert abs(mean - expected) < 0.002, mean
+
+
+# ---- refusals: named, before anything is written ------------------------------------------
+
+def test_lean_refusals_name_the_argument_and_write_nothing():
+    p = np.ones(300, BF16)
+    g = np.ones(300, BF16)
+    m, v = np.zeros(300, np.float32), np.zeros(300, np.float32)
+    before = p.copy()
+    with pytest.raises(TypeError, match="exp_avg_sqs is bfloat16 but exp_avgs is float32"):
+        fastopt.adam_(p, g, m, np.zeros(300, BF16), step=1)
+    with pytest.raises(TypeError, match="exp_avgs is float16"):
+        fastopt.adam_(p, g, np.zeros(300, np.float16), np.zeros(300, np.float16), step=1)
+    with pytest.raises(TypeError, match="float64 mixes with nothing"):
+        fastopt.adam_(p, g, np.zeros(300), np.zeros(300), step=1)
+    with pytest.raises(TypeError, match="low_params need float32 params"):
+        fastopt.adam_(p, g, m, v, step=1, low_params=np.zeros(300, BF16))
+    with pytest.raises(TypeError, match="float32 or float64 arrays only"):
+        fastopt.lamb_(p, g, m, v, step=1)
+    with pytest.raises(ValueError, match=r"exp_avg_sqs is signed \(nonneg=False\)"):
+        fastopt.adam_(p, g, empty_8bit(300), empty_8bit(300), step=1)
+    with pytest.raises(ValueError, match=r"exp_avgs.absmax has 1 elements"):
+        fastopt.adam_(p, g, Blockwise8(np.zeros(300, np.uint8), np.zeros(1, np.float32)), empty_8bit(300, True), step=1)
+    with pytest.raises(TypeError, match="8-bit state is a fastopt"):
+        fastopt.sgd_(p, g, np.zeros(300, np.uint8), step=1, lr=0.1, momentum=0.9)
+    q = empty_8bit(300)
+    with pytest.raises(ValueError, match="share memory"):
+        fastopt.adam_(p, g, q, Blockwise8(q.codes, np.zeros(2, np.float32), True), step=1)
+    assert np.array_equal(p.view(np.uint16), before.view(np.uint16))
+
+
+def test_check_finite_and_norms_read_16_bit_gradients():
+    p = np.ones(1000, BF16)
+    g = np.ones(1000, BF16)
+    g[500] = np.inf
+    assert fastopt.adam_(p, g, np.zeros(1000, np.float32), np.zeros(1000, np.float32), step=1, check_finite=True) is False
+    assert np.all(p.astype(np.float32) == 1.0)
+    h = np.full(1000, 2.0, np.float16)
+    assert fastopt.global_norm(h) == pytest.approx(np.sqrt(4000))
+    assert fastopt.global_norm([np.ones(10, BF16)]) == pytest.approx(np.sqrt(10))
+    assert fastopt.all_finite([h]) and not fastopt.all_finite([g])
