@@ -8,18 +8,24 @@
 // thread count.  8-bit state is blockwise: per block of kQBlock elements one float32 absmax and
 // one uint8 code per element,
 //   signed values: an FP8 E4M3 code (ml_dtypes.float8_e4m3fn) of x * 448 / absmax;
-//   values >= 0 (second moments): an unsigned E4M4 code (4 exponent bits, bias 7, 4 mantissa
-//   bits, subnormals, max 496) of sqrt(x) * 496 / absmax, absmax the largest sqrt(x);
+//   values >= 0 (second moments): an unsigned E5M3 code (5 exponent bits, bias 15, 3 mantissa
+//   bits, subnormals, no sign; max 122880) of x * 122880 / absmax;
 // written out in fastopt/reference.py.  Items start at multiples of kChunk, hence of kQBlock:
 // a block belongs to one item, so threads never share one.
 //
 // Included by kernels.hpp at its end, inside the instruction set's namespace.
 #pragma once
 
+#ifndef FASTOPT_LEAN_BLOCK
+#define FASTOPT_LEAN_BLOCK 1024
+#endif
+
 namespace fastopt {
 namespace FASTOPT_ISA_NS {
 
 static_assert(kChunk % kQBlock == 0, "a quantization block must not straddle two work items");
+constexpr int64_t kLeanBlock = FASTOPT_LEAN_BLOCK;  // elements widened at a time (a multiple of kQBlock)
+static_assert(kLeanBlock % kQBlock == 0 && kChunk % kLeanBlock == 0, "lean blocks hold whole quantization blocks");
 
 FASTOPT_ELEMENT uint32_t f32_bits(float x) {
   uint32_t u;
@@ -60,7 +66,8 @@ FASTOPT_ELEMENT uint16_t bf16_stochastic(float x, uint32_t key, uint32_t i) {
   return uint16_t(x != x ? ((u >> 16) | 0x40u) : r);
 }
 
-constexpr float kQSigned = 448.0f, kQUnsigned = 496.0f, kQSub = 0.015625f;  // 2^-6: smallest normal
+constexpr float kQSigned = 448.0f, kQUnsigned = 122880.0f;  // the largest codes
+constexpr float kQSub = 0.015625f, kQSubU = 6.103515625e-05f;  // the smallest normals: 2^-6 (E4M3), 2^-14 (E5M3)
 constexpr float kRound = 8388608.0f;                                         // 2^23: x + 2^23 - 2^23 rounds x to an integer, ties to even
 
 FASTOPT_ELEMENT float q8_decode_signed(uint32_t c) {
@@ -70,7 +77,7 @@ FASTOPT_ELEMENT float q8_decode_signed(uint32_t c) {
   return (c & 0x80u) ? -v : v;
 }
 FASTOPT_ELEMENT float q8_decode_unsigned(uint32_t c) {
-  return c < 16u ? float(int32_t(c)) * 0.0009765625f : bits_f32((c + 1920u) << 19);  // 2^-10 steps below 2^-6
+  return c < 8u ? float(int32_t(c)) * 7.62939453125e-06f : bits_f32((c + 896u) << 20);  // 2^-17 steps below 2^-14
 }
 FASTOPT_ELEMENT uint8_t q8_encode_signed(float x, float scale) {
   const uint32_t ux = f32_bits(x);
@@ -83,12 +90,12 @@ FASTOPT_ELEMENT uint8_t q8_encode_signed(float x, float scale) {
   mag = y != y ? 127u : mag;
   return uint8_t(mag | ((ux >> 24) & 0x80u));
 }
-FASTOPT_ELEMENT uint8_t q8_encode_unsigned(float s, float scale) {
-  const float y = s * scale;
-  const float ys = y < kQSub ? y : 0.0f;
-  const uint32_t sub = uint32_t(int32_t((ys * 1024.0f + kRound) - kRound));
+FASTOPT_ELEMENT uint8_t q8_encode_unsigned(float x, float scale) {
+  const float y = x * scale;
+  const float ys = y < kQSubU ? y : 0.0f;
+  const uint32_t sub = uint32_t(int32_t((ys * 131072.0f + kRound) - kRound));
   const uint32_t uy = f32_bits(y);
-  const uint32_t mag = y < kQSub ? sub : ((uy + 0x3ffffu + ((uy >> 19) & 1u)) >> 19) - 1920u;
+  const uint32_t mag = y < kQSubU ? sub : ((uy + 0x7ffffu + ((uy >> 20) & 1u)) >> 20) - 896u;
   return uint8_t(mag > 255u ? 255u : mag);
 }
 
@@ -125,10 +132,7 @@ __attribute__((noinline)) inline void q8_load(const uint8_t* __restrict c, float
   if (nonneg) {
     const float inv = absmax / kQUnsigned;
 #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) {
-      const float s = q8_decode_unsigned(c[i]) * inv;
-      out[i] = s * s;
-    }
+    for (int64_t i = 0; i < n; ++i) out[i] = q8_decode_unsigned(c[i]) * inv;
   } else {
     const float inv = absmax / kQSigned;
 #pragma omp simd
@@ -153,10 +157,10 @@ inline float block_absmax(const float* __restrict x, int64_t n) {
 __attribute__((noinline)) inline void q8_store(const float* __restrict x, bool nonneg, uint8_t* __restrict c,
                                                float* __restrict absmax, int64_t n) {
   if (nonneg) {
-    const float amax = std::sqrt(block_absmax(x, n));
+    const float amax = block_absmax(x, n);
     const float scale = amax > 0.0f ? kQUnsigned / amax : 0.0f;
 #pragma omp simd
-    for (int64_t i = 0; i < n; ++i) c[i] = q8_encode_unsigned(std::sqrt(x[i]), scale);
+    for (int64_t i = 0; i < n; ++i) c[i] = q8_encode_unsigned(x[i], scale);
     *absmax = amax;
   } else {
     const float amax = block_absmax(x, n);
@@ -165,6 +169,14 @@ __attribute__((noinline)) inline void q8_store(const float* __restrict x, bool n
     for (int64_t i = 0; i < n; ++i) c[i] = q8_encode_signed(x[i], scale);
     *absmax = amax;
   }
+}
+
+// Whole arrays of 8-bit state to and from float32 (set-up and checkpoints; one thread).
+inline void quantize_8bit(const float* x, int64_t n, bool nonneg, uint8_t* codes, float* absmax) {
+  for (int64_t i = 0; i < n; i += kQBlock) q8_store(x + i, nonneg, codes + i, absmax + i / kQBlock, n - i < kQBlock ? n - i : kQBlock);
+}
+inline void dequantize_8bit(const uint8_t* codes, const float* absmax, int64_t n, bool nonneg, float* out) {
+  for (int64_t i = 0; i < n; i += kQBlock) q8_load(codes + i, absmax[i / kQBlock], nonneg, out + i, n - i < kQBlock ? n - i : kQBlock);
 }
 
 // Array `a`'s elements [i0, i0 + n) of slot s into buf (or a pointer to them where they are float32).
@@ -176,8 +188,8 @@ inline float* lean_load(const Batch& b, int s, int dtype, int64_t a, int64_t i0,
     case BF16: widen_bf16(static_cast<const uint16_t*>(base) + i0, buf, n); return buf;
     case F16: widen_f16(static_cast<const _Float16*>(base) + i0, buf, n); return buf;
     default:
-      q8_load(static_cast<const uint8_t*>(base) + i0, static_cast<const float*>(b.slot[s + 3][a])[i0 / kQBlock], nonneg,
-              buf, n);
+      dequantize_8bit(static_cast<const uint8_t*>(base) + i0, static_cast<const float*>(b.slot[s + 3][a]) + i0 / kQBlock, n,
+                      nonneg, buf);
       return buf;
   }
 }
@@ -196,16 +208,8 @@ inline void lean_store(const Batch& b, int s, int dtype, int64_t a, int64_t i0, 
       return;
     case F16: narrow_f16(x, static_cast<_Float16*>(base) + i0, n); return;
     default:
-      q8_store(x, nonneg, static_cast<uint8_t*>(base) + i0, static_cast<float*>(b.slot[s + 3][a]) + i0 / kQBlock, n);
+      quantize_8bit(x, n, nonneg, static_cast<uint8_t*>(base) + i0, static_cast<float*>(b.slot[s + 3][a]) + i0 / kQBlock);
   }
-}
-
-// Whole arrays of 8-bit state to and from float32 (set-up and checkpoints; one thread).
-inline void quantize_8bit(const float* x, int64_t n, bool nonneg, uint8_t* codes, float* absmax) {
-  for (int64_t i = 0; i < n; i += kQBlock) q8_store(x + i, nonneg, codes + i, absmax + i / kQBlock, n - i < kQBlock ? n - i : kQBlock);
-}
-inline void dequantize_8bit(const uint8_t* codes, const float* absmax, int64_t n, bool nonneg, float* out) {
-  for (int64_t i = 0; i < n; i += kQBlock) q8_load(codes + i, absmax[i / kQBlock], nonneg, out + i, n - i < kQBlock ? n - i : kQBlock);
 }
 
 template <class Rule>
@@ -216,10 +220,10 @@ void lean_sweep(const Batch& b, const Rule& rule, const PreHyper& ph, int nt) {
   const PreMode mode = pre_mode(ph);
   for_items(plan, nt, [&](int64_t k) {
     const Item& it = plan.items[k];
-    alignas(64) float pbuf[kQBlock], gbuf[kQBlock], sbuf[3][kQBlock];
+    alignas(64) float pbuf[kLeanBlock], gbuf[kLeanBlock], sbuf[3][kLeanBlock];
     float* s[3] = {sbuf[0], sbuf[1], sbuf[2]};
-    for (int64_t off = 0; off < it.len; off += kQBlock) {
-      const int64_t i0 = it.start + off, n = it.len - off < kQBlock ? it.len - off : kQBlock;
+    for (int64_t off = 0; off < it.len; off += kLeanBlock) {
+      const int64_t i0 = it.start + off, n = it.len - off < kLeanBlock ? it.len - off : kLeanBlock;
       float* p = lean_load(b, 0, L.param, it.array, i0, n, pbuf);
       float* g = lean_load(b, 1, L.grad, it.array, i0, n, gbuf);
       if (mode != kNoPre && g != gbuf) {  // the gradients are read, never written

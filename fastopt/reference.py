@@ -367,16 +367,18 @@ def bf16_widen(bits: np.ndarray) -> np.ndarray:
 
 
 Q8_BLOCK = 256
-Q8_SIGNED_MAX, Q8_UNSIGNED_MAX = np.float32(448.0), np.float32(496.0)
-_SUB, _ROUND = np.float32(2.0 ** -6), np.float32(2.0 ** 23)
+Q8_SIGNED_MAX, Q8_UNSIGNED_MAX = np.float32(448.0), np.float32(122880.0)
+_ROUND = np.float32(2.0 ** 23)
 
 
 def q8_decode(codes: np.ndarray, nonneg: bool) -> np.ndarray:
-    """The code values before the block's scale: E4M3 (signed, as ml_dtypes.float8_e4m3fn) or
-    unsigned E4M4 (4 exponent bits with bias 7, 4 mantissa bits, subnormals; max 496)."""
+    """The code values before the block's scale: E4M3 (signed, as ml_dtypes.float8_e4m3fn: 4
+    exponent bits with bias 7, 3 mantissa bits, subnormals, max 448, 0x7f NaN) or unsigned E5M3
+    (5 exponent bits with bias 15, 3 mantissa bits, subnormals, no sign; max 122880)."""
     c = np.asarray(codes, np.uint8).astype(np.uint32)
     if nonneg:
-        return np.where(c < 16, c.astype(np.float32) * np.float32(2.0 ** -10), ((c + _M32(1920)) << _M32(19)).view(np.float32))
+        return np.where(c < 8, c.astype(np.float32) * np.float32(2.0 ** -17),
+                        ((c + _M32(896)) << _M32(20)).view(np.float32)).astype(np.float32)
     mag = c & _M32(0x7F)
     v = np.where(mag < 8, mag.astype(np.float32) * np.float32(2.0 ** -9), ((mag + _M32(960)) << _M32(20)).view(np.float32))
     v = np.where(mag == 0x7F, np.float32(np.nan), v).astype(np.float32)
@@ -384,18 +386,18 @@ def q8_decode(codes: np.ndarray, nonneg: bool) -> np.ndarray:
 
 
 def q8_encode(x: np.ndarray, scale: np.float32, nonneg: bool) -> np.ndarray:
-    """Codes of x * scale (x: float32; nonneg: x is the square root of the stored value), to nearest even."""
+    """Codes of x * scale (x: float32), to nearest even."""
     x = np.asarray(x, np.float32)
     ux = np.ascontiguousarray(x).view(np.uint32)
-    y = (ux & _M32(0x7FFFFFFF)).view(np.float32) * np.float32(scale) if not nonneg else x * np.float32(scale)
-    sub_scale, shift, bias, top = (np.float32(1024), 19, 1920, 255) if nonneg else (np.float32(512), 20, 960, 126)
-    ys = np.where(y < _SUB, y, np.float32(0)).astype(np.float32)
+    y = x * np.float32(scale) if nonneg else (ux & _M32(0x7FFFFFFF)).view(np.float32) * np.float32(scale)
+    sub_min, sub_scale, bias, top = ((np.float32(2.0 ** -14), np.float32(2.0 ** 17), 896, 255) if nonneg
+                                     else (np.float32(2.0 ** -6), np.float32(2.0 ** 9), 960, 126))
+    ys = np.where(y < sub_min, y, np.float32(0)).astype(np.float32)
     sub = ((ys * sub_scale + _ROUND) - _ROUND).astype(np.int32).astype(np.uint32)
     uy = np.ascontiguousarray(y).view(np.uint32)
-    half = _M32((1 << (shift - 1)) - 1)
-    nrm = ((uy + half + ((uy >> _M32(shift)) & _M32(1))) >> _M32(shift)) - _M32(bias)
+    nrm = ((uy + _M32(0x7FFFF) + ((uy >> _M32(20)) & _M32(1))) >> _M32(20)) - _M32(bias)
     with np.errstate(invalid="ignore"):
-        mag = np.where(y < _SUB, sub, nrm)
+        mag = np.where(y < sub_min, sub, nrm)
     mag = np.minimum(mag, _M32(top))
     if nonneg:
         return mag.astype(np.uint8)
@@ -409,36 +411,29 @@ def _nan_absmax(x: np.ndarray) -> np.float32:
 
 
 def quantize_8bit(x: np.ndarray, nonneg: bool = False):
-    """float32 vector -> (uint8 codes, float32 absmax per block of 256).  Signed values: the E4M3
-    code of x * 448 / absmax; values >= 0: the unsigned E4M4 code of sqrt(x) * 496 / absmax,
-    absmax the block's largest sqrt(x)."""
+    """float32 vector -> (uint8 codes, float32 absmax per block of 256): the E4M3 code of
+    x * 448 / absmax (signed values) or the unsigned E5M3 code of x * 122880 / absmax (values
+    >= 0), absmax the block's largest |x|."""
     x = np.asarray(x, np.float32).ravel()
     n = x.size
     codes = np.zeros(n, np.uint8)
     absmax = np.zeros((n + Q8_BLOCK - 1) // Q8_BLOCK, np.float32)
     for b in range(absmax.size):
         blk = x[b * Q8_BLOCK:(b + 1) * Q8_BLOCK]
-        if nonneg:
-            amax = np.sqrt(_nan_absmax(blk), dtype=np.float32)
-            scale = Q8_UNSIGNED_MAX / amax if amax > 0 else np.float32(0)
-            with np.errstate(invalid="ignore"):
-                codes[b * Q8_BLOCK:b * Q8_BLOCK + blk.size] = q8_encode(np.sqrt(blk), scale, True)
-        else:
-            amax = _nan_absmax(blk)
-            scale = Q8_SIGNED_MAX / amax if amax > 0 else np.float32(0)
-            codes[b * Q8_BLOCK:b * Q8_BLOCK + blk.size] = q8_encode(blk, scale, False)
+        amax = _nan_absmax(blk)
+        scale = (Q8_UNSIGNED_MAX if nonneg else Q8_SIGNED_MAX) / amax if amax > 0 else np.float32(0)
+        codes[b * Q8_BLOCK:b * Q8_BLOCK + blk.size] = q8_encode(blk, scale, nonneg)
         absmax[b] = amax
     return codes, absmax
 
 
 def dequantize_8bit(codes: np.ndarray, absmax: np.ndarray, nonneg: bool = False) -> np.ndarray:
-    """(codes, absmax) -> float32: code value times absmax / 448 (signed), or squared after
-    times absmax / 496 (values >= 0)."""
+    """(codes, absmax) -> float32: the code's value times absmax / 448 (signed) or absmax / 122880
+    (values >= 0)."""
     c = np.asarray(codes, np.uint8).ravel()
     top = Q8_UNSIGNED_MAX if nonneg else Q8_SIGNED_MAX
     inv = np.repeat(np.asarray(absmax, np.float32) / top, Q8_BLOCK)[:c.size]
-    v = q8_decode(c, nonneg) * inv
-    return (v * v).astype(np.float32) if nonneg else v.astype(np.float32)
+    return (q8_decode(c, nonneg) * inv).astype(np.float32)
 
 
 def lean_step(name, params, grads, states, *, nonneg, param_dtype="float32", state_dtype="float32",

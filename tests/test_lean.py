@@ -62,10 +62,11 @@ def test_every_code_decodes_and_encodes_back(nonneg):
 def test_quantization_error_is_bounded(nonneg):
     x = spread(np.random.default_rng(2), 65536, nonneg)
     y = dequantize_8bit(quantize_8bit(x, nonneg))
-    big = np.abs(x) > np.repeat(quantize_8bit(x, nonneg).absmax, 256) ** (2 if nonneg else 1) * 1e-3
+    big = np.abs(x) > np.repeat(quantize_8bit(x, nonneg).absmax, 256) * 1e-3  # normal codes
+    assert big.sum() > 1000
     rel = np.abs(y - x)[big] / np.abs(x)[big]
-    # E4M3: half a step of 1/8; E4M4 on the root: half of 1/16, doubled by the square
-    assert rel.max() <= (1 / 16 if not nonneg else 2 * (1 / 32) + 1 / 32 ** 2) * 1.0001
+    # three mantissa bits either way: within half a step of 1/8
+    assert rel.max() <= (1 / 16) * 1.0001
 
 
 def test_bfloat16_nearest_matches_reference_and_ml_dtypes():
@@ -179,9 +180,12 @@ def assert_close_stored(a, b, what):
     """Equal, but for at most 1 in 1000 values one rounding step apart (see the module docstring)."""
     a = np.asarray(a).reshape(-1)
     b = np.asarray(b).reshape(-1)
+    both_nan = np.isnan(a) & np.isnan(b) if a.dtype.kind == "f" else np.zeros(a.shape, bool)
     if a.dtype == np.float16:
         a, b = a.view(np.uint16), b.view(np.uint16)
-    diff = a != b
+    elif a.dtype == np.float32:
+        a, b = a.view(np.int32), b.view(np.int32)
+    diff = (a != b) & ~both_nan
     assert diff.sum() <= max(1, a.size // 1000), f"{what}: {diff.sum()} of {a.size} differ"
     step = np.abs(a[diff].astype(np.int64) - b[diff].astype(np.int64))
     assert (step <= 1).all(), f"{what}: differences of {step.max()} steps"
