@@ -252,7 +252,8 @@ def _settings(args: argparse.Namespace):
                 epochs=args.epochs, batch_size=args.batch_size, l1=args.l1, l2=args.l2,
                 weight_decay=args.weight_decay, clipnorm=args.clipnorm, clipvalue=args.clipvalue,
                 global_clipnorm=args.global_clipnorm, patience=args.patience if args.val_split > 0 else 0,
-                validation_split=args.val_split, dtype=args.dtype, optimizer_kwargs=opt_kwargs or None,
+                validation_split=args.val_split, dtype=args.dtype, state_dtype=args.state_dtype,
+                optimizer_kwargs=opt_kwargs or None,
                 loss=args.loss, loss_kwargs=_loss_kwargs(args))
 
 
@@ -506,6 +507,8 @@ def _training_flags(t: argparse.ArgumentParser) -> None:
     t.add_argument("--focal-gamma", type=_number(float, 0.0), default=2.0, help="focal loss's gamma")
     t.add_argument("--clipnorm", type=_number(float, 0.0, low_open=True), default=None,
                    help="clip each array's gradient norm")
+    t.add_argument("--state-dtype", choices=("float32", "bfloat16", "int8"), default="float32",
+                   help="the optimizer's state: float32, bfloat16 (half the bytes) or int8 (8-bit blockwise)")
     t.add_argument("--global-clipnorm", type=_number(float, 0.0, low_open=True), default=None,
                    help="clip the global gradient norm (fused)")
     t.add_argument("--clipvalue", type=_number(float, 0.0, low_open=True), default=None, help="clamp gradients (fused)")

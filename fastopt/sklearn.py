@@ -22,8 +22,9 @@ weights start from He (relu) or Glorot normal; a binary classifier has two softm
 (``out_activation_ = "softmax"``) where scikit-learn has one logistic unit.  fastopt's extras are
 keywords: ``schedule``, ``warmup``, ``dropout``, ``l1``, ``weight_decay``, ``clipnorm``,
 ``clipvalue``, ``global_clipnorm``, ``loss`` (e.g. "focal"), ``dtype`` (float64 by default, as
-scikit-learn computes for float64 input; "float32" halves the memory traffic) and
-``optimizer_kwargs``.  Needs scikit-learn 1.6 or newer.
+scikit-learn computes for float64 input; "float32" halves the memory traffic), ``state_dtype``
+("bfloat16" or "int8" optimizer state, with ``dtype="float32"``; see :mod:`fastopt.precision`)
+and ``optimizer_kwargs``.  Needs scikit-learn 1.6 or newer.
 """
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ class _MLP(BaseEstimator):
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1, beta_1=0.9,
                  beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000, schedule=None, warmup=0,
                  dropout=0.0, l1=0.0, weight_decay=None, clipnorm=None, clipvalue=None, global_clipnorm=None,
-                 loss=None, dtype="float64", optimizer_kwargs=None):
+                 loss=None, dtype="float64", state_dtype="float32", optimizer_kwargs=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
@@ -92,6 +93,7 @@ class _MLP(BaseEstimator):
         self.clipnorm = clipnorm
         self.clipvalue = clipvalue
         self.global_clipnorm = global_clipnorm
+        self.state_dtype = state_dtype
         self.loss = loss
         self.dtype = dtype
         self.optimizer_kwargs = optimizer_kwargs
@@ -154,6 +156,10 @@ class _MLP(BaseEstimator):
                 hyper[name] = getattr(self, name)
         if self.l1:
             hyper["l1"] = self.l1
+        if self.state_dtype != "float32":
+            if self.dtype == "float64":
+                raise ValueError(f"state_dtype={self.state_dtype!r} needs dtype='float32' (the model's parameters)")
+            hyper["state_dtype"] = self.state_dtype
         if self.alpha:  # scikit-learn's L2, fused into the weights' update; set per batch in _fit
             hyper["l2"] = self.alpha
         hyper.update(self.optimizer_kwargs or {})

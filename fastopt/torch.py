@@ -26,6 +26,7 @@ import torch.optim.optimizer as _torch_optim
 
 from . import functional as F
 from . import optim as _optim
+from . import precision as P
 from .optim.optimizer import COMMON
 
 __all__ = ["FastoptOptimizer", "SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta", "Adamax", "NAdam",
@@ -36,7 +37,14 @@ __all__ = ["FastoptOptimizer", "SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Ad
 #: ``differentiable`` must be False.
 TORCH_OPTIONS = {"foreach": None, "fused": None, "capturable": False, "differentiable": False}
 
-_DTYPES = (torch.float32, torch.float64)
+_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    """A NumPy view of a CPU tensor's memory (bfloat16 as ml_dtypes' bfloat16)."""
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(P.bfloat16())
+    return t.numpy()
 
 
 def _check_param(p: torch.Tensor, where: str) -> None:
@@ -45,7 +53,10 @@ def _check_param(p: torch.Tensor, where: str) -> None:
     if p.device.type != "cpu":
         raise ValueError(f"{where} is on {p.device}; fastopt updates CPU tensors")
     if p.dtype not in _DTYPES:
-        raise TypeError(f"{where} has dtype {p.dtype}; fastopt optimizes float32 or float64 tensors")
+        raise TypeError(f"{where} has dtype {p.dtype}; fastopt optimizes float32, float64, bfloat16 or float16 "
+                        "tensors")
+    if p.dtype == torch.bfloat16:
+        P.bfloat16()  # ImportError naming ml-dtypes when it is missing
     if not p.is_contiguous():
         raise ValueError(f"{where} is not contiguous; fastopt updates contiguous tensors in place: make it "
                          "contiguous first, e.g. `param.data = param.data.contiguous()`")
@@ -75,7 +86,10 @@ class FastoptOptimizer(torch.optim.Optimizer):
         for j, p in enumerate(params):
             _check_param(p, f"param_groups[{i}]['params'][{j}]")
         _check_torch_options(param_group, f"param_groups[{i}]")
-        merged = {**self.defaults, **param_group, "params": [np.zeros(1, np.float32)]}
+        sample = np.zeros(1, np.float32)
+        if params and params[0].dtype != torch.float32:
+            sample = _np(torch.zeros(1, dtype=params[0].dtype))
+        merged = {**self.defaults, **param_group, "params": [sample]}
         if isinstance(merged.get("lr"), torch.Tensor):  # torch takes a one-element tensor lr
             if merged["lr"].numel() != 1:
                 raise ValueError(f"param_groups[{i}]: a tensor lr must have one element, got {merged['lr'].numel()}")
@@ -99,19 +113,55 @@ class FastoptOptimizer(torch.optim.Optimizer):
             state["step"] = torch.tensor(1.0 if has_buf else 0.0, dtype=torch.float32)
         elif not isinstance(state["step"], torch.Tensor):  # a checkpoint with a plain number
             state["step"] = torch.tensor(float(state["step"]), dtype=torch.float32)
+        kind = h["state_dtype"]
+        lean_param = p.dtype in (torch.bfloat16, torch.float16)
+        dtype = torch.bfloat16 if kind == "bfloat16" else torch.float32 if lean_param else p.dtype
         for name in self.rule._needed_states(h):
-            buf = state.get(name)
-            if buf is None:
-                value = self.rule._initial_value(name, h)
-                state[name] = torch.full_like(p, value, memory_format=torch.preserve_format)
-            elif buf.shape != p.shape:
-                raise ValueError(f"state {name!r} has shape {tuple(buf.shape)}, its parameter {tuple(p.shape)}")
-            elif buf.dtype != p.dtype or not buf.is_contiguous():  # a checkpoint saved another way
-                state[name] = buf.to(p.dtype).contiguous()
+            state[name] = self._state_tensor(state, name, p, kind, dtype, h)
+        if h["master_weights"]:
+            master = state.get("master_param")
+            if master is None or master.shape != p.shape:
+                state["master_param"] = p.detach().to(torch.float32).contiguous()
+            elif master.dtype != torch.float32 or not master.is_contiguous():
+                state["master_param"] = master.to(torch.float32).contiguous()
+        else:
+            state.pop("master_param", None)
         for name, value in self.rule.scalar_states.items():  # NAdam's mu_product
             if not isinstance(state.get(name, value), torch.Tensor) or name not in state:
                 state[name] = torch.tensor(float(state.get(name, value)), dtype=torch.float64)
         return state
+
+    def _state_tensor(self, state: Dict[str, Any], name: str, p: torch.Tensor, kind: str, dtype: torch.dtype,
+                      h: Dict[str, Any]) -> torch.Tensor:
+        """State ``name`` of ``p`` as the group's state_dtype keeps it, made or converted from a
+        checkpoint of another kind (8-bit: uint8 codes in ``name``, float32 per-block maxima in
+        ``name + "_absmax"``)."""
+        buf, absmax = state.get(name), state.get(name + "_absmax")
+        nonneg = name in self.rule.nonneg_states
+        if buf is None:
+            values = torch.full(p.shape, self.rule._initial_value(name, h), dtype=torch.float64 if
+                                kind == "float32" and dtype == torch.float64 else torch.float32)
+        elif tuple(buf.shape) != tuple(p.shape):
+            raise ValueError(f"state {name!r} has shape {tuple(buf.shape)}, its parameter {tuple(p.shape)}")
+        elif buf.dtype == torch.uint8:
+            if absmax is None or absmax.numel() != P.blocks(p.numel()):
+                raise ValueError(f"state {name!r} is 8-bit but {name + '_absmax'!r} is missing or of the wrong size")
+            if kind == "int8":
+                state[name + "_absmax"] = absmax.to(torch.float32).contiguous()
+                return buf.contiguous()
+            values = torch.from_numpy(P.Blockwise8(buf.contiguous().numpy(), absmax.to(torch.float32).contiguous().numpy(),
+                                                   nonneg).dequantize())
+        else:
+            if kind != "int8":
+                state.pop(name + "_absmax", None)
+                return buf if buf.dtype == dtype and buf.is_contiguous() else buf.to(dtype).contiguous()
+            values = buf.to(torch.float32)
+        state.pop(name + "_absmax", None)
+        if kind != "int8":
+            return values.to(dtype).contiguous()
+        q = P.quantize_8bit(values.contiguous().numpy(), nonneg)
+        state[name + "_absmax"] = torch.from_numpy(q.absmax)
+        return torch.from_numpy(q.codes)
 
     @staticmethod
     def profile_hook_step(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -150,7 +200,7 @@ class FastoptOptimizer(torch.optim.Optimizer):
         params = group["params"]
         with_grad = tuple(p.grad is not None for p in params)
         key = (tuple(map(id, params)), with_grad, tuple(p.data_ptr() for p in params), h["amsgrad"]
-               if "amsgrad" in h else None, h.get("momentum"), h.get("centered"))
+               if "amsgrad" in h else None, h.get("momentum"), h.get("centered"), h["state_dtype"], h["master_weights"])
         plans = self.__dict__.setdefault("_plans", {})
         plan = plans.get(index)
         if plan is None or plan.key != key:
@@ -169,7 +219,7 @@ class FastoptOptimizer(torch.optim.Optimizer):
                 if g.is_sparse:
                     raise ValueError(f"{where} is sparse; fastopt takes dense gradients")
                 raise ValueError(f"{where} is {g.dtype} {tuple(g.shape)}, the parameter {p.dtype} {tuple(p.shape)}")
-            grads.append((g if g.is_contiguous() else g.contiguous()).numpy())
+            grads.append(_np(g if g.is_contiguous() else g.contiguous()))
         if not grads:
             return
         plan = self._plan(group, index, h)
@@ -179,7 +229,9 @@ class FastoptOptimizer(torch.optim.Optimizer):
             b, kw = plan.buckets[0], plan.fast
             if self.rule.takes_step:
                 kw["step"] = b.step + 1
-            if self.rule.kernel(b.params, grads, *b.state_lists, **kw):
+            if h["stochastic_rounding"]:
+                kw["seed"] = P.step_seed(h["seed"], b.step + 1)
+            if self.rule.kernel(b.master if b.master is not None else b.params, grads, *b.state_lists, **kw):
                 b.step += 1
                 b.steps += 1
             else:
@@ -200,6 +252,8 @@ class FastoptOptimizer(torch.optim.Optimizer):
             opts = shared if shared is not None else self.rule._fused_options(h, bgrads)
             state = {"step": b.step + 1, **b.scalars}
             state.update(b.views)
+            if b.master is not None:
+                state["master_views"] = b.master
             if opts is None or not self.rule._update({**h, "params": b.params}, state, bgrads, opts):
                 skipped = True  # check_finite met a NaN or Inf
                 continue
@@ -218,6 +272,7 @@ class _Plan:
         def __init__(self):
             self.members: List[int] = []       # indices into the plan's items
             self.params: List[np.ndarray] = []
+            self.master: Optional[List[np.ndarray]] = None  # float32 master copies (master_weights)
             self.views: Dict[str, List[np.ndarray]] = {}
             self.steps: np.ndarray = np.zeros(0, np.float32)  # the bucket's step tensors' memory
             self.scalar_values: Dict[str, np.ndarray] = {}
@@ -247,9 +302,15 @@ class _Plan:
                 b.scalars = {n: float(st[n]) for n in rule.scalar_states}
                 b.views = {n + "_views": [] for n in names}
             b.members.append(k)
-            b.params.append(p.detach().numpy())
+            b.params.append(_np(p.detach()))
+            if h["master_weights"]:
+                b.master = (b.master or []) + [st["master_param"].numpy()]
             for n in names:
-                b.views[n + "_views"].append(st[n].numpy())
+                if h["state_dtype"] == "int8":
+                    b.views[n + "_views"].append(P.Blockwise8(st[n].numpy(), st[n + "_absmax"].numpy(),
+                                                              n in rule.nonneg_states))
+                else:
+                    b.views[n + "_views"].append(_np(st[n]))
         # Each parameter keeps its own step tensor (torch's layout), made a view of one buffer per
         # bucket so that a step counts them all in one pass.
         for b in by_key.values():
@@ -274,6 +335,10 @@ class _Plan:
         if (len(self.buckets) == 1 and not rule.scalar_states and rule._update.__func__ is
                 _optim.Optimizer._update.__func__ and h["clipnorm"] is None and h["global_clipnorm"] is None):
             self.fast = {**rule._kernel_kwargs(h, {"step": 0}), **rule._fused_options(h, [])}
+            if h["master_weights"]:
+                self.fast["low_params"] = self.buckets[0].params
+            if h["stochastic_rounding"]:
+                self.fast["stochastic_rounding"] = True
 
 
 def _check_torch_options(options: Dict[str, Any], where: str) -> None:
@@ -291,7 +356,7 @@ def _grads_by_dtype(parameters) -> Dict[torch.dtype, List[np.ndarray]]:
         if g is None:
             continue
         _check_param(g, f"parameters[{j}].grad")
-        out.setdefault(g.dtype, []).append(g.numpy())
+        out.setdefault(g.dtype, []).append(_np(g))
     return out
 
 
@@ -320,6 +385,9 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_i
         if math.isnan(coef):
             for g in gs:
                 g.fill(np.nan)
+        elif coef < 1.0 and P.is_lean_dtype(gs[0].dtype):
+            for g in gs:
+                g[...] = (g.astype(np.float32) * np.float32(coef)).astype(g.dtype)
         elif coef < 1.0:
             F.scale_(gs, coef)
     return torch.tensor(total, dtype=next(iter(groups)))
@@ -329,7 +397,11 @@ def clip_grad_value_(parameters, clip_value: float, foreach: Optional[bool] = No
     """``torch.nn.utils.clip_grad_value_``: clamps every gradient to ``[-clip_value, clip_value]``
     in place, one fused pass per dtype; ``foreach`` is accepted and changes nothing."""
     for gs in _grads_by_dtype(parameters).values():
-        F.clip_grad_value_(gs, float(clip_value))
+        if P.is_lean_dtype(gs[0].dtype):
+            for g in gs:
+                np.clip(g, -float(clip_value), float(clip_value), out=g)
+        else:
+            F.clip_grad_value_(gs, float(clip_value))
 
 
 def _make(rule: type) -> type:

@@ -7,12 +7,16 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 import numpy as np
 
 from .. import functional as F
+from .. import precision as P
 
 ParamsT = Union[Sequence[np.ndarray], Sequence[Dict[str, Any]]]
 
 # options every optimizer takes, with Keras' names for the clipping ones
 COMMON = {"clipnorm": None, "clipvalue": None, "global_clipnorm": None, "l1": 0.0, "l2": 0.0,
-          "maximize": False, "check_finite": False}
+          "maximize": False, "check_finite": False,
+          "state_dtype": "float32", "master_weights": False, "stochastic_rounding": False, "seed": 0}
+#: the options of lean precision (fastopt.precision): not the kernel's hyperparameters
+LEAN = ("state_dtype", "master_weights", "stochastic_rounding", "seed")
 
 
 class Optimizer:
@@ -35,6 +39,18 @@ class Optimizer:
     - ``maximize``: ascend.
     - ``check_finite``: skip the whole step when a gradient holds NaN or Inf
       (``step`` returns False and ``skipped_steps`` counts it).
+
+    Lean precision (:mod:`fastopt.precision`; every rule but LAMB):
+
+    - parameters may be bfloat16 (``ml_dtypes``) or float16; the state is then float32 (mixed
+      precision) unless ``state_dtype`` says otherwise.
+    - ``state_dtype``: ``"float32"`` (the parameters' dtype for float64), ``"bfloat16"`` (half the
+      bytes) or ``"int8"`` (8-bit blockwise, :class:`fastopt.precision.Blockwise8`; a quarter).
+    - ``master_weights``: keep a float32 copy of bfloat16 / float16 parameters, update it, and
+      round it into the parameters after each step.
+    - ``stochastic_rounding``, ``seed``: round bfloat16 stores (parameters, state)
+      stochastically, with bits from the seed and the step count: the same for a given seed
+      whatever the thread count.
     """
 
     #: names of the state buffers, in the kernel's argument order
@@ -51,6 +67,10 @@ class Optimizer:
     #: the fused update (a fastopt.functional rule) and whether it takes the step count
     kernel: Callable[..., bool]
     takes_step: bool = True
+    #: states that hold values >= 0 (their 8-bit code is the unsigned one)
+    nonneg_states: Sequence[str] = ()
+    #: whether the kernel takes lean arrays (bfloat16 / float16 / 8-bit)
+    lean: bool = True
 
     def __init__(self, params: ParamsT, **hyper: Any) -> None:
         unknown = set(hyper) - set(self.defaults) - set(COMMON)
@@ -80,11 +100,13 @@ class Optimizer:
         for j, p in enumerate(params):
             if not isinstance(p, np.ndarray):
                 raise TypeError(f"params[{j}] must be a numpy.ndarray, got {type(p).__name__}")
-            if p.dtype not in (np.float32, np.float64):
-                raise TypeError(f"params[{j}] has dtype {p.dtype}; fastopt optimizes float32 or float64 arrays")
+            if p.dtype not in (np.float32, np.float64) and not P.is_lean_dtype(p.dtype):
+                raise TypeError(f"params[{j}] has dtype {p.dtype}; fastopt optimizes float32, float64, bfloat16 "
+                                "or float16 arrays")
             if p.dtype != params[0].dtype:
                 raise TypeError(f"params[{j}] is {p.dtype} but params[0] is {params[0].dtype}: one dtype per group")
         _check_lr(group.get("lr", 0.0))
+        cls._check_lean(group, params[0].dtype)
         if "convention" in group and group["convention"] not in cls.conventions:
             raise ValueError(f"convention must be one of {cls.conventions} for {cls.__name__}, "
                              f"got {group['convention']!r}")
@@ -95,6 +117,26 @@ class Optimizer:
         for name in ("l1", "l2"):
             if not group[name] >= 0:
                 raise ValueError(f"{name} must be >= 0, got {group[name]!r}")
+
+    @classmethod
+    def _check_lean(cls, group: Dict[str, Any], dtype: np.dtype) -> None:
+        state_dtype = P.check_state_dtype(group["state_dtype"])
+        low = P.is_lean_dtype(dtype)
+        if not cls.lean and (low or state_dtype != "float32"):
+            raise ValueError(f"{cls.__name__} keeps float32 or float64 parameters and state "
+                             f"(got {dtype} parameters, state_dtype={state_dtype!r})")
+        if dtype == np.float64 and state_dtype != "float32":
+            raise ValueError(f"state_dtype={state_dtype!r} needs float32, bfloat16 or float16 parameters, got float64")
+        if not isinstance(group["master_weights"], (bool, np.bool_)):
+            raise ValueError(f"master_weights must be a bool, got {group['master_weights']!r}")
+        if group["master_weights"] and not low:
+            raise ValueError(f"master_weights=True keeps a float32 copy of bfloat16 or float16 parameters; "
+                             f"these are {dtype}")
+        if not isinstance(group["stochastic_rounding"], (bool, np.bool_)):
+            raise ValueError(f"stochastic_rounding must be a bool, got {group['stochastic_rounding']!r}")
+        seed = group["seed"]
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
+            raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
 
     @classmethod
     def _initial_value(cls, name: str, group: Dict[str, Any]) -> float:
@@ -109,10 +151,26 @@ class Optimizer:
         params = group["params"]
         total = sum(p.size for p in params)
         state: Dict[str, Any] = {"step": 0, **self.scalar_states}
+        kind = group["state_dtype"]
+        float_dtype = np.float32 if P.is_lean_dtype(params[0].dtype) else params[0].dtype
         for name in self._needed_states(group):
-            flat = np.full(total, self._initial_value(name, group), dtype=params[0].dtype)
+            value = self._initial_value(name, group)
+            if kind == "int8":
+                flat = _blockwise(params, name in self.nonneg_states)
+                if value != 0:
+                    for view, p in zip(_q8_views(flat, params), params):
+                        _quantize_into(view, np.full(p.size, value, np.float32))
+                state[name] = flat
+                state[name + "_views"] = _q8_views(flat, params)
+                continue
+            dtype = P.bfloat16() if kind == "bfloat16" else float_dtype
+            flat = np.full(total, value, dtype=dtype)
             state[name] = flat
             state[name + "_views"] = _views(flat, params)
+        if group["master_weights"]:
+            flat = np.concatenate([p.reshape(-1).astype(np.float32) for p in params])
+            state["master"] = flat
+            state["master_views"] = _views(flat, params)
         return state
 
     # -- the step ----------------------------------------------------------------------------
@@ -169,7 +227,10 @@ class Optimizer:
                 return None
             for g, n in zip(grads, norms):
                 if n > group["clipnorm"]:
-                    F.scale_(g, group["clipnorm"] / n)
+                    if P.is_lean_dtype(g.dtype):
+                        g[...] = (g.astype(np.float32) * np.float32(group["clipnorm"] / n)).astype(g.dtype)
+                    else:
+                        F.scale_(g, group["clipnorm"] / n)
         if group["global_clipnorm"] is not None:
             total = F.global_norm(grads)
             if group["check_finite"] and not math.isfinite(total):
@@ -190,7 +251,13 @@ class Optimizer:
     def _run(cls, group: Dict[str, Any], state: Dict[str, Any], grads: List[np.ndarray], kw: Dict[str, Any],
              opts: Dict[str, Any]) -> bool:
         states = [cls.views(state, name) for name in cls.state_names]
-        return cls.kernel(group["params"], grads, *states, **kw, **opts)
+        params = group["params"]
+        if group["master_weights"]:
+            kw = {**kw, "low_params": params}
+            params = state["master_views"]
+        if group["stochastic_rounding"]:
+            kw = {**kw, "stochastic_rounding": True, "seed": P.step_seed(group["seed"], state["step"])}
+        return cls.kernel(params, grads, *states, **kw, **opts)
 
     @classmethod
     def _update(cls, group: Dict[str, Any], state: Dict[str, Any], grads: List[np.ndarray],
@@ -220,7 +287,7 @@ class Optimizer:
         return {
             "optimizer": type(self).__name__,
             "param_groups": [{k: v for k, v in g.items() if k != "params"} for g in self.param_groups],
-            "state": [{k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()
+            "state": [{k: (v.copy() if isinstance(v, (np.ndarray, P.Blockwise8)) else v) for k, v in s.items()
                        if not k.endswith("_views")} for s in self.state],
             "skipped_steps": self.skipped_steps,
         }
@@ -273,7 +340,7 @@ class Optimizer:
     def _loaded_state(self, group: Dict[str, Any], saved: Any, i: int) -> Dict[str, Any]:
         if not isinstance(saved, dict):
             raise TypeError(f"state[{i}] must be a dict, got {type(saved).__name__}")
-        allowed = {"step"} | set(self.state_names) | set(self.scalar_states)
+        allowed = {"step", "master"} | set(self.state_names) | set(self.scalar_states)
         unknown = set(saved) - allowed
         if unknown:
             raise ValueError(f"state[{i}] has entries {sorted(unknown)} that {type(self).__name__} does not keep")
@@ -287,20 +354,13 @@ class Optimizer:
             if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not 0.0 <= v <= 1.0:
                 raise ValueError(f"state[{i}][{name!r}] must be a number in [0, 1], got {v!r}")
             new[name] = float(v)
-        for name in self._needed_states(group):
+        names = list(self._needed_states(group)) + (["master"] if group["master_weights"] else [])
+        for name in names:
             if name not in saved:
+                if name == "master":  # saved without a master copy: the parameters are the copy
+                    continue
                 raise ValueError(f"state[{i}] has no {name!r} state (the group's options need it)")
-            buf = saved[name]
-            if not isinstance(buf, np.ndarray) or buf.dtype.kind != "f":
-                raise TypeError(f"state[{i}][{name!r}] must be a float numpy array, got "
-                                f"{getattr(buf, 'dtype', type(buf).__name__)}")
-            target = new[name]
-            if buf.size != target.size:
-                raise ValueError(f"state[{i}][{name!r}] has {buf.size} elements, the parameters {target.size}")
-            if not np.can_cast(buf.dtype, target.dtype, "same_kind") or (
-                    buf.dtype.itemsize > target.dtype.itemsize and not _fits(buf, target.dtype)):
-                raise TypeError(f"state[{i}][{name!r}] is {buf.dtype} with values {target.dtype} cannot hold")
-            target[...] = buf.reshape(-1)
+            _load_buffer(saved[name], new[name], group["params"], f"state[{i}][{name!r}]")
         return new
 
     @classmethod
@@ -358,6 +418,71 @@ def _check_grads(params: Sequence[np.ndarray], grads: Sequence[np.ndarray], grou
 def _check_lr(lr: Any) -> None:
     if not (isinstance(lr, (int, float, np.floating)) and lr >= 0 and math.isfinite(lr)):
         raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
+
+
+def _blockwise(params: Sequence[np.ndarray], nonneg: bool) -> P.Blockwise8:
+    """One flat 8-bit state for a group: codes for every element, absmax for every array's blocks."""
+    return P.Blockwise8(np.zeros(sum(p.size for p in params), np.uint8),
+                        np.zeros(sum(P.blocks(p.size) for p in params), np.float32), nonneg)
+
+
+def _q8_views(flat: P.Blockwise8, params: Sequence[np.ndarray]) -> List[P.Blockwise8]:
+    out, k, b = [], 0, 0
+    for p in params:
+        nb = P.blocks(p.size)
+        out.append(P.Blockwise8(flat.codes[k:k + p.size].reshape(p.shape), flat.absmax[b:b + nb], flat.nonneg))
+        k += p.size
+        b += nb
+    return out
+
+
+def _quantize_into(view: P.Blockwise8, values: np.ndarray) -> None:
+    q = P.quantize_8bit(values.reshape(-1), view.nonneg)
+    view.codes.reshape(-1)[...] = q.codes
+    view.absmax[...] = q.absmax
+
+
+def _as_float32(buf: Any, params: Sequence[np.ndarray]) -> np.ndarray:
+    """A saved state buffer (any float dtype, or 8-bit) as one flat float32 vector."""
+    if isinstance(buf, P.Blockwise8):
+        return np.concatenate([v.dequantize().reshape(-1) for v in _q8_views(buf, params)] or [np.zeros(0, np.float32)])
+    return np.asarray(buf, dtype=np.float32).reshape(-1)
+
+
+def _load_buffer(buf: Any, target: Any, params: Sequence[np.ndarray], where: str) -> None:
+    """Copy a saved state into the optimizer's: exactly where the kinds match, else converted
+    (8-bit dequantized or quantized, floats rounded to the target dtype)."""
+    total = sum(p.size for p in params)
+    if isinstance(buf, P.Blockwise8):
+        if buf.codes.dtype != np.uint8 or buf.absmax.dtype != np.float32:
+            raise TypeError(f"{where} must hold uint8 codes and float32 absmax")
+        blocks = sum(P.blocks(p.size) for p in params)
+        if buf.codes.size != total or buf.absmax.size != blocks:
+            raise ValueError(f"{where} has {buf.codes.size} codes and {buf.absmax.size} blocks, the parameters "
+                             f"{total} elements in {blocks} blocks")
+    elif not isinstance(buf, np.ndarray) or not (buf.dtype.kind == "f" or P.is_lean_dtype(buf.dtype)):
+        raise TypeError(f"{where} must be a float numpy array or a Blockwise8, got "
+                        f"{getattr(buf, 'dtype', type(buf).__name__)}")
+    elif buf.size != total:
+        raise ValueError(f"{where} has {buf.size} elements, the parameters {total}")
+    if isinstance(target, P.Blockwise8):
+        if isinstance(buf, P.Blockwise8) and buf.nonneg == target.nonneg:
+            target.codes[...] = buf.codes.reshape(-1)
+            target.absmax[...] = buf.absmax
+            return
+        values = _as_float32(buf, params)
+        if target.nonneg and np.any(values < 0):
+            raise ValueError(f"{where} has negative values; this state holds values >= 0")
+        for view, p, k in zip(_q8_views(target, params), params, np.cumsum([0] + [p.size for p in params])):
+            _quantize_into(view, values[k:k + p.size])
+        return
+    if isinstance(buf, P.Blockwise8):
+        buf = _as_float32(buf, params)
+    if buf.dtype.kind == "f" and target.dtype.kind == "f" and (
+            not np.can_cast(buf.dtype, target.dtype, "same_kind") or (
+            buf.dtype.itemsize > target.dtype.itemsize and not _fits(buf, target.dtype))):
+        raise TypeError(f"{where} is {buf.dtype} with values {target.dtype} cannot hold")
+    target[...] = buf.reshape(-1).astype(target.dtype)
 
 
 def _views(flat: np.ndarray, params: Sequence[np.ndarray]) -> List[np.ndarray]:

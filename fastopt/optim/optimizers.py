@@ -29,6 +29,7 @@ class Adam(Optimizer):
                 "eps_root": 0.0, "bias_correction": True, "convention": "torch"}
     convention_defaults = {"keras": {"eps": 1e-7}, "optax": {}}
     state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    nonneg_states = ("exp_avg_sq", "max_exp_avg_sq")
     kernel = staticmethod(F.adam_)
     decoupled = False
 
@@ -56,6 +57,7 @@ class Adagrad(Optimizer):
     convention_defaults = {"keras": {"lr": 1e-3, "initial_accumulator_value": 0.1, "eps": 1e-7},
                            "optax": {"initial_accumulator_value": 0.1, "eps": 1e-7}}
     state_names = ("sum",)
+    nonneg_states = ("sum",)
     kernel = staticmethod(F.adagrad_)
     set_up_only = ("initial_accumulator_value",)
 
@@ -70,8 +72,16 @@ class RMSprop(Optimizer):
                 "convention": "torch"}
     convention_defaults = {"keras": {"lr": 1e-3, "alpha": 0.9, "eps": 1e-7}, "optax": {"alpha": 0.9}}
     state_names = ("square_avg", "grad_avg", "momentum_buffer")
+    nonneg_states = ("square_avg",)
     kernel = staticmethod(F.rmsprop_)
     takes_step = False
+
+    @classmethod
+    def _check_lean(cls, group, dtype):
+        super()._check_lean(group, dtype)
+        if group["centered"] and group["state_dtype"] == "int8":
+            raise ValueError("centered=True takes state_dtype 'float32' or 'bfloat16': the 8-bit mean square can fall "
+                             "below the squared 8-bit mean gradient (a NaN step)")
 
     @classmethod
     def _needed_states(cls, group):
@@ -83,6 +93,7 @@ class Adadelta(Optimizer):
     """Adadelta, as ``torch.optim.Adadelta`` (formula: :func:`fastopt.adadelta_`)."""
     defaults = {"lr": 1.0, "rho": 0.9, "eps": 1e-6, "weight_decay": 0.0}
     state_names = ("square_avg", "acc_delta")
+    nonneg_states = state_names
     kernel = staticmethod(F.adadelta_)
     takes_step = False
 
@@ -92,6 +103,7 @@ class Adamax(Optimizer):
     defaults = {"lr": 2e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "convention": "torch"}
     convention_defaults = {"keras": {"lr": 1e-3, "eps": 1e-7}, "optax": {}}
     state_names = ("exp_avg", "exp_inf")
+    nonneg_states = ("exp_inf",)
     kernel = staticmethod(F.adamax_)
 
 
@@ -102,6 +114,7 @@ class NAdam(Optimizer):
     convention_defaults = {"keras": {"lr": 1e-3, "eps": 1e-7, "decoupled_weight_decay": True}}
     conventions = ("torch", "keras")  # optax's nadam is another rule
     state_names = ("exp_avg", "exp_avg_sq")
+    nonneg_states = ("exp_avg_sq",)
     scalar_states = {"mu_product": 1.0}
     kernel = staticmethod(F.nadam_)
 
@@ -120,6 +133,7 @@ class RAdam(Optimizer):
     defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0,
                 "decoupled_weight_decay": False}
     state_names = ("exp_avg", "exp_avg_sq")
+    nonneg_states = ("exp_avg_sq",)
     kernel = staticmethod(F.radam_)
 
 
@@ -136,6 +150,7 @@ class LAMB(Optimizer):
     defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-6, "weight_decay": 0.0}
     state_names = ("exp_avg", "exp_avg_sq")
     kernel = staticmethod(F.lamb_)
+    lean = False  # two passes with per-array norms: float32 or float64 only
 
 
 OPTIMIZERS: Dict[str, type] = {cls.__name__.lower(): cls for cls in

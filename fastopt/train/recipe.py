@@ -35,6 +35,7 @@ DEFAULTS: Dict[str, Any] = {
     "loss": None,                  # None: softmax_cross_entropy (classification) or mse (regression)
     "loss_kwargs": None,           # the loss's options: {"gamma": 2.0} (focal), {"label_smoothing": 0.1}
     "dtype": "float32",
+    "state_dtype": "float32",      # the optimizer's state: float32, bfloat16 or int8 (fastopt.precision)
     "optimizer_kwargs": None,      # any other hyperparameter of the optimizer, e.g. {"momentum": 0.9}
 }
 
@@ -88,6 +89,8 @@ def build(n_inputs: int, n_outputs: int, n_train: int, task: str = "classificati
             extra[name] = p[name]
     if p["weight_decay"] is not None:
         extra["weight_decay"] = p["weight_decay"]
+    if p["state_dtype"] != "float32":
+        extra["state_dtype"] = p["state_dtype"]
     es = None
     if p["patience"] > 0:
         es = EarlyStopping("val_loss" if p["validation_split"] > 0 else "loss", patience=p["patience"])

@@ -329,15 +329,26 @@ class Trainer:
         stopping restored the best weights).  No pickle: arrays and JSON only."""
         import json
         from .. import schedules
+        from ..precision import Blockwise8, is_lean_dtype
         sd = self.optimizer.state_dict()
-        arrays = {f"opt_{i}_{k}": v for i, s in enumerate(sd["state"]) for k, v in s.items()
-                  if isinstance(v, np.ndarray)}
+        arrays, lean = {}, {"bfloat16": [], "int8": {}}  # bfloat16 saved as its bits, 8-bit as two arrays
+        for i, st in enumerate(sd["state"]):
+            for k, v in st.items():
+                if isinstance(v, Blockwise8):
+                    arrays[f"q8codes_{i}_{k}"], arrays[f"q8absmax_{i}_{k}"] = v.codes, v.absmax
+                    lean["int8"][f"{i}/{k}"] = v.nonneg
+                elif isinstance(v, np.ndarray) and is_lean_dtype(v.dtype) and v.dtype != np.float16:
+                    arrays[f"opt_{i}_{k}"] = v.view(np.uint16)
+                    lean["bfloat16"].append(f"{i}/{k}")
+                elif isinstance(v, np.ndarray):
+                    arrays[f"opt_{i}_{k}"] = v
         if self._es.get("best_weights") is not None:
             arrays["es_best_weights"] = self._es["best_weights"]
         meta = {"model": self.model.config(), "loss": self.loss, "steps": self.steps,
                 "optimizer": type(self.optimizer).__name__.lower(),
                 "param_groups": sd["param_groups"], "skipped_steps": sd["skipped_steps"],
-                "scalars": [{k: v for k, v in s.items() if not isinstance(v, np.ndarray)} for s in sd["state"]],
+                "scalars": [{k: v for k, v in s.items() if not isinstance(v, (np.ndarray, Blockwise8))}
+                            for s in sd["state"]], "lean_state": lean,
                 "epoch": self.epoch, "weights_epoch": self.weights_epoch, "optimizer_epoch": self.epoch,
                 "shuffle_rng": self._rng_state, "dropout_rng": self.model._rng.bit_generator.state,
                 "schedule": schedules.to_config(self.schedule) if self.schedule is not None else None,
@@ -373,12 +384,18 @@ class Trainer:
                           regularize_bias=meta.get("regularize_bias", False),
                           loss_kwargs=meta.get("loss_kwargs"), frozen=meta.get("frozen", ()),
                           layer_lr={int(k): v for k, v in (meta.get("layer_lr") or {}).items()}, **hyper)
+            from ..precision import Blockwise8, bfloat16
+            lean = meta.get("lean_state") or {"bfloat16": [], "int8": {}}
             state = []
             for i, scalars in enumerate(meta["scalars"]):
                 s = dict(scalars)
                 for key in z.files:
                     if key.startswith(f"opt_{i}_"):
-                        s[key[len(f"opt_{i}_"):]] = z[key]
+                        name = key[len(f"opt_{i}_"):]
+                        s[name] = z[key].view(bfloat16()) if f"{i}/{name}" in lean["bfloat16"] else z[key]
+                    elif key.startswith(f"q8codes_{i}_"):
+                        name = key[len(f"q8codes_{i}_"):]
+                        s[name] = Blockwise8(z[key], z[f"q8absmax_{i}_{name}"], bool(lean["int8"][f"{i}/{name}"]))
                 state.append(s)
             trainer.optimizer.load_state_dict({"param_groups": groups, "state": state,
                                                "skipped_steps": meta["skipped_steps"]})
