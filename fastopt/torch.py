@@ -27,7 +27,7 @@ import torch.optim.optimizer as _torch_optim
 from . import functional as F
 from . import optim as _optim
 from . import precision as P
-from .optim.optimizer import COMMON
+from .optim.optimizer import COMMON, KEPT_ON_LOAD
 
 __all__ = ["FastoptOptimizer", "SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta", "Adamax", "NAdam",
            "RAdam", "Lion", "LAMB", "clip_grad_norm_", "clip_grad_value_"]
@@ -193,8 +193,13 @@ class FastoptOptimizer(torch.optim.Optimizer):
     # may hand out new gradient tensors).  load_state_dict and add_param_group drop the plans.
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
+        """torch's; the state is then kept as this optimizer's ``state_dtype`` and
+        ``master_weights`` say (a checkpoint of another kind is converted at the next step)."""
         self._plans = {}
+        kept = [{k: g[k] for k in KEPT_ON_LOAD if k in g} for g in self.param_groups]
         super().load_state_dict(state_dict)
+        for group, mine in zip(self.param_groups, kept):
+            group.update(mine)
 
     def _plan(self, group: Dict[str, Any], index: int, h: Dict[str, Any]) -> "_Plan":
         params = group["params"]

@@ -17,6 +17,8 @@ COMMON = {"clipnorm": None, "clipvalue": None, "global_clipnorm": None, "l1": 0.
           "state_dtype": "float32", "master_weights": False, "stochastic_rounding": False, "seed": 0}
 #: the options of lean precision (fastopt.precision): not the kernel's hyperparameters
 LEAN = ("state_dtype", "master_weights", "stochastic_rounding", "seed")
+#: how the state is kept is the loading optimizer's choice: a checkpoint's state is converted to it
+KEPT_ON_LOAD = ("state_dtype", "master_weights")
 
 
 class Optimizer:
@@ -332,7 +334,8 @@ class Optimizer:
         if unknown:
             raise ValueError(f"param_groups[{i}] has hyperparameters {sorted(unknown)} that "
                              f"{type(self).__name__} does not take")
-        new = {**group, **{k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items() if k != "params"}}
+        new = {**group, **{k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items()
+                           if k != "params" and k not in KEPT_ON_LOAD}}
         self._check_group(new, i)
         self._check_hyper(new, i)
         return new
