@@ -140,18 +140,16 @@ __attribute__((noinline)) inline void q8_load(const uint8_t* __restrict c, float
   }
 }
 
-// The block's largest |x| (NaN if any x is NaN), by lanes as the reductions.
+// The block's largest |x|, a NaN if any x is NaN: the largest of the bits of |x| as unsigned
+// integers, which order non-negative floats as their values and put every NaN above infinity.
 inline float block_absmax(const float* __restrict x, int64_t n) {
-  float acc[kLanes] = {};
-  int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes) {
-#pragma omp simd
-    for (int k = 0; k < kLanes; ++k) acc[k] = nan_max(acc[k], std::fabs(x[j + k]));
+  uint32_t m = 0;
+#pragma omp simd reduction(max : m)
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t u = f32_bits(x[i]) & 0x7fffffffu;
+    m = u > m ? u : m;
   }
-  for (int k = 0; j + k < n; ++k) acc[k] = nan_max(acc[k], std::fabs(x[j + k]));
-  for (int w = kLanes / 2; w >= 1; w /= 2)
-    for (int k = 0; k < w; ++k) acc[k] = nan_max(acc[k], acc[k + w]);
-  return acc[0];
+  return bits_f32(m);
 }
 
 __attribute__((noinline)) inline void q8_store(const float* __restrict x, bool nonneg, uint8_t* __restrict c,
@@ -212,9 +210,68 @@ inline void lean_store(const Batch& b, int s, int dtype, int64_t a, int64_t i0, 
   }
 }
 
+// ---- the direct path: float32 and bfloat16 arrays read and written in the rule's own loop ----
+// For the common layouts (float32 model with bfloat16 state, bfloat16 model with float32 or
+// bfloat16 state; round to nearest even): no buffers, one loop, as the float32 sweep.
+
+struct F32Store {
+  using E = float;
+  static FASTOPT_ELEMENT float load(const E& x) { return x; }
+  static FASTOPT_ELEMENT E store(float x) { return x; }
+};
+struct Bf16Store {
+  using E = uint16_t;
+  static FASTOPT_ELEMENT float load(const E& x) { return bits_f32(uint32_t(x) << 16); }
+  static FASTOPT_ELEMENT E store(float x) { return bf16_nearest(x); }
+};
+
+template <int MODE, class PS, class SS, class Rule>
+__attribute__((noinline)) void direct_range(const Rule& rule, const Pre<float>& pre_in, typename PS::E* __restrict p,
+                                            const typename PS::E* __restrict g, typename SS::E* __restrict s0,
+                                            typename SS::E* __restrict s1, typename SS::E* __restrict s2, int64_t n) {
+  const Rule r = rule;
+  const Pre<float> pre = pre_in;
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    float pi = PS::load(p[i]);
+    float gi = PS::load(g[i]);
+    if constexpr (MODE != kNoPre) gi = pre.template apply<MODE == kPrePenalty>(gi, pi);
+    float a = Rule::nstate > 0 ? SS::load(s0[i]) : 0.0f;
+    float c = Rule::nstate > 1 ? SS::load(s1[i]) : 0.0f;
+    float d = Rule::nstate > 2 ? SS::load(s2[i]) : 0.0f;
+    r(pi, gi, a, c, d);
+    p[i] = PS::store(pi);
+    if constexpr (Rule::nstate > 0) s0[i] = SS::store(a);
+    if constexpr (Rule::nstate > 1) s1[i] = SS::store(c);
+    if constexpr (Rule::nstate > 2) s2[i] = SS::store(d);
+  }
+}
+
+template <class PS, class SS, class Rule>
+void direct_sweep(const Batch& b, const Rule& rule, const PreHyper& ph, int nt) {
+  const Plan plan(b);
+  const Pre<float> pre(ph);
+  const PreMode mode = pre_mode(ph);
+  for_items(plan, nt, [&](int64_t k) {
+    const Item& it = plan.items[k];
+    auto* p = static_cast<typename PS::E*>(b.slot[0][it.array]) + it.start;
+    const auto* g = static_cast<const typename PS::E*>(b.slot[1][it.array]) + it.start;
+    typename SS::E* s[3] = {nullptr, nullptr, nullptr};
+    for (int j = 0; j < Rule::nstate; ++j) s[j] = static_cast<typename SS::E*>(b.slot[2 + j][it.array]) + it.start;
+    if (mode == kNoPre) direct_range<kNoPre, PS, SS>(rule, pre, p, g, s[0], s[1], s[2], it.len);
+    else if (mode == kPre) direct_range<kPre, PS, SS>(rule, pre, p, g, s[0], s[1], s[2], it.len);
+    else direct_range<kPrePenalty, PS, SS>(rule, pre, p, g, s[0], s[1], s[2], it.len);
+  });
+}
+
 template <class Rule>
 void lean_sweep(const Batch& b, const Rule& rule, const PreHyper& ph, int nt) {
   const Lean& L = *b.lean;
+  if (!L.stochastic && L.out < 0 && L.grad == L.param) {
+    if (L.param == F32 && L.state == BF16) return direct_sweep<F32Store, Bf16Store>(b, rule, ph, nt);
+    if (L.param == BF16 && L.state == F32) return direct_sweep<Bf16Store, F32Store>(b, rule, ph, nt);
+    if (L.param == BF16 && L.state == BF16) return direct_sweep<Bf16Store, Bf16Store>(b, rule, ph, nt);
+  }
   const Plan plan(b);
   const Pre<float> pre(ph);
   const PreMode mode = pre_mode(ph);
