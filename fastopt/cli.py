@@ -94,9 +94,37 @@ def format_train_table(rows) -> str:
     return "\n".join(lines)
 
 
+def lean_bench_main(args: argparse.Namespace) -> int:
+    from . import leanbench as L
+    n = args.elements if args.elements else (1 << 20 if args.quick else 64 * 2**20)
+    rows = L.run(n, rounds=3 if args.quick else args.rounds)
+    print(format_lean_table(rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"config": _config(), "lean": rows}, f, indent=1)
+        print(f"results saved to {args.json}")
+    return 0
+
+
+def format_lean_table(rows) -> str:
+    """ms per Adam step, bytes moved and kept, GB/s, the speed-up over torch's fused Adam on the
+    same model dtype and the fraction of the probe moving the same bytes."""
+    lines = [f"{'peer':44} {'ms':>8} {'B/elem':>6} {'state B':>7} {'GB/s':>6} {'vs torch':>8} {'of probe':>8}"]
+    for r in rows:
+        vs = f"{r['vs_torch_fused']:7.2f}x" if r["vs_torch_fused"] else f"{'':8}"
+        frac = f"{r['of_probe']:8.0%}" if r["of_probe"] else f"{'':8}"
+        lines.append(f"{r['peer']:44} {r['ms']:8.2f} {r['bytes_per_element']:6.1f} {r['state_bytes_per_param']:7.2f} "
+                     f"{r['GB/s']:6.1f} {vs} {frac}")
+    n = rows[0]["elements"] if rows else 0
+    lines.append(f"({n:,} elements, Adam; medians of interleaved rounds; torch-fused (A/A) times torch twice)")
+    return "\n".join(lines)
+
+
 def bench_main(args: argparse.Namespace) -> int:
     if args.train:
         return train_bench_main(args)
+    if args.lean:
+        return lean_bench_main(args)
     from . import _core
     from . import benchmarks as B
 
@@ -549,6 +577,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--cases", default="mnist,digits", help="with --train: mnist, digits or both")
     b.add_argument("--rounds", type=_number(int, 1), default=3, help="with --train: interleaved rounds (the median)")
     b.add_argument("--busy", action="store_true", help="with --train: also with one busy process running")
+    b.add_argument("--lean", action="store_true",
+                   help="instead: Adam with float32, bfloat16 and 8-bit state, float32 and bfloat16 models, against "
+                        "torch fused, bitsandbytes and the same-bytes probes (fastopt.leanbench)")
+    b.add_argument("--elements", type=_number(int, 1), default=None,
+                   help="with --lean: parameters (default 64M; 1M with --quick)")
     b.set_defaults(func=bench_main)
 
     t = sub.add_parser("train", help="train an MLP on scikit-learn's handwritten digits", formatter_class=fmt)

@@ -47,6 +47,16 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.numpy()
 
 
+def _staggered(t: torch.Tensor, slot: int) -> torch.Tensor:
+    """A copy of ``t`` placed as :func:`fastopt.precision.staggered` places NumPy buffers."""
+    if t.numel() * t.element_size() < P.STAGGER_MIN:
+        return t
+    shift = (slot + 1) * 8320 // t.element_size()
+    out = torch.empty(t.numel() + shift, dtype=t.dtype)[shift:].view(t.shape)
+    out.copy_(t)
+    return out
+
+
 def _check_param(p: torch.Tensor, where: str) -> None:
     if not isinstance(p, torch.Tensor):
         raise TypeError(f"{where} must be a torch.Tensor, got {type(p).__name__}")
@@ -116,8 +126,11 @@ class FastoptOptimizer(torch.optim.Optimizer):
         kind = h["state_dtype"]
         lean_param = p.dtype in (torch.bfloat16, torch.float16)
         dtype = torch.bfloat16 if kind == "bfloat16" else torch.float32 if lean_param else p.dtype
-        for name in self.rule._needed_states(h):
-            state[name] = self._state_tensor(state, name, p, kind, dtype, h)
+        for slot, name in enumerate(self.rule._needed_states(h)):
+            buf = self._state_tensor(state, name, p, kind, dtype, h)
+            if buf is not state.get(name):  # made here: placed apart from the other buffers
+                buf = _staggered(buf, slot)
+            state[name] = buf
         if h["master_weights"]:
             master = state.get("master_param")
             if master is None or master.shape != p.shape:

@@ -226,14 +226,16 @@ def test_stochastic_rounding_matches_reference_bits(name, state):
             assert_close_stored(as_bits(a), b, "state")
 
 
+@pytest.mark.parametrize("stochastic", [True, False])  # the buffered path, and the direct one for bfloat16
 @pytest.mark.parametrize("state", ["bfloat16", "int8"])
-def test_lean_steps_bit_identical_across_threads_and_isas(state, restore_isa):
+def test_lean_steps_bit_identical_across_threads_and_isas(state, stochastic, restore_isa):
     sizes = [5 * 16384 + 3, 1, 70000, 33]
     runs = []
     for isa in _core.supported_isas():
         _core._set_isa(isa)
         for threads in (1, 2, 3):
-            kp, ks, _, _, _, _ = run_lean("adam", "bfloat16", state, stochastic=True, sizes=sizes, threads=threads)
+            kp, ks, _, _, _, _ = run_lean("adam", "bfloat16", state, stochastic=stochastic, sizes=sizes,
+                                          threads=threads)
             flat = [as_bits(p) for p in kp]
             for role in ks:
                 flat += [np.concatenate([a.codes.ravel(), a.absmax.view(np.uint8)]) if state == "int8" else as_bits(a)

@@ -240,3 +240,15 @@ def test_bench_command_runs(tmp_path, capsys):
     data = json.loads((tmp_path / "b.json").read_text())
     assert {r["rule"] for r in data["results"]} == {"adam", "sgd"}
     assert all("probe" in r["peers"] and "fastopt" in r["peers"] for r in data["results"])
+
+
+def test_lean_bench_command_runs(tmp_path, capsys):
+    pytest.importorskip("ml_dtypes")
+    from fastopt.cli import main
+    assert main(["bench", "--lean", "--quick", "--elements", "70000", "--json", str(tmp_path / "l.json")]) == 0
+    import json
+    rows = {r["peer"]: r for r in json.loads((tmp_path / "l.json").read_text())["lean"]}
+    assert rows["fastopt float32 model, int8 state"]["state_bytes_per_param"] == 2.03125
+    assert rows["fastopt float32 model, bfloat16 state"]["bytes_per_element"] == 20.0
+    assert rows["fastopt float32 model, float32 state"]["of_probe"] > 0
+    assert "vs torch" in capsys.readouterr().out

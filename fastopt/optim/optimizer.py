@@ -155,22 +155,23 @@ class Optimizer:
         state: Dict[str, Any] = {"step": 0, **self.scalar_states}
         kind = group["state_dtype"]
         float_dtype = np.float32 if P.is_lean_dtype(params[0].dtype) else params[0].dtype
-        for name in self._needed_states(group):
+        for slot, name in enumerate(self._needed_states(group)):
             value = self._initial_value(name, group)
             if kind == "int8":
-                flat = _blockwise(params, name in self.nonneg_states)
+                flat = _blockwise(params, name in self.nonneg_states, slot)
                 if value != 0:
                     for view, p in zip(_q8_views(flat, params), params):
                         _quantize_into(view, np.full(p.size, value, np.float32))
                 state[name] = flat
                 state[name + "_views"] = _q8_views(flat, params)
                 continue
-            dtype = P.bfloat16() if kind == "bfloat16" else float_dtype
-            flat = np.full(total, value, dtype=dtype)
+            flat = P.staggered(total, P.bfloat16() if kind == "bfloat16" else float_dtype, slot)
+            flat[...] = value
             state[name] = flat
             state[name + "_views"] = _views(flat, params)
         if group["master_weights"]:
-            flat = np.concatenate([p.reshape(-1).astype(np.float32) for p in params])
+            flat = P.staggered(total, np.float32, 3)
+            flat[...] = np.concatenate([p.reshape(-1).astype(np.float32) for p in params])
             state["master"] = flat
             state["master_views"] = _views(flat, params)
         return state
@@ -423,10 +424,11 @@ def _check_lr(lr: Any) -> None:
         raise ValueError(f"lr must be a finite number >= 0, got {lr!r}")
 
 
-def _blockwise(params: Sequence[np.ndarray], nonneg: bool) -> P.Blockwise8:
+def _blockwise(params: Sequence[np.ndarray], nonneg: bool, slot: int) -> P.Blockwise8:
     """One flat 8-bit state for a group: codes for every element, absmax for every array's blocks."""
-    return P.Blockwise8(np.zeros(sum(p.size for p in params), np.uint8),
-                        np.zeros(sum(P.blocks(p.size) for p in params), np.float32), nonneg)
+    codes = P.staggered(sum(p.size for p in params), np.uint8, slot)
+    codes[...] = 0
+    return P.Blockwise8(codes, np.zeros(sum(P.blocks(p.size) for p in params), np.float32), nonneg)
 
 
 def _q8_views(flat: P.Blockwise8, params: Sequence[np.ndarray]) -> List[P.Blockwise8]:
