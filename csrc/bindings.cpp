@@ -539,7 +539,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("adam_", [](py::object params, py::object grads, py::object exp_avgs, py::object exp_avg_sqs,
                     py::object max_exp_avg_sqs, int64_t step, double lr, double beta1, double beta2, double eps,
                     double weight_decay, bool amsgrad, bool decoupled_weight_decay, FASTOPT_PRE_PARAMS,
-                    double eps_root, bool bias_correction, const std::string& convention, FASTOPT_LEAN_PARAMS) {
+                    double eps_root, bool bias_correction, const std::string& convention, bool nesterov,
+                    FASTOPT_LEAN_PARAMS) {
     check_step(step);
     check_lr(lr);
     check_beta("beta1", beta1);
@@ -549,6 +550,7 @@ PYBIND11_MODULE(_core, m) {
     else check_nonneg("eps", eps);
     check_nonneg("weight_decay", weight_decay);
     const int conv = convention_code(convention);
+    FASTOPT_REQUIRE(!nesterov || conv == kConvOptax, "nesterov=True is optax's nadam: it needs convention='optax'");
     FASTOPT_REQUIRE(!amsgrad || !max_exp_avg_sqs.is_none(), "max_exp_avg_sqs are required when amsgrad=True");
     const PreHyper pre = FASTOPT_PRE;
     FASTOPT_LEAN;
@@ -561,11 +563,12 @@ PYBIND11_MODULE(_core, m) {
     h.eps_root = eps_root;
     h.bias_correction = bias_correction;
     h.convention = conv;
+    h.nesterov = nesterov;
     return run(a, [](const KernelTable& k) { return k.adam; }, h, pre, check_finite);
   }, py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"), py::arg("max_exp_avg_sqs"),
      py::arg("step"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"),
      py::arg("amsgrad"), py::arg("decoupled_weight_decay"), FASTOPT_PRE_ARGS, py::arg("eps_root") = 0.0,
-     py::arg("bias_correction") = true, py::arg("convention") = "torch", FASTOPT_LEAN_ARGS);
+     py::arg("bias_correction") = true, py::arg("convention") = "torch", py::arg("nesterov") = false, FASTOPT_LEAN_ARGS);
 
   m.def("adagrad_", [](py::object params, py::object grads, py::object state_sums, int64_t step, double lr,
                        double lr_decay, double weight_decay, double eps, FASTOPT_PRE_PARAMS,
@@ -611,7 +614,9 @@ PYBIND11_MODULE(_core, m) {
      py::arg("centered"), FASTOPT_PRE_ARGS, py::arg("convention") = "torch", FASTOPT_LEAN_ARGS);
 
   m.def("adadelta_", [](py::object params, py::object grads, py::object square_avgs, py::object acc_deltas,
-                        double lr, double rho, double eps, double weight_decay, FASTOPT_PRE_PARAMS, FASTOPT_LEAN_PARAMS) {
+                        double lr, double rho, double eps, double weight_decay, FASTOPT_PRE_PARAMS,
+                        const std::string& convention, FASTOPT_LEAN_PARAMS) {
+    const int conv = convention_code(convention);
     check_lr(lr);
     FASTOPT_REQUIRE(rho >= 0.0 && rho <= 1.0, "rho must be in [0, 1], got " + num(rho));
     check_eps(eps);
@@ -621,10 +626,11 @@ PYBIND11_MODULE(_core, m) {
     Arrays a({{"params", params, true}, {"grads", grads, false}, {"square_avgs", square_avgs, true, false, true},
               {"acc_deltas", acc_deltas, true, false, true}}, true, lean);
     check_eps_in(eps, a.dtype);
-    return run(a, [](const KernelTable& k) { return k.adadelta; }, AdadeltaHyper{lr, rho, eps, weight_decay}, pre,
-               check_finite);
+    return run(a, [](const KernelTable& k) { return k.adadelta; },
+               AdadeltaHyper{lr, rho, eps, weight_decay, conv == kConvKeras}, pre, check_finite);
   }, py::arg("params"), py::arg("grads"), py::arg("square_avgs"), py::arg("acc_deltas"), py::arg("lr"),
-     py::arg("rho"), py::arg("eps"), py::arg("weight_decay"), FASTOPT_PRE_ARGS, FASTOPT_LEAN_ARGS);
+     py::arg("rho"), py::arg("eps"), py::arg("weight_decay"), FASTOPT_PRE_ARGS, py::arg("convention") = "torch",
+     FASTOPT_LEAN_ARGS);
 
   m.def("adamax_", [](py::object params, py::object grads, py::object exp_avgs, py::object exp_infs, int64_t step,
                       double lr, double beta1, double beta2, double eps, double weight_decay, FASTOPT_PRE_PARAMS,
@@ -672,7 +678,12 @@ PYBIND11_MODULE(_core, m) {
 
   m.def("radam_", [](py::object params, py::object grads, py::object exp_avgs, py::object exp_avg_sqs, int64_t step,
                      double lr, double beta1, double beta2, double eps, double weight_decay,
-                     bool decoupled_weight_decay, FASTOPT_PRE_PARAMS, FASTOPT_LEAN_PARAMS) {
+                     bool decoupled_weight_decay, FASTOPT_PRE_PARAMS, double eps_root, const std::string& convention,
+                     FASTOPT_LEAN_PARAMS) {
+    const int conv = convention_code(convention);
+    FASTOPT_REQUIRE(conv != kConvKeras, "RAdam takes convention 'torch' or 'optax' (Keras has no RAdam)");
+    FASTOPT_REQUIRE(conv == kConvOptax || eps_root == 0.0, "eps_root is optax's: 0 with convention='torch'");
+    check_nonneg("eps_root", eps_root);
     check_step(step);
     check_lr(lr);
     check_beta("beta1", beta1);
@@ -684,14 +695,18 @@ PYBIND11_MODULE(_core, m) {
     Arrays a({{"params", params, true}, {"grads", grads, false}, {"exp_avgs", exp_avgs, true},
               {"exp_avg_sqs", exp_avg_sqs, true, false, true}}, true, lean);
     check_eps_in(eps, a.dtype);
-    return run(a, [](const KernelTable& k) { return k.radam; },
-               RadamHyper{lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, step}, pre, check_finite);
+    RadamHyper h{lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, step};
+    h.eps_root = eps_root;
+    h.convention = conv;
+    return run(a, [](const KernelTable& k) { return k.radam; }, h, pre, check_finite);
   }, py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"), py::arg("step"),
      py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"),
-     py::arg("decoupled_weight_decay"), FASTOPT_PRE_ARGS, FASTOPT_LEAN_ARGS);
+     py::arg("decoupled_weight_decay"), FASTOPT_PRE_ARGS, py::arg("eps_root") = 0.0, py::arg("convention") = "torch",
+     FASTOPT_LEAN_ARGS);
 
   m.def("lion_", [](py::object params, py::object grads, py::object exp_avgs, double lr, double beta1, double beta2,
-                    double weight_decay, FASTOPT_PRE_PARAMS, FASTOPT_LEAN_PARAMS) {
+                    double weight_decay, FASTOPT_PRE_PARAMS, const std::string& convention, FASTOPT_LEAN_PARAMS) {
+    convention_code(convention);  // one update in all three (decoupled decay, as Keras and optax)
     check_lr(lr);
     check_beta("beta1", beta1);
     check_beta("beta2", beta2);
@@ -702,10 +717,12 @@ PYBIND11_MODULE(_core, m) {
     return run(a, [](const KernelTable& k) { return k.lion; }, LionHyper{lr, beta1, beta2, weight_decay}, pre,
                check_finite);
   }, py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"),
-     py::arg("weight_decay"), FASTOPT_PRE_ARGS, FASTOPT_LEAN_ARGS);
+     py::arg("weight_decay"), FASTOPT_PRE_ARGS, py::arg("convention") = "torch", FASTOPT_LEAN_ARGS);
 
   m.def("lamb_", [](py::object params, py::object grads, py::object exp_avgs, py::object exp_avg_sqs, int64_t step,
-                    double lr, double beta1, double beta2, double eps, double weight_decay, FASTOPT_PRE_PARAMS) {
+                    double lr, double beta1, double beta2, double eps, double weight_decay, FASTOPT_PRE_PARAMS,
+                    const std::string& convention) {
+    const int conv = convention_code(convention);
     check_step(step);
     check_lr(lr);
     check_beta("beta1", beta1);
@@ -716,10 +733,11 @@ PYBIND11_MODULE(_core, m) {
     Arrays a({{"params", params, true}, {"grads", grads, false}, {"exp_avgs", exp_avgs, true},
               {"exp_avg_sqs", exp_avg_sqs, true, false, true}});
     check_eps_in(eps, a.dtype);
-    return run(a, [](const KernelTable& k) { return k.lamb; }, LambHyper{lr, beta1, beta2, eps, weight_decay, step},
-               pre, check_finite);
+    return run(a, [](const KernelTable& k) { return k.lamb; },
+               LambHyper{lr, beta1, beta2, eps, weight_decay, step, conv == kConvKeras}, pre, check_finite);
   }, py::arg("params"), py::arg("grads"), py::arg("exp_avgs"), py::arg("exp_avg_sqs"), py::arg("step"),
-     py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), FASTOPT_PRE_ARGS);
+     py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"), FASTOPT_PRE_ARGS,
+     py::arg("convention") = "torch");
 
   m.def("stream_", [](py::object params, py::object grads, std::vector<py::object> states, double c, FASTOPT_LEAN_PARAMS) {
     FASTOPT_REQUIRE(states.size() <= 3, "states holds at most 3 lists");

@@ -24,6 +24,11 @@ template <class T> void sgd(const Batch& b, const SgdHyper& h, const PreHyper& p
 }
 template <class T> void adam(const Batch& b, const AdamHyper& h, const PreHyper& pre, int nt) {
   const bool scaled = h.convention == kConvOptax;
+  if (h.nesterov) {  // optax's nadam
+    if (h.amsgrad) sweep<T>(b, AdamRule<T, true, true, true>(h), pre, nt);
+    else sweep<T>(b, AdamRule<T, false, true, true>(h), pre, nt);
+    return;
+  }
   if (h.amsgrad && scaled) sweep<T>(b, AdamRule<T, true, true>(h), pre, nt);
   else if (h.amsgrad) sweep<T>(b, AdamRule<T, true, false>(h), pre, nt);
   else if (scaled) sweep<T>(b, AdamRule<T, false, true>(h), pre, nt);
@@ -58,7 +63,8 @@ template <class T> void nadam(const Batch& b, const NadamHyper& h, const PreHype
   sweep<T>(b, NadamRule<T>(h), pre, nt);
 }
 template <class T> void radam(const Batch& b, const RadamHyper& h, const PreHyper& pre, int nt) {
-  sweep<T>(b, RadamRule<T>(h), pre, nt);
+  if (h.convention == kConvOptax) sweep<T>(b, RadamRule<T, true>(h), pre, nt);
+  else sweep<T>(b, RadamRule<T>(h), pre, nt);
 }
 template <class T> void lion(const Batch& b, const LionHyper& h, const PreHyper& pre, int nt) {
   sweep<T>(b, LionRule<T>(h), pre, nt);

@@ -280,8 +280,11 @@ void lamb(const Batch& b, const LambHyper& h, const PreHyper& ph, int nt) {
   join_items<SumJoin>(plan, item_val.data, 2, 0, b.count, p_sq.data);
   join_items<SumJoin>(plan, item_val.data, 2, 1, b.count, r_sq.data);
   Buffer<T> coef(b.count);
+  const double decay = h.decoupled ? 1.0 - h.lr * h.weight_decay : 1.0;  // Keras' decoupled decay
   for (int64_t a = 0; a < b.count; ++a)
-    coef[a] = T(-h.lr * LambRule<T>::trust(std::sqrt(p_sq[a]), std::sqrt(r_sq[a])));
+    coef[a] = T(-h.lr * LambRule<T>::trust(std::fabs(decay) * std::sqrt(p_sq[a]), std::sqrt(r_sq[a])));
+  const T d = T(decay);
+  const bool decoupled = h.decoupled && h.weight_decay != 0.0;
   for_items(plan, nt, [&](int64_t k) {
     const Item& it = plan.items[k];
     T* __restrict p = slot_ptr<T>(b, 0, it);
@@ -289,8 +292,13 @@ void lamb(const Batch& b, const LambHyper& h, const PreHyper& ph, int nt) {
     const T* __restrict v = slot_ptr<T>(b, 3, it);
     const T c = coef[it.array];
     const LambRule<T> rule = r;
+    if (decoupled) {
 #pragma omp simd
-    for (int64_t i = 0; i < it.len; ++i) p[i] = p[i] + c * rule.direction(p[i], m[i], v[i]);
+      for (int64_t i = 0; i < it.len; ++i) p[i] = p[i] * d + c * rule.direction(p[i], m[i], v[i]);
+    } else {
+#pragma omp simd
+      for (int64_t i = 0; i < it.len; ++i) p[i] = p[i] + c * rule.direction(p[i], m[i], v[i]);
+    }
   });
 }
 

@@ -184,10 +184,12 @@ template <class T> struct KerasAdagradRule {
 //   optax:  p -= lr / bc1 * m / (sqrt(v / bc2 + eps_root) + eps)               (SCALED_V)
 // bias_correction=false sets bc1 = bc2 = 1.  eps_root = 0 and the divisions by 1 leave torch's
 // arithmetic as it was, bit for bit.
-template <class T, bool AMSGRAD, bool SCALED_V> struct AdamRule {
+// NESTEROV (optax's nadam, with SCALED_V): the step's numerator is b1 m / (1 - b1^(t+1)) +
+// (1 - b1) g / (1 - b1^t) instead of m / (1 - b1^t).
+template <class T, bool AMSGRAD, bool SCALED_V, bool NESTEROV = false> struct AdamRule {
   static constexpr int nstate = AMSGRAD ? 3 : 2;
   Lerp<T> lerp;
-  T wd, decay, beta2, one_minus_beta2, bc2_sqrt, bc2, eps, eps_root, neg_step_size;
+  T wd, decay, beta2, one_minus_beta2, bc2_sqrt, bc2, eps, eps_root, neg_step_size, c_m, c_g;
   Mask<T> l2, decoupled;
   static double bc(double beta, const AdamHyper& h) {
     return h.bias_correction ? 1.0 - std::pow(beta, double(h.step)) : 1.0;
@@ -197,8 +199,11 @@ template <class T, bool AMSGRAD, bool SCALED_V> struct AdamRule {
         one_minus_beta2(T(1.0 - h.beta2)),
         bc2_sqrt(T(h.convention == kConvTorch ? std::sqrt(bc(h.beta2, h)) : 1.0)), bc2(T(bc(h.beta2, h))),
         eps(T(h.eps)), eps_root(T(h.eps_root)),
-        neg_step_size(T(h.convention == kConvKeras ? -(h.lr * std::sqrt(bc(h.beta2, h)) / bc(h.beta1, h))
-                                                   : -(h.lr / bc(h.beta1, h)))),
+        neg_step_size(T(NESTEROV ? -h.lr
+                        : h.convention == kConvKeras ? -(h.lr * std::sqrt(bc(h.beta2, h)) / bc(h.beta1, h))
+                                                     : -(h.lr / bc(h.beta1, h)))),
+        c_m(T(h.beta1 / (h.bias_correction ? 1.0 - std::pow(h.beta1, double(h.step + 1)) : 1.0))),
+        c_g(T((1.0 - h.beta1) / bc(h.beta1, h))),
         l2(mask_of<T>(h.weight_decay != 0.0 && !h.decoupled)), decoupled(mask_of<T>(h.weight_decay != 0.0 && h.decoupled)) {}
   FASTOPT_ELEMENT void operator()(T& p, T g, T& m, T& v, T& vmax) const {
     p = pick(decoupled, p * decay, p);
@@ -206,13 +211,14 @@ template <class T, bool AMSGRAD, bool SCALED_V> struct AdamRule {
     m = lerp(m, g);
     v = v * beta2 + one_minus_beta2 * g * g;
     T vv = v;
+    if constexpr (SCALED_V) vv = vv / bc2;  // optax: the maximum of the corrected moments
     if constexpr (AMSGRAD) {
-      vmax = nan_max(vmax, v);
+      vmax = nan_max(vmax, vv);
       vv = vmax;
     }
-    if constexpr (SCALED_V) vv = vv / bc2;
     T denom = std::sqrt(vv + eps_root) / bc2_sqrt + eps;
-    p = p + neg_step_size * (m / denom);
+    if constexpr (NESTEROV) p = p + neg_step_size * ((c_m * m + c_g * g) / denom);
+    else p = p + neg_step_size * (m / denom);
   }
 };
 
@@ -264,14 +270,17 @@ template <class T, bool CENTERED, bool MOMENTUM> struct RmspropRule {
   }
 };
 
+// decoupled (Keras): p <- p (1 - lr wd) first instead of g <- g + wd p.
 template <class T> struct AdadeltaRule {
   static constexpr int nstate = 2;
-  T neg_lr, rho, one_minus_rho, eps, wd;
-  Mask<T> has_wd;
+  T neg_lr, rho, one_minus_rho, eps, wd, decay;
+  Mask<T> has_wd, decoupled;
   explicit AdadeltaRule(const AdadeltaHyper& h)
       : neg_lr(T(-h.lr)), rho(T(h.rho)), one_minus_rho(T(1.0 - h.rho)), eps(T(h.eps)), wd(T(h.weight_decay)),
-        has_wd(mask_of<T>(h.weight_decay != 0.0)) {}
+        decay(T(1.0 - h.lr * h.weight_decay)), has_wd(mask_of<T>(h.weight_decay != 0.0 && !h.decoupled)),
+        decoupled(mask_of<T>(h.weight_decay != 0.0 && h.decoupled)) {}
   FASTOPT_ELEMENT void operator()(T& p, T g, T& sq, T& acc, T&) const {
+    p = pick(decoupled, p * decay, p);
     g = pick(has_wd, g + wd * p, g);
     sq = sq * rho + one_minus_rho * g * g;
     T std_ = std::sqrt(sq + eps);
@@ -345,22 +354,26 @@ template <class T> struct NadamRule {
   }
 };
 
-template <class T> struct RadamRule {
+// OPTAX: optax's radam, eps added to the corrected root (m/bc1 / (sqrt(v/bc2 + eps_root) + eps)),
+// rectified from rho_t >= 5 (torch: > 5).
+template <class T, bool OPTAX = false> struct RadamRule {
   static constexpr int nstate = 2;
   Lerp<T> lerp;
-  T wd, decay, beta2, one_minus_beta2, bc1, bc2_sqrt, eps, lr, rect;
+  T wd, decay, beta2, one_minus_beta2, bc1, bc2_sqrt, bc2, eps, eps_root, lr, rect;
   Mask<T> l2, decoupled, rectified;
   explicit RadamRule(const RadamHyper& h)
       : lerp(1.0 - h.beta1), wd(T(h.weight_decay)), decay(T(1.0 - h.lr * h.weight_decay)), beta2(T(h.beta2)),
         one_minus_beta2(T(1.0 - h.beta2)), bc1(T(1.0 - std::pow(h.beta1, double(h.step)))),
-        bc2_sqrt(T(std::sqrt(1.0 - std::pow(h.beta2, double(h.step))))), eps(T(h.eps)), lr(T(h.lr)), rect(T(1)),
+        bc2_sqrt(T(std::sqrt(1.0 - std::pow(h.beta2, double(h.step))))), bc2(T(1.0 - std::pow(h.beta2, double(h.step)))),
+        eps(T(h.eps)), eps_root(T(h.eps_root)), lr(T(h.lr)), rect(T(1)),
         l2(mask_of<T>(h.weight_decay != 0.0 && !h.decoupled)), decoupled(mask_of<T>(h.weight_decay != 0.0 && h.decoupled)) {
     const double t = double(h.step);
     const double bc2 = 1.0 - std::pow(h.beta2, t);
     const double rho_inf = 2.0 / (1.0 - h.beta2) - 1.0;
     const double rho_t = rho_inf - 2.0 * t * std::pow(h.beta2, t) / bc2;
-    rectified = mask_of<T>(rho_t > 5.0);
-    if (rho_t > 5.0)
+    const bool on = OPTAX ? rho_t >= 5.0 : rho_t > 5.0;
+    rectified = mask_of<T>(on);
+    if (on)
       rect = T(std::sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t)));
   }
   FASTOPT_ELEMENT void operator()(T& p, T g, T& m, T& v, T&) const {
@@ -369,7 +382,9 @@ template <class T> struct RadamRule {
     m = lerp(m, g);
     v = v * beta2 + one_minus_beta2 * g * g;
     T u = m / bc1 * lr;
-    T adaptive = bc2_sqrt / (std::sqrt(v) + eps);
+    T adaptive;
+    if constexpr (OPTAX) adaptive = T(1) / (std::sqrt(v / bc2 + eps_root) + eps);
+    else adaptive = bc2_sqrt / (std::sqrt(v) + eps);
     T r = u * adaptive * rect;
     p = p - pick(rectified, r, u);
   }
@@ -394,6 +409,8 @@ template <class T> struct LionRule {
 // LAMB (You et al. 2020), in two passes per array:
 //   moments(): m, v updated; returns the direction r = m_hat / (sqrt(v_hat) + eps) + wd p
 //   apply():   p <- p - lr * trust * r, with trust = ||p|| / ||r|| from the first pass.
+// decoupled (Keras): the weights decay first, p <- p (1 - lr wd), outside the trust ratio's
+// direction; the ratio takes the norm of the decayed weights.
 template <class T> struct LambRule {
   static constexpr int nstate = 2;
   Lerp<T> lerp;
@@ -401,7 +418,7 @@ template <class T> struct LambRule {
   explicit LambRule(const LambHyper& h)
       : lerp(1.0 - h.beta1), beta2(T(h.beta2)), one_minus_beta2(T(1.0 - h.beta2)),
         bc1(T(1.0 - std::pow(h.beta1, double(h.step)))), bc2(T(1.0 - std::pow(h.beta2, double(h.step)))),
-        eps(T(h.eps)), wd(T(h.weight_decay)) {}
+        eps(T(h.eps)), wd(T(h.decoupled ? 0.0 : h.weight_decay)) {}
   FASTOPT_ELEMENT T direction(T p, T m, T v) const { return m / bc1 / (std::sqrt(v / bc2) + eps) + wd * p; }
   FASTOPT_ELEMENT T moments(T p, T g, T& m, T& v) const {
     m = lerp(m, g);

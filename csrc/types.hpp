@@ -56,15 +56,22 @@ struct AdamHyper {
   double eps_root = 0.0;        // added inside the square root
   bool bias_correction = true;  // false: the textbook form without 1 - beta^t
   int convention = kConvTorch;
+  bool nesterov = false;        // optax's nadam: the Nesterov form of the first moment (convention optax)
 };
 struct AdagradHyper { double lr, lr_decay, weight_decay, eps; int64_t step; int convention = 0; };
 struct RmspropHyper { double lr, alpha, eps, weight_decay, momentum; bool centered; int convention = 0; };
-struct AdadeltaHyper { double lr, rho, eps, weight_decay; };
+struct AdadeltaHyper { double lr, rho, eps, weight_decay; bool decoupled = false; };
 struct AdamaxHyper { double lr, beta1, beta2, eps, weight_decay; int64_t step; int convention = 0; };
 struct NadamHyper { double lr, beta1, beta2, eps, weight_decay, momentum_decay, mu_product; bool decoupled; int64_t step; };
-struct RadamHyper { double lr, beta1, beta2, eps, weight_decay; bool decoupled; int64_t step; };
+struct RadamHyper {
+  double lr, beta1, beta2, eps, weight_decay;
+  bool decoupled;
+  int64_t step;
+  double eps_root = 0.0;
+  int convention = kConvTorch;  // optax: eps added to the corrected root, rectified from rho_t >= 5
+};
 struct LionHyper { double lr, beta1, beta2, weight_decay; };
-struct LambHyper { double lr, beta1, beta2, eps, weight_decay; int64_t step; };
+struct LambHyper { double lr, beta1, beta2, eps, weight_decay; int64_t step; bool decoupled = false; };
 // The bandwidth probe: p += c * g and s_k += c * g for nstate state arrays.
 struct StreamHyper { double c; int nstate; };
 

@@ -70,7 +70,7 @@ def gd_(params: Arrays, grads: Arrays, *, lr: float, maximize: bool = False, gra
         low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
     r"""Plain gradient descent: :math:`\theta \leftarrow \theta - \gamma g`."""
     return _core.gd_(params, grads, lr, maximize, grad_scale, clip_value, l1, l2, check_finite, low_params,
-        stochastic_rounding, seed)
+    stochastic_rounding, seed)
 
 
 def sgd_(params: Arrays, grads: Arrays, momentum_buffers: Optional[Arrays] = None, *, step: int, lr: float,
@@ -96,7 +96,7 @@ def sgd_(params: Arrays, grads: Arrays, momentum_buffers: Optional[Arrays] = Non
     """
     return _core.sgd_(params, grads, momentum_buffers, step, lr, momentum, dampening, weight_decay, nesterov,
                       maximize, grad_scale, clip_value, l1, l2, check_finite, convention, low_params,
-        stochastic_rounding, seed)
+                      stochastic_rounding, seed)
 
 
 def adam_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
@@ -105,7 +105,7 @@ def adam_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
           amsgrad: bool = False, decoupled_weight_decay: bool = False, maximize: bool = False,
           grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0,
           check_finite: bool = False, eps_root: float = 0.0, bias_correction: bool = True,
-          convention: str = "torch",
+          convention: str = "torch", nesterov: bool = False,
         low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
     r"""Adam (Kingma & Ba, 2015), as ``torch.optim.Adam``.
 
@@ -126,13 +126,14 @@ def adam_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
     :math:`\theta \leftarrow \theta - \gamma\frac{m/bc_1}{\sqrt{v/bc_2 + \epsilon_{root}} + \epsilon}`.
     ``eps_root`` is added inside the square root (optax's); ``bias_correction=False`` drops the
     corrections: the textbook ``p -= lr m / sqrt(v + eps)`` is ``eps=0, eps_root=eps,
-    bias_correction=False``.
+    bias_correction=False``.  ``nesterov=True`` (with ``convention="optax"``) is ``optax.nadam``:
+    the numerator :math:`\beta_1 m/(1-\beta_1^{t+1}) + (1-\beta_1) g/(1-\beta_1^t)` in place of
+    :math:`m / bc_1`.
     """
     b1, b2 = _betas(betas)
     return _core.adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr, b1, b2, eps, weight_decay,
                        amsgrad, decoupled_weight_decay, maximize, grad_scale, clip_value, l1, l2, check_finite,
-                       eps_root, bias_correction, convention, low_params,
-        stochastic_rounding, seed)
+                       eps_root, bias_correction, convention, nesterov, low_params, stochastic_rounding, seed)
 
 
 def adamw_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
@@ -140,7 +141,7 @@ def adamw_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
            betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 1e-2,
            amsgrad: bool = False, maximize: bool = False, grad_scale: float = 1.0,
            clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0, check_finite: bool = False,
-           eps_root: float = 0.0, bias_correction: bool = True, convention: str = "torch",
+           eps_root: float = 0.0, bias_correction: bool = True, convention: str = "torch", nesterov: bool = False,
         low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
     r"""AdamW (Loshchilov & Hutter, 2019), as ``torch.optim.AdamW``: :func:`adam_` with the
     decoupled decay :math:`\theta \leftarrow \theta (1 - \gamma\lambda)` applied first (Keras'
@@ -149,8 +150,7 @@ def adamw_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
     b1, b2 = _betas(betas)
     return _core.adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr, b1, b2, eps, weight_decay,
                        amsgrad, True, maximize, grad_scale, clip_value, l1, l2, check_finite, eps_root,
-                       bias_correction, convention, low_params,
-        stochastic_rounding, seed)
+                       bias_correction, convention, nesterov, low_params, stochastic_rounding, seed)
 
 
 def adagrad_(params: Arrays, grads: Arrays, state_sums: Arrays, *, step: int, lr: float = 1e-2,
@@ -170,8 +170,7 @@ def adagrad_(params: Arrays, grads: Arrays, state_sums: Arrays, *, step: int, lr
     (their defaults: initial accumulator 0.1, epsilon 1e-7).
     """
     return _core.adagrad_(params, grads, state_sums, step, lr, lr_decay, weight_decay, eps, maximize, grad_scale,
-                          clip_value, l1, l2, check_finite, convention, low_params,
-        stochastic_rounding, seed)
+                          clip_value, l1, l2, check_finite, convention, low_params, stochastic_rounding, seed)
 
 
 def rmsprop_(params: Arrays, grads: Arrays, square_avgs: Arrays, grad_avgs: Optional[Arrays] = None,
@@ -196,13 +195,13 @@ def rmsprop_(params: Arrays, grads: Arrays, square_avgs: Arrays, grad_avgs: Opti
     """
     return _core.rmsprop_(params, grads, square_avgs, grad_avgs, momentum_buffers, lr, alpha, eps, weight_decay,
                           momentum, centered, maximize, grad_scale, clip_value, l1, l2, check_finite, convention, low_params,
-        stochastic_rounding, seed)
+                          stochastic_rounding, seed)
 
 
 def adadelta_(params: Arrays, grads: Arrays, square_avgs: Arrays, acc_deltas: Arrays, *, lr: float = 1.0,
               rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0.0, maximize: bool = False,
               grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0,
-              check_finite: bool = False,
+              check_finite: bool = False, convention: str = "torch",
         low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
     r"""Adadelta (Zeiler, 2012), as ``torch.optim.Adadelta``.
 
@@ -210,10 +209,13 @@ def adadelta_(params: Arrays, grads: Arrays, square_avgs: Arrays, acc_deltas: Ar
         v \leftarrow \rho v + (1-\rho) g^2, \quad
         \Delta = \frac{\sqrt{u + \epsilon}}{\sqrt{v + \epsilon}}\, g, \quad
         u \leftarrow \rho u + (1-\rho)\Delta^2, \quad \theta \leftarrow \theta - \gamma\Delta
+
+    The same update in Keras and optax; ``convention="keras"`` decays the weights apart
+    (:math:`\theta \leftarrow \theta(1 - \gamma\lambda)` first) as Keras' optimizers do.
     """
     return _core.adadelta_(params, grads, square_avgs, acc_deltas, lr, rho, eps, weight_decay, maximize,
-                           grad_scale, clip_value, l1, l2, check_finite, low_params,
-        stochastic_rounding, seed)
+                           grad_scale, clip_value, l1, l2, check_finite, convention, low_params,
+                           stochastic_rounding, seed)
 
 
 def adamax_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_infs: Arrays, *, step: int, lr: float = 2e-3,
@@ -234,7 +236,7 @@ def adamax_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_infs: Arrays, *
     b1, b2 = _betas(betas)
     return _core.adamax_(params, grads, exp_avgs, exp_infs, step, lr, b1, b2, eps, weight_decay, maximize,
                          grad_scale, clip_value, l1, l2, check_finite, convention, low_params,
-        stochastic_rounding, seed)
+                         stochastic_rounding, seed)
 
 
 def nadam_mu(step: int, beta1: float = 0.9, momentum_decay: float = 4e-3) -> float:
@@ -248,8 +250,8 @@ def nadam_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
            lr: float = 2e-3, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
            momentum_decay: float = 4e-3, decoupled_weight_decay: bool = False, maximize: bool = False,
            grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0,
-           check_finite: bool = False, convention: str = "torch",
-        low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
+           check_finite: bool = False, convention: str = "torch", low_params: Optional[Arrays] = None,
+           stochastic_rounding: bool = False, seed: int = 0) -> bool:
     r"""NAdam (Dozat, 2016), as ``torch.optim.NAdam``.
 
     ``mu_product`` is :math:`\prod_{k=1}^{t}\mu_k` including this step's :func:`nadam_mu`.
@@ -260,25 +262,32 @@ def nadam_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
         \theta &\leftarrow \theta - \gamma\frac{1-\mu_t}{1-\prod_{k\le t}\mu_k}\frac{g}{d}
                  - \gamma\frac{\mu_{t+1}}{1-\prod_{k\le t+1}\mu_k}\frac{m}{d}
 
-    ``convention="keras"``: Keras' Nadam is this update (its momentum decay fixed at 0.004); the
-    class takes Keras' defaults (lr 1e-3, epsilon 1e-7, decoupled decay).  optax's nadam (Adam's
-    Nesterov form, no momentum schedule) is not offered: ``"optax"`` raises.
+    ``convention="keras"``: Keras' Nadam is this update with its momentum schedule
+    :math:`\mu_t = \beta_1(1 - \tfrac12 0.96^t)`, i.e. ``momentum_decay=1`` (the class takes Keras'
+    defaults: that, lr 1e-3, epsilon 1e-7, decoupled decay).  ``convention="optax"`` is
+    ``optax.nadam``, Adam's Nesterov form without a momentum schedule: :func:`adam_` with
+    ``nesterov=True`` (``mu_product`` and ``momentum_decay`` are not used).
     """
+    if convention == "optax":
+        return adam_(params, grads, exp_avgs, exp_avg_sqs, step=step, lr=lr, betas=betas, eps=eps,
+                     weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
+                     grad_scale=grad_scale, clip_value=clip_value, l1=l1, l2=l2, check_finite=check_finite,
+                     convention="optax", nesterov=True, low_params=low_params,
+                     stochastic_rounding=stochastic_rounding, seed=seed)
     if convention not in ("torch", "keras"):
-        raise ValueError(f"convention must be 'torch' or 'keras' for NAdam (optax's nadam is another rule), "
-                         f"got {convention!r}")
+        raise ValueError(f"convention must be 'torch', 'keras' or 'optax', got {convention!r}")
     b1, b2 = _betas(betas)
     return _core.nadam_(params, grads, exp_avgs, exp_avg_sqs, step, mu_product, lr, b1, b2, eps, weight_decay,
                         momentum_decay, decoupled_weight_decay, maximize, grad_scale, clip_value, l1, l2,
-                        check_finite, low_params,
-        stochastic_rounding, seed)
+                        check_finite, low_params, stochastic_rounding, seed)
 
 
 def radam_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays, *, step: int, lr: float = 1e-3,
            betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
            decoupled_weight_decay: bool = False, maximize: bool = False, grad_scale: float = 1.0,
            clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0, check_finite: bool = False,
-        low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
+           eps_root: float = 0.0, convention: str = "torch", low_params: Optional[Arrays] = None,
+           stochastic_rounding: bool = False, seed: int = 0) -> bool:
     r"""RAdam (Liu et al., 2020), as ``torch.optim.RAdam``.
 
     .. math::
@@ -288,17 +297,21 @@ def radam_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
         \theta \leftarrow \theta - \gamma \hat m\, \frac{\sqrt{1-\beta_2^t}}{\sqrt v + \epsilon}\, r_t
         \text{ if } \rho_t > 5 \text{, else } \theta - \gamma\hat m, \quad
         r_t = \sqrt{\frac{(\rho_t-4)(\rho_t-2)\rho_\infty}{(\rho_\infty-4)(\rho_\infty-2)\rho_t}}
+
+    ``convention="optax"`` (``optax.radam``): epsilon on the corrected root,
+    :math:`\theta \leftarrow \theta - \gamma r_t \hat m / (\sqrt{v/(1-\beta_2^t) + \epsilon_{root}} + \epsilon)`,
+    rectified from :math:`\rho_t \ge 5`.  Keras has no RAdam.
     """
     b1, b2 = _betas(betas)
     return _core.radam_(params, grads, exp_avgs, exp_avg_sqs, step, lr, b1, b2, eps, weight_decay,
-                        decoupled_weight_decay, maximize, grad_scale, clip_value, l1, l2, check_finite, low_params,
-        stochastic_rounding, seed)
+                        decoupled_weight_decay, maximize, grad_scale, clip_value, l1, l2, check_finite, eps_root,
+                        convention, low_params, stochastic_rounding, seed)
 
 
 def lion_(params: Arrays, grads: Arrays, exp_avgs: Arrays, *, lr: float = 1e-4,
           betas: Tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0, maximize: bool = False,
           grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0,
-          check_finite: bool = False,
+          check_finite: bool = False, convention: str = "torch",
         low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
     r"""Lion (Chen et al., 2023, "Symbolic Discovery of Optimization Algorithms").
 
@@ -306,18 +319,18 @@ def lion_(params: Arrays, grads: Arrays, exp_avgs: Arrays, *, lr: float = 1e-4,
         \theta \leftarrow \theta(1-\gamma\lambda) - \gamma\,\mathrm{sign}(\beta_1 m + (1-\beta_1) g),
         \quad m \leftarrow \beta_2 m + (1-\beta_2) g
 
-    Defaults of the paper's code; optax's ``lion`` defaults to weight_decay=1e-3.
+    Defaults of the paper's code.  Keras and optax compute the same update (``convention`` is
+    accepted for symmetry; their classes' defaults: Keras lr 1e-3, optax weight_decay 1e-3).
     """
     b1, b2 = _betas(betas)
     return _core.lion_(params, grads, exp_avgs, lr, b1, b2, weight_decay, maximize, grad_scale, clip_value, l1, l2,
-                       check_finite, low_params,
-        stochastic_rounding, seed)
+                       check_finite, convention, low_params, stochastic_rounding, seed)
 
 
 def lamb_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays, *, step: int, lr: float = 1e-3,
           betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-6, weight_decay: float = 0.0,
           maximize: bool = False, grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0,
-          l2: float = 0.0, check_finite: bool = False) -> bool:
+          l2: float = 0.0, check_finite: bool = False, convention: str = "torch") -> bool:
     r"""LAMB (You et al., 2020), as ``optax.lamb``: Adam's direction with a trust ratio per array.
 
     .. math::
@@ -325,11 +338,13 @@ def lamb_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays, 
         \theta \leftarrow \theta - \gamma \frac{\lVert\theta\rVert}{\lVert r\rVert} r
 
     with the ratio taken as 1 where either norm is 0.  Two passes: moments and both norms,
-    then the update.
+    then the update.  ``"torch"`` and ``"optax"`` are this form; ``convention="keras"``
+    (``keras.optimizers.Lamb``) decays the weights apart, :math:`\theta \leftarrow \theta(1 -
+    \gamma\lambda)` first, with no :math:`\lambda\theta` in r.
     """
     b1, b2 = _betas(betas)
     return _core.lamb_(params, grads, exp_avgs, exp_avg_sqs, step, lr, b1, b2, eps, weight_decay, maximize,
-                       grad_scale, clip_value, l1, l2, check_finite)
+                       grad_scale, clip_value, l1, l2, check_finite, convention)
 
 
 # ---- clipping and regularization ----------------------------------------------------------

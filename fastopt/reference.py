@@ -59,10 +59,13 @@ def sgd(p, g, buf, *, step, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, n
 
 
 def adam(p, g, m, v, vmax, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
-         amsgrad=False, decoupled_weight_decay=False, eps_root=0.0, bias_correction=True, convention="torch"):
+         amsgrad=False, decoupled_weight_decay=False, eps_root=0.0, bias_correction=True, convention="torch",
+         nesterov=False):
     """torch: p -= lr/bc1 m / (sqrt(v + eps_root)/sqrt(bc2) + eps); keras: p -= lr sqrt(bc2)/bc1 m /
-    (sqrt(v + eps_root) + eps); optax: p -= lr/bc1 m / (sqrt(v/bc2 + eps_root) + eps); bc = 1 - beta^t,
-    or 1 without bias correction.  (The same order of operations as the kernel.)"""
+    (sqrt(v + eps_root) + eps); optax: p -= lr/bc1 m / (sqrt(v/bc2 + eps_root) + eps), AMSGrad's
+    maximum over the corrected v; bc = 1 - beta^t, or 1 without bias correction.  nesterov (optax's
+    nadam): the numerator b1 m / (1 - b1^(t+1)) + (1 - b1) g / bc1.  (The same order of operations
+    as the kernel.)"""
     if weight_decay != 0 and decoupled_weight_decay:
         p *= 1.0 - lr * weight_decay
     elif weight_decay != 0:
@@ -70,15 +73,20 @@ def adam(p, g, m, v, vmax, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, w
     m[...] = lerp(m, g, 1.0 - beta1)
     v[...] = v * beta2 + (1.0 - beta2) * g * g
     vv = v
-    if amsgrad:
-        np.maximum(vmax, v, out=vmax)
-        vv = vmax
     bc1 = 1.0 - beta1 ** step if bias_correction else 1.0
     bc2 = 1.0 - beta2 ** step if bias_correction else 1.0
     if convention == "optax":
         vv = vv / vv.dtype.type(bc2)
+    if amsgrad:
+        np.maximum(vmax, vv, out=vmax)
+        vv = vmax
     root = math.sqrt(bc2) if convention == "torch" else 1.0
     denom = np.sqrt(vv + eps_root) / root + eps
+    if nesterov:
+        c_m = beta1 / (1.0 - beta1 ** (step + 1) if bias_correction else 1.0)
+        c_g = (1.0 - beta1) / bc1
+        p += -lr * ((c_m * m + c_g * g) / denom)
+        return
     step_size = lr * math.sqrt(bc2) / bc1 if convention == "keras" else lr / bc1
     p += -step_size * (m / denom)
 
@@ -133,8 +141,11 @@ def rmsprop(p, g, sq, grad_avg, buf, *, lr=1e-2, alpha=0.99, eps=1e-8, weight_de
         p += -lr * (g / avg)
 
 
-def adadelta(p, g, sq, acc, *, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0):
-    if weight_decay != 0:
+def adadelta(p, g, sq, acc, *, lr=1.0, rho=0.9, eps=1e-6, weight_decay=0.0, convention="torch"):
+    """keras: the weight decay apart (p *= 1 - lr wd first), as Keras' optimizers decay."""
+    if weight_decay != 0 and convention == "keras":
+        p *= 1.0 - lr * weight_decay
+    elif weight_decay != 0:
         g = g + weight_decay * p
     sq[...] = sq * rho + (1.0 - rho) * g * g
     std = np.sqrt(sq + eps)
@@ -178,7 +189,8 @@ def nadam(p, g, m, v, *, step, mu_product, lr=2e-3, beta1=0.9, beta2=0.999, eps=
 
 
 def radam(p, g, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
-          decoupled_weight_decay=False):
+          decoupled_weight_decay=False, eps_root=0.0, convention="torch"):
+    """optax: eps on the corrected root, 1 / (sqrt(v/bc2 + eps_root) + eps), rectified from rho_t >= 5."""
     if weight_decay != 0 and decoupled_weight_decay:
         p *= 1.0 - lr * weight_decay
     elif weight_decay != 0:
@@ -189,27 +201,38 @@ def radam(p, g, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight
     rho_inf = 2.0 / (1.0 - beta2) - 1.0
     rho_t = rho_inf - 2.0 * step * beta2 ** step / bc2
     u = m / (1.0 - beta1 ** step) * lr
-    if rho_t > 5.0:
+    optax = convention == "optax"
+    if rho_t >= 5.0 if optax else rho_t > 5.0:
         rect = math.sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
+        if optax:
+            t = v.dtype.type
+            p -= u * (t(1) / (np.sqrt(v / t(bc2) + t(eps_root)) + t(eps))) * t(rect)
+            return
         p -= u * (math.sqrt(bc2) / (np.sqrt(v) + eps)) * rect
     else:
         p -= u
 
 
-def lion(p, g, m, *, lr=1e-4, beta1=0.9, beta2=0.99, weight_decay=0.0):
+def lion(p, g, m, *, lr=1e-4, beta1=0.9, beta2=0.99, weight_decay=0.0, convention="torch"):
     if weight_decay != 0:
         p *= 1.0 - lr * weight_decay
     p += -lr * np.sign(m * beta1 + (1.0 - beta1) * g)
     m[...] = m * beta2 + (1.0 - beta2) * g
 
 
-def lamb(p, g, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-6, weight_decay=0.0):
+def lamb(p, g, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-6, weight_decay=0.0, convention="torch"):
+    """keras: the weights decay apart (p *= 1 - lr wd), no wd p in r, the norm of the decayed weights."""
+    keras = convention == "keras"
     m[...] = lerp(m, g, 1.0 - beta1)
     v[...] = v * beta2 + (1.0 - beta2) * g * g
-    r = m / (1.0 - beta1 ** step) / (np.sqrt(v / (1.0 - beta2 ** step)) + eps) + weight_decay * p
-    p_norm = math.sqrt(np.sum(p.astype(np.float64) ** 2))
+    r = m / (1.0 - beta1 ** step) / (np.sqrt(v / (1.0 - beta2 ** step)) + eps) + (0.0 if keras else weight_decay) * p
+    decay = 1.0 - lr * weight_decay if keras else 1.0
+    p_norm = abs(decay) * math.sqrt(np.sum(p.astype(np.float64) ** 2))
     r_norm = math.sqrt(np.sum(r.astype(np.float64) ** 2))
     trust = p_norm / r_norm if p_norm > 0 and r_norm > 0 else 1.0
+    if keras and weight_decay != 0:
+        p[...] = p * p.dtype.type(decay) + (-lr * trust) * r
+        return
     p += (-lr * trust) * r
 
 

@@ -56,6 +56,13 @@ CASES = [
     ("lion", {"lr": 0.01, "weight_decay": 0.1, "beta1": 0.95, "beta2": 0.98}),
     ("lamb", {"lr": 0.01}),
     ("lamb", {"lr": 0.01, "weight_decay": 0.1}),
+    # the other frameworks' forms (tests/test_conventions.py, tests/test_frameworks.py)
+    ("adam", {"lr": 0.01, "convention": "optax", "nesterov": True, "weight_decay": 0.1,
+              "decoupled_weight_decay": True}),
+    ("adam", {"lr": 0.01, "convention": "optax", "amsgrad": True, "beta1": 0.3}),
+    ("adadelta", {"lr": 0.5, "weight_decay": 0.1, "convention": "keras"}),
+    ("radam", {"lr": 0.01, "convention": "optax", "eps_root": 1e-6}),
+    ("lamb", {"lr": 0.01, "weight_decay": 0.1, "convention": "keras"}),
 ]
 
 PRE = {"maximize": True, "grad_scale": 0.5, "clip_value": 0.8, "l1": 1e-3, "l2": 1e-2}

@@ -254,14 +254,16 @@ def test_keras_adamax_and_nadam():
         fastopt.adamax_(q, g, qm, qu, step=t, lr=1e-2, eps=1e-7, convention="keras")
         reference.adamax(r, g, rm, ru, step=t, lr=1e-2, eps=1e-7, convention="keras")
     np.testing.assert_allclose(q, r, rtol=4e-16 * 4, atol=1e-15)
-    # Keras' Nadam (keras/src/optimizers/nadam.py) is torch's update with Keras' defaults
+    # Keras' Nadam (keras/src/optimizers/nadam.py) is torch's update with Keras' defaults, its
+    # momentum schedule 0.96^t (torch's 0.96^(t momentum_decay) with momentum_decay 1)
     n = optim.NAdam([p.copy()], convention="keras")
     assert n.param_groups[0]["eps"] == 1e-7 and n.param_groups[0]["decoupled_weight_decay"]
+    assert n.param_groups[0]["momentum_decay"] == 1.0
     want = p.copy()
     m, v, u_prod = np.zeros_like(p), np.zeros_like(p), 1.0
     for t, g in enumerate(grads, start=1):
-        u_t = 0.9 * (1 - 0.5 * 0.96 ** (t * 0.004))
-        u_t1 = 0.9 * (1 - 0.5 * 0.96 ** ((t + 1) * 0.004))
+        u_t = 0.9 * (1 - 0.5 * 0.96 ** t)
+        u_t1 = 0.9 * (1 - 0.5 * 0.96 ** (t + 1))
         u_prod *= u_t
         m += (g - m) * 0.1
         v += (g * g - v) * 0.001
@@ -271,4 +273,4 @@ def test_keras_adamax_and_nadam():
         n.step([g])
     np.testing.assert_allclose(n.param_groups[0]["params"][0], want, rtol=1e-12, atol=1e-14)
     with pytest.raises(ValueError, match="convention must be one of"):
-        optim.NAdam([p.copy()], convention="optax")
+        optim.NAdam([p.copy()], convention="mxnet")

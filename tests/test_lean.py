@@ -90,12 +90,13 @@ LEAN_CASES = {
               [False, True, True]),
     "adagrad": (fastopt.adagrad_, {"lr": 0.1}, [True]),
     "rmsprop": (fastopt.rmsprop_, {"lr": 0.01, "momentum": 0.9, "centered": True}, [True, False, False]),
+    "rmsprop-plain": (fastopt.rmsprop_, {"lr": 0.01, "momentum": 0.9}, [True, None, False]),
     "adadelta": (fastopt.adadelta_, {"lr": 1.0}, [True, True]),
     "adamax": (fastopt.adamax_, {"lr": 0.01}, [False, True]),
     "radam": (fastopt.radam_, {"lr": 0.01}, [False, True]),
     "lion": (fastopt.lion_, {"lr": 0.01}, [False]),
 }
-REF_NAME = {"adamw": "adam"}
+REF_NAME = {"adamw": "adam", "rmsprop-plain": "rmsprop"}
 BETAS = {"adam", "adamw", "adamax", "radam", "lion"}
 
 
@@ -141,7 +142,7 @@ def run_lean(name, param, state, low=None, stochastic=False, steps=3, sizes=SIZE
     kernel, hyper, nonneg = LEAN_CASES[name]
     rng = np.random.default_rng(len(name))
     p0 = [rng.standard_normal(n).astype(np.float32) for n in sizes]
-    s0 = [[spread(rng, n, nn) for n in sizes] for nn in nonneg]
+    s0 = [None if nn is None else [spread(rng, n, nn) for n in sizes] for nn in nonneg]  # None: not used
     if name == "rmsprop":  # centered: the mean gradient's square below the mean square
         s0[1] = [np.sqrt(x) * np.float32(0.5) for x in s0[0]]
     grads = [[(rng.standard_normal(n) * 0.5).astype(np.float32) for n in sizes] for _ in range(steps)]
@@ -150,9 +151,9 @@ def run_lean(name, param, state, low=None, stochastic=False, steps=3, sizes=SIZE
     rp = [as_bits(a).copy() for a in kp]
     klow = [make(low, x) for x in p0] if master else None
     rlow = [as_bits(a).copy() for a in klow] if master else None
-    rs = [[ref_state(state, x, nn) for x in role] for role, nn in zip(s0, nonneg)]
-    rs_bits = [[r if state == "int8" else as_bits(r).copy() for r in role] for role in rs]
-    ks = [[kernel_state(state, r, nn) for r in role] for role, nn in zip(rs, nonneg)]
+    rs = [None if role is None else [ref_state(state, x, nn) for x in role] for role, nn in zip(s0, nonneg)]
+    rs_bits = [None if role is None else [r if state == "int8" else as_bits(r).copy() for r in role] for role in rs]
+    ks = [None if role is None else [kernel_state(state, r, nn) for r in role] for role, nn in zip(rs, nonneg)]
     gdt = low if master else param
     if threads is not None:
         fastopt.set_num_threads(threads)
@@ -200,6 +201,8 @@ PARAMS = ["float32", "bfloat16", "float16", "master-bfloat16", "master-float16"]
 def test_lean_step_matches_reference(name, param, state):
     if param == "float32" and state == "float32":
         pytest.skip("the plain float32 kernels: test_rules.py")
+    if name == "rmsprop" and state == "int8":  # the 8-bit mean square can fall below the squared mean: NaN
+        pytest.skip("centered RMSprop refuses 8-bit state (fastopt.optim.RMSprop); rmsprop-plain covers it")
     low = param.split("-")[1] if param.startswith("master") else None
     kp, ks, klow, rp, rs, rlow = run_lean(name, "float32" if low else param, state, low=low)
     for a, b in zip(kp, rp):
@@ -207,7 +210,7 @@ def test_lean_step_matches_reference(name, param, state):
     for a, b in zip(klow or [], rlow or []):
         assert_close_stored(as_bits(a), b, "low_params")
     for role_k, role_r in zip(ks, rs):
-        for a, b in zip(role_k, role_r):
+        for a, b in zip(role_k or [], role_r or []):
             if state == "int8":
                 assert_close_stored(a.codes, b[0], "codes")
                 np.testing.assert_allclose(a.absmax, b[1], rtol=1e-6)

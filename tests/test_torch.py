@@ -40,7 +40,8 @@ def torch_hyper(hyper):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("maximize", [False, True])
-@pytest.mark.parametrize("case", [c for c in CASES if c[0] in TORCH], ids=case_id)
+@pytest.mark.parametrize("case", [c for c in CASES if c[0] in TORCH and c[1].get("convention", "torch") == "torch"],
+                         ids=case_id)
 def test_matches_torch_optim(case, dtype, maximize):
     name, hyper = case
     sizes = [1, 100, 40000]

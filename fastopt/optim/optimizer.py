@@ -252,7 +252,7 @@ class Optimizer:
 
     @classmethod
     def _run(cls, group: Dict[str, Any], state: Dict[str, Any], grads: List[np.ndarray], kw: Dict[str, Any],
-             opts: Dict[str, Any]) -> bool:
+             opts: Dict[str, Any], kernel: Optional[Callable[..., bool]] = None) -> bool:
         states = [cls.views(state, name) for name in cls.state_names]
         params = group["params"]
         if group["master_weights"]:
@@ -260,7 +260,7 @@ class Optimizer:
             params = state["master_views"]
         if group["stochastic_rounding"]:
             kw = {**kw, "stochastic_rounding": True, "seed": P.step_seed(group["seed"], state["step"])}
-        return cls.kernel(params, grads, *states, **kw, **opts)
+        return (kernel or cls.kernel)(params, grads, *states, **kw, **opts)
 
     @classmethod
     def _update(cls, group: Dict[str, Any], state: Dict[str, Any], grads: List[np.ndarray],

@@ -34,8 +34,9 @@ class Adam(Optimizer):
     decoupled = False
 
     @classmethod
-    def _kernel_kwargs(cls, group, state):
-        return {**super()._kernel_kwargs(group, state), "decoupled_weight_decay": cls.decoupled}
+    def _kernel_kwargs(cls, group, state):  # Keras decays the weights apart in every optimizer
+        return {**super()._kernel_kwargs(group, state),
+                "decoupled_weight_decay": cls.decoupled or group["convention"] == "keras"}
 
     @classmethod
     def _needed_states(cls, group):
@@ -90,8 +91,10 @@ class RMSprop(Optimizer):
 
 
 class Adadelta(Optimizer):
-    """Adadelta, as ``torch.optim.Adadelta`` (formula: :func:`fastopt.adadelta_`)."""
-    defaults = {"lr": 1.0, "rho": 0.9, "eps": 1e-6, "weight_decay": 0.0}
+    """Adadelta, as ``torch.optim.Adadelta`` (formula: :func:`fastopt.adadelta_`); Keras' and optax's
+    update is the same (Keras: lr 1e-3, rho 0.95, eps 1e-7, decoupled weight decay)."""
+    defaults = {"lr": 1.0, "rho": 0.9, "eps": 1e-6, "weight_decay": 0.0, "convention": "torch"}
+    convention_defaults = {"keras": {"lr": 1e-3, "rho": 0.95, "eps": 1e-7}, "optax": {}}
     state_names = ("square_avg", "acc_delta")
     nonneg_states = state_names
     kernel = staticmethod(F.adadelta_)
@@ -108,11 +111,13 @@ class Adamax(Optimizer):
 
 
 class NAdam(Optimizer):
-    """NAdam, as ``torch.optim.NAdam`` (formula: :func:`fastopt.nadam_`); ``mu_product`` is state."""
+    """NAdam, as ``torch.optim.NAdam`` (formula: :func:`fastopt.nadam_`); ``mu_product`` is state.
+    ``convention="keras"`` is the same update with Keras' defaults (its momentum decay 0.96^t:
+    ``momentum_decay=1``); ``"optax"`` is ``optax.nadam``, Adam's Nesterov form
+    (:func:`fastopt.adam_` with ``nesterov=True``; ``momentum_decay`` unused)."""
     defaults = {"lr": 2e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "momentum_decay": 4e-3,
                 "decoupled_weight_decay": False, "convention": "torch"}
-    convention_defaults = {"keras": {"lr": 1e-3, "eps": 1e-7, "decoupled_weight_decay": True}}
-    conventions = ("torch", "keras")  # optax's nadam is another rule
+    convention_defaults = {"keras": {"lr": 1e-3, "eps": 1e-7, "decoupled_weight_decay": True, "momentum_decay": 1.0}}
     state_names = ("exp_avg", "exp_avg_sq")
     nonneg_states = ("exp_avg_sq",)
     scalar_states = {"mu_product": 1.0}
@@ -121,6 +126,9 @@ class NAdam(Optimizer):
     @classmethod
     def _update(cls, group, state, grads, opts):
         kw = cls._kernel_kwargs(group, state)
+        if kw["convention"] == "optax":  # optax.nadam: Adam's Nesterov form
+            adam = {k: kw[k] for k in ("lr", "betas", "eps", "weight_decay", "decoupled_weight_decay", "step")}
+            return cls._run(group, state, grads, {**adam, "convention": "optax", "nesterov": True}, opts, F.adam_)
         kw["mu_product"] = state["mu_product"] * F.nadam_mu(state["step"], kw["betas"][0], kw["momentum_decay"])
         ok = cls._run(group, state, grads, kw, opts)
         if ok:
@@ -129,25 +137,32 @@ class NAdam(Optimizer):
 
 
 class RAdam(Optimizer):
-    """RAdam, as ``torch.optim.RAdam`` (formula: :func:`fastopt.radam_`)."""
+    """RAdam, as ``torch.optim.RAdam`` (formula: :func:`fastopt.radam_`); ``convention="optax"`` is
+    ``optax.radam`` (epsilon on the corrected root, ``eps_root``)."""
     defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0,
-                "decoupled_weight_decay": False}
+                "decoupled_weight_decay": False, "eps_root": 0.0, "convention": "torch"}
+    convention_defaults = {"optax": {}}
+    conventions = ("torch", "optax")
     state_names = ("exp_avg", "exp_avg_sq")
     nonneg_states = ("exp_avg_sq",)
     kernel = staticmethod(F.radam_)
 
 
 class Lion(Optimizer):
-    """Lion (Chen et al., 2023; formula: :func:`fastopt.lion_`)."""
-    defaults = {"lr": 1e-4, "betas": (0.9, 0.99), "weight_decay": 0.0}
+    """Lion (Chen et al., 2023; formula: :func:`fastopt.lion_`).  Keras and optax compute the same
+    update; their defaults: Keras lr 1e-3, optax weight_decay 1e-3."""
+    defaults = {"lr": 1e-4, "betas": (0.9, 0.99), "weight_decay": 0.0, "convention": "torch"}
+    convention_defaults = {"keras": {"lr": 1e-3}, "optax": {"weight_decay": 1e-3}}
     state_names = ("exp_avg",)
     kernel = staticmethod(F.lion_)
     takes_step = False
 
 
 class LAMB(Optimizer):
-    """LAMB (You et al., 2020), as ``optax.lamb`` (formula: :func:`fastopt.lamb_`)."""
-    defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-6, "weight_decay": 0.0}
+    """LAMB (You et al., 2020), as ``optax.lamb`` (formula: :func:`fastopt.lamb_`);
+    ``convention="keras"`` is ``keras.optimizers.Lamb`` (eps 1e-7, weight decay apart)."""
+    defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-6, "weight_decay": 0.0, "convention": "torch"}
+    convention_defaults = {"keras": {"eps": 1e-7}, "optax": {}}
     state_names = ("exp_avg", "exp_avg_sq")
     kernel = staticmethod(F.lamb_)
     lean = False  # two passes with per-array norms: float32 or float64 only
