@@ -224,8 +224,11 @@ class Arrays {
   // A Blockwise8 state: codes (uint8, the parameter's size) into slot s, absmax (float32, one per
   // block) into slot s + 3.
   void add_blockwise(py::handle h, const Label& label, const Role& role, int s, int64_t i, const Label& first) {
+    if (!py::hasattr(h, "absmax") || !py::hasattr(h, "nonneg") || !PyBool_Check(h.attr("nonneg").ptr()))
+      throw py::type_error(label.str() + " must be a numpy.ndarray or a fastopt.Blockwise8 (codes, absmax, nonneg: bool), got " +
+                           type_name(h));
     py::object codes = h.attr("codes"), absmax = h.attr("absmax");
-    const bool nonneg = py::cast<bool>(h.attr("nonneg"));
+    const bool nonneg = h.attr("nonneg").ptr() == Py_True;
     extra_.push_back(codes);
     extra_.push_back(absmax);
     const std::string cl = label.str() + ".codes", al = label.str() + ".absmax";
@@ -395,6 +398,20 @@ int convention_code(const std::string& convention) {
   return conv;
 }
 
+// The seed of stochastic rounding: a Python int in [0, 2**64).
+uint64_t seed_value(py::handle seed) {
+  if (!PyIndex_Check(seed.ptr()) || PyBool_Check(seed.ptr()))
+    throw py::type_error("seed must be an int in [0, 2**64), got " + type_name(seed));
+  py::object as_int = py::reinterpret_steal<py::object>(PyNumber_Index(seed.ptr()));
+  if (!as_int) throw py::error_already_set();
+  const unsigned long long v = PyLong_AsUnsignedLongLong(as_int.ptr());
+  if (v == static_cast<unsigned long long>(-1) && PyErr_Occurred()) {
+    PyErr_Clear();
+    throw py::value_error("seed must be an int in [0, 2**64), got " + std::string(py::str(seed)));
+  }
+  return uint64_t(v);
+}
+
 PreHyper make_pre(bool maximize, double grad_scale, std::optional<double> clip_value, double l1, double l2) {
   check_nonneg("grad_scale", grad_scale);
   if (clip_value)
@@ -440,9 +457,9 @@ bool run(const Arrays& a, Get get, const H& h, const PreHyper& pre, bool check_f
 // Every update but LAMB's also takes bfloat16 / float16 arrays and 8-bit state (lean.hpp).
 #define FASTOPT_LEAN_ARGS \
   py::arg("low_params") = py::none(), py::arg("stochastic_rounding") = false, py::arg("seed") = 0
-#define FASTOPT_LEAN_PARAMS py::object low_params, bool stochastic_rounding, uint64_t seed
-#define FASTOPT_LEAN                                             \
-  LeanArgs lean_args{low_params, stochastic_rounding, seed}; \
+#define FASTOPT_LEAN_PARAMS py::object low_params, bool stochastic_rounding, py::object seed
+#define FASTOPT_LEAN                                                       \
+  LeanArgs lean_args{low_params, stochastic_rounding, seed_value(seed)}; \
   const LeanArgs* lean = &lean_args
 
 std::vector<double> per_array(const Arrays& a, Reduce kind, double power) {

@@ -61,6 +61,9 @@ class Blockwise8:
     absmax: np.ndarray
     nonneg: bool = False
 
+    def __post_init__(self) -> None:
+        self.nonneg = bool(self.nonneg)
+
     @property
     def shape(self):
         return self.codes.shape

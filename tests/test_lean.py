@@ -292,6 +292,15 @@ def test_lean_refusals_name_the_argument_and_write_nothing():
         fastopt.adam_(p, g, empty_8bit(300), empty_8bit(300), step=1)
     with pytest.raises(ValueError, match=r"exp_avgs.absmax has 1 elements"):
         fastopt.adam_(p, g, Blockwise8(np.zeros(300, np.uint8), np.zeros(1, np.float32)), empty_8bit(300, True), step=1)
+    with pytest.raises(ValueError, match=r"seed must be an int in \[0, 2\*\*64\)"):
+        fastopt.gd_(p, g, lr=0.1, stochastic_rounding=True, seed=-1)
+    with pytest.raises(TypeError, match="seed must be an int"):
+        fastopt.gd_(p, g, lr=0.1, stochastic_rounding=True, seed=1.5)
+
+    class NotBlockwise:
+        codes, absmax, nonneg = np.zeros(300, np.uint8), np.zeros(2, np.float32), "no"
+    with pytest.raises(TypeError, match=r"momentum_buffers must be a numpy.ndarray or a fastopt.Blockwise8"):
+        fastopt.sgd_(p, g, NotBlockwise(), step=1, lr=0.1, momentum=0.9)
     with pytest.raises(TypeError, match="8-bit state is a fastopt"):
         fastopt.sgd_(p, g, np.zeros(300, np.uint8), step=1, lr=0.1, momentum=0.9)
     q = empty_8bit(300)
