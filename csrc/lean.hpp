@@ -70,11 +70,12 @@ constexpr float kQSigned = 448.0f, kQUnsigned = 122880.0f;  // the largest codes
 constexpr float kQSub = 0.015625f, kQSubU = 6.103515625e-05f;  // the smallest normals: 2^-6 (E4M3), 2^-14 (E5M3)
 constexpr float kRound = 8388608.0f;                                         // 2^23: x + 2^23 - 2^23 rounds x to an integer, ties to even
 
+// A block holding a NaN (or an infinity) has a non-finite absmax, so every value decoded from it is
+// non-finite whatever its code: the codes themselves need no NaN.
 FASTOPT_ELEMENT float q8_decode_signed(uint32_t c) {
   const uint32_t mag = c & 0x7fu;
-  float v = mag < 8u ? float(int32_t(mag)) * 0.001953125f : bits_f32((mag + 960u) << 20);  // 2^-9 steps below 2^-6
-  v = mag == 0x7fu ? bits_f32(0x7fc00000u) : v;
-  return (c & 0x80u) ? -v : v;
+  const float v = mag < 8u ? float(int32_t(mag)) * 0.001953125f : bits_f32((mag + 960u) << 20);  // 2^-9 steps below 2^-6
+  return bits_f32(f32_bits(v) | ((c & 0x80u) << 24));
 }
 FASTOPT_ELEMENT float q8_decode_unsigned(uint32_t c) {
   return c < 8u ? float(int32_t(c)) * 7.62939453125e-06f : bits_f32((c + 896u) << 20);  // 2^-17 steps below 2^-14
@@ -86,8 +87,7 @@ FASTOPT_ELEMENT uint8_t q8_encode_signed(float x, float scale) {
   const uint32_t sub = uint32_t(int32_t((ys * 512.0f + kRound) - kRound));
   const uint32_t uy = f32_bits(y);
   uint32_t mag = y < kQSub ? sub : ((uy + 0x7ffffu + ((uy >> 20) & 1u)) >> 20) - 960u;
-  mag = mag > 126u ? 126u : mag;  // 448, the largest finite code
-  mag = y != y ? 127u : mag;
+  mag = mag > 126u ? 126u : mag;  // 448, the largest finite code (and any code for a non-finite y)
   return uint8_t(mag | ((ux >> 24) & 0x80u));
 }
 FASTOPT_ELEMENT uint8_t q8_encode_unsigned(float x, float scale) {

@@ -396,16 +396,16 @@ _ROUND = np.float32(2.0 ** 23)
 
 def q8_decode(codes: np.ndarray, nonneg: bool) -> np.ndarray:
     """The code values before the block's scale: E4M3 (signed, as ml_dtypes.float8_e4m3fn: 4
-    exponent bits with bias 7, 3 mantissa bits, subnormals, max 448, 0x7f NaN) or unsigned E5M3
-    (5 exponent bits with bias 15, 3 mantissa bits, subnormals, no sign; max 122880)."""
+    exponent bits with bias 7, 3 mantissa bits, subnormals, max 448; no NaN code: a block holding
+    a NaN or an infinity has a non-finite absmax, which makes all its values non-finite) or
+    unsigned E5M3 (5 exponent bits with bias 15, 3 mantissa bits, subnormals, no sign; max 122880)."""
     c = np.asarray(codes, np.uint8).astype(np.uint32)
     if nonneg:
         return np.where(c < 8, c.astype(np.float32) * np.float32(2.0 ** -17),
                         ((c + _M32(896)) << _M32(20)).view(np.float32)).astype(np.float32)
     mag = c & _M32(0x7F)
     v = np.where(mag < 8, mag.astype(np.float32) * np.float32(2.0 ** -9), ((mag + _M32(960)) << _M32(20)).view(np.float32))
-    v = np.where(mag == 0x7F, np.float32(np.nan), v).astype(np.float32)
-    return np.where(c & _M32(0x80), -v, v).astype(np.float32)
+    return (v.astype(np.float32).view(np.uint32) | ((c & _M32(0x80)) << _M32(24))).view(np.float32)
 
 
 def q8_encode(x: np.ndarray, scale: np.float32, nonneg: bool) -> np.ndarray:
@@ -424,7 +424,6 @@ def q8_encode(x: np.ndarray, scale: np.float32, nonneg: bool) -> np.ndarray:
     mag = np.minimum(mag, _M32(top))
     if nonneg:
         return mag.astype(np.uint8)
-    mag = np.where(np.isnan(y), _M32(127), mag)
     return (mag | ((ux >> _M32(24)) & _M32(0x80))).astype(np.uint8)
 
 

@@ -49,7 +49,7 @@ def test_signed_code_is_ml_dtypes_float8_e4m3fn():
 def test_every_code_decodes_and_encodes_back(nonneg):
     codes = np.arange(256, dtype=np.uint8)
     if not nonneg:
-        codes = codes[(codes & 0x7F) != 0x7F]  # 0x7f, 0xff: NaN
+        codes = codes[(codes & 0x7F) != 0x7F]  # 0x7f, 0xff: float8_e4m3fn's NaN, never written
     absmax = np.array([3.0], np.float32)
     x = dequantize_8bit(Blockwise8(codes, absmax, nonneg))
     assert np.array_equal(x, R.dequantize_8bit(codes, absmax, nonneg))
@@ -319,3 +319,17 @@ def test_check_finite_and_norms_read_16_bit_gradients():
     assert fastopt.global_norm(h) == pytest.approx(np.sqrt(4000))
     assert fastopt.global_norm([np.ones(10, BF16)]) == pytest.approx(np.sqrt(10))
     assert fastopt.all_finite([h]) and not fastopt.all_finite([g])
+
+
+@pytest.mark.parametrize("nonneg", [False, True])
+def test_a_non_finite_value_makes_its_block_non_finite(nonneg):
+    """No NaN code: the block's absmax carries it (as reference.quantize_8bit says)."""
+    x = np.abs(spread(np.random.default_rng(4), 768, nonneg)) if nonneg else spread(np.random.default_rng(4), 768)
+    x[300] = np.nan
+    x[600] = np.inf
+    q = quantize_8bit(x, nonneg)
+    codes, absmax = R.quantize_8bit(x, nonneg)
+    assert np.array_equal(q.codes, codes) and np.array_equal(q.absmax, absmax, equal_nan=True)
+    y = dequantize_8bit(q)
+    assert np.isfinite(y[:256]).all()
+    assert not np.isfinite(y[256:]).any()
