@@ -70,14 +70,14 @@ def gd_(params: Arrays, grads: Arrays, *, lr: float, maximize: bool = False, gra
         low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
     r"""Plain gradient descent: :math:`\theta \leftarrow \theta - \gamma g`."""
     return _core.gd_(params, grads, lr, maximize, grad_scale, clip_value, l1, l2, check_finite, low_params,
-    stochastic_rounding, seed)
+                     stochastic_rounding, seed)
 
 
 def sgd_(params: Arrays, grads: Arrays, momentum_buffers: Optional[Arrays] = None, *, step: int, lr: float,
          momentum: float = 0.0, dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False,
          maximize: bool = False, grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0,
          l2: float = 0.0, check_finite: bool = False, convention: str = "torch",
-        low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
+         low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
     r"""SGD with momentum, as ``torch.optim.SGD``.
 
     .. math::
@@ -106,7 +106,7 @@ def adam_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
           grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0,
           check_finite: bool = False, eps_root: float = 0.0, bias_correction: bool = True,
           convention: str = "torch", nesterov: bool = False,
-        low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
+          low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
     r"""Adam (Kingma & Ba, 2015), as ``torch.optim.Adam``.
 
     .. math::
@@ -142,7 +142,7 @@ def adamw_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
            amsgrad: bool = False, maximize: bool = False, grad_scale: float = 1.0,
            clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0, check_finite: bool = False,
            eps_root: float = 0.0, bias_correction: bool = True, convention: str = "torch", nesterov: bool = False,
-        low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
+           low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
     r"""AdamW (Loshchilov & Hutter, 2019), as ``torch.optim.AdamW``: :func:`adam_` with the
     decoupled decay :math:`\theta \leftarrow \theta (1 - \gamma\lambda)` applied first (Keras'
     AdamW decays the same way; its default weight_decay is 0.004).  ``convention``, ``eps_root``,
@@ -157,7 +157,7 @@ def adagrad_(params: Arrays, grads: Arrays, state_sums: Arrays, *, step: int, lr
              lr_decay: float = 0.0, weight_decay: float = 0.0, eps: float = 1e-10, maximize: bool = False,
              grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0,
              check_finite: bool = False, convention: str = "torch",
-        low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
+             low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
     r"""Adagrad (Duchi et al., 2011), as ``torch.optim.Adagrad``.
 
     .. math::
@@ -178,7 +178,7 @@ def rmsprop_(params: Arrays, grads: Arrays, square_avgs: Arrays, grad_avgs: Opti
              eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
              maximize: bool = False, grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0,
              l2: float = 0.0, check_finite: bool = False, convention: str = "torch",
-        low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
+             low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
     r"""RMSprop (Hinton, 2012), as ``torch.optim.RMSprop``.
 
     .. math::
@@ -194,15 +194,15 @@ def rmsprop_(params: Arrays, grads: Arrays, square_avgs: Arrays, grad_avgs: Opti
     weight decay decoupled; ``alpha`` is their rho (defaults 0.9, epsilon 1e-7 / optax 1e-8).
     """
     return _core.rmsprop_(params, grads, square_avgs, grad_avgs, momentum_buffers, lr, alpha, eps, weight_decay,
-                          momentum, centered, maximize, grad_scale, clip_value, l1, l2, check_finite, convention, low_params,
-                          stochastic_rounding, seed)
+                          momentum, centered, maximize, grad_scale, clip_value, l1, l2, check_finite, convention,
+                          low_params, stochastic_rounding, seed)
 
 
 def adadelta_(params: Arrays, grads: Arrays, square_avgs: Arrays, acc_deltas: Arrays, *, lr: float = 1.0,
               rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0.0, maximize: bool = False,
               grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0,
               check_finite: bool = False, convention: str = "torch",
-        low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
+              low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
     r"""Adadelta (Zeiler, 2012), as ``torch.optim.Adadelta``.
 
     .. math::
@@ -222,7 +222,7 @@ def adamax_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_infs: Arrays, *
             betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
             maximize: bool = False, grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0,
             l2: float = 0.0, check_finite: bool = False, convention: str = "torch",
-        low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
+            low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
     r"""Adamax (Kingma & Ba, 2015, section 7), as ``torch.optim.Adamax`` (and optax's adamax).
 
     .. math::
@@ -312,7 +312,7 @@ def lion_(params: Arrays, grads: Arrays, exp_avgs: Arrays, *, lr: float = 1e-4,
           betas: Tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0, maximize: bool = False,
           grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0,
           check_finite: bool = False, convention: str = "torch",
-        low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
+          low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
     r"""Lion (Chen et al., 2023, "Symbolic Discovery of Optimization Algorithms").
 
     .. math::
