@@ -4,7 +4,8 @@ probe moving the same bytes (fastopt.leanbench; ``fastopt bench --lean`` prints 
 the ratios).  64M elements, or 64K with ``--benchmark-disable`` (the smoke test CI runs)."""
 import pytest
 
-from fastopt import leanbench as L
+pytest.importorskip("ml_dtypes")
+from fastopt import leanbench as L  # noqa: E402
 
 NAMES = [p.name for p in L.peers(16)]  # the peers this machine can run
 

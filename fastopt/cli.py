@@ -96,6 +96,8 @@ def format_train_table(rows) -> str:
 
 def lean_bench_main(args: argparse.Namespace) -> int:
     from . import leanbench as L
+    if not _importable("ml_dtypes"):
+        raise SystemExit("fastopt bench --lean: bfloat16 arrays need ml-dtypes (pip install ml-dtypes, or fastopt[lean])")
     n = args.elements if args.elements else (1 << 20 if args.quick else 64 * 2**20)
     rows = L.run(n, rounds=3 if args.quick else args.rounds)
     print(format_lean_table(rows))
