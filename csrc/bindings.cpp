@@ -38,6 +38,7 @@ struct LeanArgs {
   py::handle low_params;
   bool stochastic = false;
   uint64_t seed = 0;
+  py::handle compensation;  // Kahan: bfloat16 arrays, the parameters' rounding error
 };
 
 // An argument name and index, made into text only for an error message.
@@ -136,9 +137,13 @@ class Arrays {
   explicit Arrays(const std::vector<Role>& roles, bool lean_ok = false, const LeanArgs* low = nullptr) {
     std::vector<bool> listed;
     std::vector<Role> all = roles;
-    if (low && low->low_params && !low->low_params.is_none()) {
+    const bool has_low = low && low->low_params && !low->low_params.is_none();
+    const bool has_comp = low && low->compensation && !low->compensation.is_none();
+    if (has_low && has_comp) throw py::type_error("low_params and compensation exclude each other");
+    if (has_low || has_comp) {
       while (all.size() < 8) all.push_back({"", py::handle(), false, true});
-      all.push_back({"low_params", low->low_params, true});
+      all.push_back({has_low ? "low_params" : "compensation", has_low ? low->low_params : low->compensation, true});
+      kahan_ = has_comp;
     }
     const size_t nroles = all.size();
     for (size_t s = 0; s < nroles; ++s) {
@@ -202,6 +207,7 @@ class Arrays {
 
  private:
   bool claimed_ = false;
+  bool kahan_ = false;
   std::vector<py::object> extra_;  // the arrays inside Blockwise8 objects
 
   void add(int s, int d, py::handle h, const Label& label, bool written, int64_t i) {
@@ -289,7 +295,13 @@ class Arrays {
       first_state = all[s].name;
       lean.nonneg[s - 2] = all[s].nonneg;
     }
-    if (slot_dtype[8] >= 0) {
+    if (kahan_) {
+      if (pd != BF16 || slot_dtype[8] != BF16)
+        throw py::type_error(std::string("compensation is for bfloat16 params, as bfloat16 arrays; got params ") +
+                             dtype_label(pd) + ", compensation " + dtype_label(slot_dtype[8]));
+      if (lean.stochastic) throw py::type_error("compensation and stochastic_rounding exclude each other");
+      lean.kahan = true;
+    } else if (slot_dtype[8] >= 0) {
       if (pd != F32)
         throw py::type_error(std::string("low_params need float32 params (the master copy), got ") + dtype_label(pd));
       if (slot_dtype[8] != BF16 && slot_dtype[8] != F16)
@@ -455,11 +467,12 @@ bool run(const Arrays& a, Get get, const H& h, const PreHyper& pre, bool check_f
   bool maximize, double grad_scale, std::optional<double> clip_value, double l1, double l2, bool check_finite
 #define FASTOPT_PRE make_pre(maximize, grad_scale, clip_value, l1, l2)
 // Every update but LAMB's also takes bfloat16 / float16 arrays and 8-bit state (lean.hpp).
-#define FASTOPT_LEAN_ARGS \
-  py::arg("low_params") = py::none(), py::arg("stochastic_rounding") = false, py::arg("seed") = 0
-#define FASTOPT_LEAN_PARAMS py::object low_params, bool stochastic_rounding, py::object seed
-#define FASTOPT_LEAN                                                       \
-  LeanArgs lean_args{low_params, stochastic_rounding, seed_value(seed)}; \
+#define FASTOPT_LEAN_ARGS                                                                     \
+  py::arg("low_params") = py::none(), py::arg("stochastic_rounding") = false, py::arg("seed") = 0, \
+      py::arg("compensation") = py::none()
+#define FASTOPT_LEAN_PARAMS py::object low_params, bool stochastic_rounding, py::object seed, py::object compensation
+#define FASTOPT_LEAN                                                                     \
+  LeanArgs lean_args{low_params, stochastic_rounding, seed_value(seed), compensation}; \
   const LeanArgs* lean = &lean_args
 
 std::vector<double> per_array(const Arrays& a, Reduce kind, double power) {

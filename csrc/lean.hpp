@@ -127,6 +127,17 @@ __attribute__((noinline)) inline void narrow_f16(const float* __restrict x, _Flo
   for (int64_t i = 0; i < n; ++i) out[i] = _Float16(x[i]);
 }
 
+// Kahan-compensated bfloat16 parameters: the value is p + c, both bfloat16 (exact in float32).
+__attribute__((noinline)) inline void add_bf16(const uint16_t* __restrict c, float* __restrict x, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) x[i] = x[i] + bits_f32(uint32_t(c[i]) << 16);
+}
+__attribute__((noinline)) inline void kahan_residual(const float* __restrict x, const uint16_t* __restrict p,
+                                                     uint16_t* __restrict c, int64_t n) {
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) c[i] = bf16_nearest(x[i] - bits_f32(uint32_t(p[i]) << 16));
+}
+
 __attribute__((noinline)) inline void q8_load(const uint8_t* __restrict c, float absmax, bool nonneg,
                                               float* __restrict out, int64_t n) {
   if (nonneg) {
@@ -267,7 +278,7 @@ void direct_sweep(const Batch& b, const Rule& rule, const PreHyper& ph, int nt) 
 template <class Rule>
 void lean_sweep(const Batch& b, const Rule& rule, const PreHyper& ph, int nt) {
   const Lean& L = *b.lean;
-  if (!L.stochastic && L.out < 0 && L.grad == L.param) {
+  if (!L.stochastic && L.out < 0 && !L.kahan && L.grad == L.param) {
     if (L.param == F32 && L.state == BF16) return direct_sweep<F32Store, Bf16Store>(b, rule, ph, nt);
     if (L.param == BF16 && L.state == F32) return direct_sweep<Bf16Store, F32Store>(b, rule, ph, nt);
     if (L.param == BF16 && L.state == BF16) return direct_sweep<Bf16Store, Bf16Store>(b, rule, ph, nt);
@@ -282,6 +293,7 @@ void lean_sweep(const Batch& b, const Rule& rule, const PreHyper& ph, int nt) {
     for (int64_t off = 0; off < it.len; off += kLeanBlock) {
       const int64_t i0 = it.start + off, n = it.len - off < kLeanBlock ? it.len - off : kLeanBlock;
       float* p = lean_load(b, 0, L.param, it.array, i0, n, pbuf);
+      if (L.kahan) add_bf16(static_cast<const uint16_t*>(b.slot[8][it.array]) + i0, pbuf, n);  // p + what rounding dropped
       float* g = lean_load(b, 1, L.grad, it.array, i0, n, gbuf);
       if (mode != kNoPre && g != gbuf) {  // the gradients are read, never written
         copy_f32(g, gbuf, n);
@@ -293,6 +305,9 @@ void lean_sweep(const Batch& b, const Rule& rule, const PreHyper& ph, int nt) {
       sweep_range<float, kNoPre>(rule, pre, p, g, s[0], s[1], s[2], n);
       lean_store(b, 0, L.param, it.array, i0, n, p, L);
       if (L.out >= 0) lean_store(b, 8, L.out, it.array, i0, n, p, L);
+      if (L.kahan)  // the new compensation: the exact value less its rounding
+        kahan_residual(p, static_cast<const uint16_t*>(b.slot[0][it.array]) + i0,
+                       static_cast<uint16_t*>(b.slot[8][it.array]) + i0, n);
       for (int j = 0; j < Rule::nstate; ++j) lean_store(b, 2 + j, L.state, it.array, i0, n, s[j], L, L.nonneg[j]);
     }
   });

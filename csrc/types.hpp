@@ -15,6 +15,7 @@ constexpr int64_t kQBlock = 256;
 struct Lean {
   int param = F32, grad = F32, state = F32;  // F32, BF16 or F16 (params, grads); F32, BF16 or Q8 (state)
   int out = -1;                              // BF16 or F16: params are a float32 master copy, rounded into slot 8
+  bool kahan = false;                        // bfloat16 params with their rounding error kept in slot 8 (bfloat16)
   bool nonneg[3] = {false, false, false};    // Q8: state k holds values >= 0 (coded as sqrt)
   bool stochastic = false;                   // bfloat16 stores round stochastically
   uint32_t seed = 0;
@@ -23,7 +24,8 @@ struct Lean {
 
 // A list of same-sized arrays in up to nine roles: slot 0 parameters, 1 gradients,
 // 2..4 optimizer state in the order the rule names them, 5..7 the absmax of 8-bit state 2..4,
-// 8 the low-precision copy of float32 master parameters.  Array i of every slot has
+// 8 the low-precision copy of float32 master parameters (or, with Lean::kahan, the bfloat16
+// parameters' compensation: what rounding them last dropped).  Array i of every slot has
 // sizes[i] elements (absmax: ceil(sizes[i] / kQBlock)).  Unused slots are null.
 struct Batch {
   int64_t count = 0;

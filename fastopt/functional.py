@@ -35,6 +35,10 @@ stochastic_rounding : bool
 seed : int
     The random bits of stochastic rounding come from (seed, array, role, element index): give
     a new seed each step (the optimizer classes mix their seed with the step count).
+compensation : arrays or None
+    Kahan-compensated bfloat16 parameters: bfloat16 arrays (zeros at first) holding what
+    rounding the parameters dropped; the rule sees params + compensation, and both are written
+    back, so updates far below bfloat16's resolution accumulate.
 
 The gradients are read, never written.  Every function returns True when the step was applied.
 Bad arguments raise ``TypeError`` or ``ValueError`` naming the argument before anything is written.
@@ -67,17 +71,19 @@ def _betas(betas: Tuple[float, float]) -> Tuple[float, float]:
 
 def gd_(params: Arrays, grads: Arrays, *, lr: float, maximize: bool = False, grad_scale: float = 1.0,
         clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0, check_finite: bool = False,
-        low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
+        low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0,
+        compensation: Optional[Arrays] = None) -> bool:
     r"""Plain gradient descent: :math:`\theta \leftarrow \theta - \gamma g`."""
     return _core.gd_(params, grads, lr, maximize, grad_scale, clip_value, l1, l2, check_finite, low_params,
-                     stochastic_rounding, seed)
+                     stochastic_rounding, seed, compensation)
 
 
 def sgd_(params: Arrays, grads: Arrays, momentum_buffers: Optional[Arrays] = None, *, step: int, lr: float,
          momentum: float = 0.0, dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False,
          maximize: bool = False, grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0,
          l2: float = 0.0, check_finite: bool = False, convention: str = "torch",
-         low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
+         low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0,
+         compensation: Optional[Arrays] = None) -> bool:
     r"""SGD with momentum, as ``torch.optim.SGD``.
 
     .. math::
@@ -96,7 +102,7 @@ def sgd_(params: Arrays, grads: Arrays, momentum_buffers: Optional[Arrays] = Non
     """
     return _core.sgd_(params, grads, momentum_buffers, step, lr, momentum, dampening, weight_decay, nesterov,
                       maximize, grad_scale, clip_value, l1, l2, check_finite, convention, low_params,
-                      stochastic_rounding, seed)
+                      stochastic_rounding, seed, compensation)
 
 
 def adam_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
@@ -106,7 +112,8 @@ def adam_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
           grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0,
           check_finite: bool = False, eps_root: float = 0.0, bias_correction: bool = True,
           convention: str = "torch", nesterov: bool = False,
-          low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
+          low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0,
+          compensation: Optional[Arrays] = None) -> bool:
     r"""Adam (Kingma & Ba, 2015), as ``torch.optim.Adam``.
 
     .. math::
@@ -133,7 +140,8 @@ def adam_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
     b1, b2 = _betas(betas)
     return _core.adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr, b1, b2, eps, weight_decay,
                        amsgrad, decoupled_weight_decay, maximize, grad_scale, clip_value, l1, l2, check_finite,
-                       eps_root, bias_correction, convention, nesterov, low_params, stochastic_rounding, seed)
+                       eps_root, bias_correction, convention, nesterov, low_params, stochastic_rounding, seed,
+                       compensation)
 
 
 def adamw_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
@@ -142,7 +150,8 @@ def adamw_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
            amsgrad: bool = False, maximize: bool = False, grad_scale: float = 1.0,
            clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0, check_finite: bool = False,
            eps_root: float = 0.0, bias_correction: bool = True, convention: str = "torch", nesterov: bool = False,
-           low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
+           low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0,
+           compensation: Optional[Arrays] = None) -> bool:
     r"""AdamW (Loshchilov & Hutter, 2019), as ``torch.optim.AdamW``: :func:`adam_` with the
     decoupled decay :math:`\theta \leftarrow \theta (1 - \gamma\lambda)` applied first (Keras'
     AdamW decays the same way; its default weight_decay is 0.004).  ``convention``, ``eps_root``,
@@ -150,14 +159,15 @@ def adamw_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
     b1, b2 = _betas(betas)
     return _core.adam_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, step, lr, b1, b2, eps, weight_decay,
                        amsgrad, True, maximize, grad_scale, clip_value, l1, l2, check_finite, eps_root,
-                       bias_correction, convention, nesterov, low_params, stochastic_rounding, seed)
+                       bias_correction, convention, nesterov, low_params, stochastic_rounding, seed, compensation)
 
 
 def adagrad_(params: Arrays, grads: Arrays, state_sums: Arrays, *, step: int, lr: float = 1e-2,
              lr_decay: float = 0.0, weight_decay: float = 0.0, eps: float = 1e-10, maximize: bool = False,
              grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0,
              check_finite: bool = False, convention: str = "torch",
-             low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
+             low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0,
+             compensation: Optional[Arrays] = None) -> bool:
     r"""Adagrad (Duchi et al., 2011), as ``torch.optim.Adagrad``.
 
     .. math::
@@ -170,7 +180,8 @@ def adagrad_(params: Arrays, grads: Arrays, state_sums: Arrays, *, step: int, lr
     (their defaults: initial accumulator 0.1, epsilon 1e-7).
     """
     return _core.adagrad_(params, grads, state_sums, step, lr, lr_decay, weight_decay, eps, maximize, grad_scale,
-                          clip_value, l1, l2, check_finite, convention, low_params, stochastic_rounding, seed)
+                          clip_value, l1, l2, check_finite, convention, low_params, stochastic_rounding, seed,
+                          compensation)
 
 
 def rmsprop_(params: Arrays, grads: Arrays, square_avgs: Arrays, grad_avgs: Optional[Arrays] = None,
@@ -178,7 +189,8 @@ def rmsprop_(params: Arrays, grads: Arrays, square_avgs: Arrays, grad_avgs: Opti
              eps: float = 1e-8, weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
              maximize: bool = False, grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0,
              l2: float = 0.0, check_finite: bool = False, convention: str = "torch",
-             low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
+             low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0,
+             compensation: Optional[Arrays] = None) -> bool:
     r"""RMSprop (Hinton, 2012), as ``torch.optim.RMSprop``.
 
     .. math::
@@ -195,14 +207,15 @@ def rmsprop_(params: Arrays, grads: Arrays, square_avgs: Arrays, grad_avgs: Opti
     """
     return _core.rmsprop_(params, grads, square_avgs, grad_avgs, momentum_buffers, lr, alpha, eps, weight_decay,
                           momentum, centered, maximize, grad_scale, clip_value, l1, l2, check_finite, convention,
-                          low_params, stochastic_rounding, seed)
+                          low_params, stochastic_rounding, seed, compensation)
 
 
 def adadelta_(params: Arrays, grads: Arrays, square_avgs: Arrays, acc_deltas: Arrays, *, lr: float = 1.0,
               rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0.0, maximize: bool = False,
               grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0,
               check_finite: bool = False, convention: str = "torch",
-              low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
+              low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0,
+              compensation: Optional[Arrays] = None) -> bool:
     r"""Adadelta (Zeiler, 2012), as ``torch.optim.Adadelta``.
 
     .. math::
@@ -215,14 +228,15 @@ def adadelta_(params: Arrays, grads: Arrays, square_avgs: Arrays, acc_deltas: Ar
     """
     return _core.adadelta_(params, grads, square_avgs, acc_deltas, lr, rho, eps, weight_decay, maximize,
                            grad_scale, clip_value, l1, l2, check_finite, convention, low_params,
-                           stochastic_rounding, seed)
+                           stochastic_rounding, seed, compensation)
 
 
 def adamax_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_infs: Arrays, *, step: int, lr: float = 2e-3,
             betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
             maximize: bool = False, grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0,
             l2: float = 0.0, check_finite: bool = False, convention: str = "torch",
-            low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
+            low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0,
+            compensation: Optional[Arrays] = None) -> bool:
     r"""Adamax (Kingma & Ba, 2015, section 7), as ``torch.optim.Adamax`` (and optax's adamax).
 
     .. math::
@@ -236,7 +250,7 @@ def adamax_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_infs: Arrays, *
     b1, b2 = _betas(betas)
     return _core.adamax_(params, grads, exp_avgs, exp_infs, step, lr, b1, b2, eps, weight_decay, maximize,
                          grad_scale, clip_value, l1, l2, check_finite, convention, low_params,
-                         stochastic_rounding, seed)
+                         stochastic_rounding, seed, compensation)
 
 
 def nadam_mu(step: int, beta1: float = 0.9, momentum_decay: float = 4e-3) -> float:
@@ -251,7 +265,7 @@ def nadam_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
            momentum_decay: float = 4e-3, decoupled_weight_decay: bool = False, maximize: bool = False,
            grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0,
            check_finite: bool = False, convention: str = "torch", low_params: Optional[Arrays] = None,
-           stochastic_rounding: bool = False, seed: int = 0) -> bool:
+           stochastic_rounding: bool = False, seed: int = 0, compensation: Optional[Arrays] = None) -> bool:
     r"""NAdam (Dozat, 2016), as ``torch.optim.NAdam``.
 
     ``mu_product`` is :math:`\prod_{k=1}^{t}\mu_k` including this step's :func:`nadam_mu`.
@@ -273,13 +287,13 @@ def nadam_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
                      weight_decay=weight_decay, decoupled_weight_decay=decoupled_weight_decay, maximize=maximize,
                      grad_scale=grad_scale, clip_value=clip_value, l1=l1, l2=l2, check_finite=check_finite,
                      convention="optax", nesterov=True, low_params=low_params,
-                     stochastic_rounding=stochastic_rounding, seed=seed)
+                     stochastic_rounding=stochastic_rounding, seed=seed, compensation=compensation)
     if convention not in ("torch", "keras"):
         raise ValueError(f"convention must be 'torch', 'keras' or 'optax', got {convention!r}")
     b1, b2 = _betas(betas)
     return _core.nadam_(params, grads, exp_avgs, exp_avg_sqs, step, mu_product, lr, b1, b2, eps, weight_decay,
                         momentum_decay, decoupled_weight_decay, maximize, grad_scale, clip_value, l1, l2,
-                        check_finite, low_params, stochastic_rounding, seed)
+                        check_finite, low_params, stochastic_rounding, seed, compensation)
 
 
 def radam_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays, *, step: int, lr: float = 1e-3,
@@ -287,7 +301,7 @@ def radam_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
            decoupled_weight_decay: bool = False, maximize: bool = False, grad_scale: float = 1.0,
            clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0, check_finite: bool = False,
            eps_root: float = 0.0, convention: str = "torch", low_params: Optional[Arrays] = None,
-           stochastic_rounding: bool = False, seed: int = 0) -> bool:
+           stochastic_rounding: bool = False, seed: int = 0, compensation: Optional[Arrays] = None) -> bool:
     r"""RAdam (Liu et al., 2020), as ``torch.optim.RAdam``.
 
     .. math::
@@ -305,14 +319,15 @@ def radam_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays,
     b1, b2 = _betas(betas)
     return _core.radam_(params, grads, exp_avgs, exp_avg_sqs, step, lr, b1, b2, eps, weight_decay,
                         decoupled_weight_decay, maximize, grad_scale, clip_value, l1, l2, check_finite, eps_root,
-                        convention, low_params, stochastic_rounding, seed)
+                        convention, low_params, stochastic_rounding, seed, compensation)
 
 
 def lion_(params: Arrays, grads: Arrays, exp_avgs: Arrays, *, lr: float = 1e-4,
           betas: Tuple[float, float] = (0.9, 0.99), weight_decay: float = 0.0, maximize: bool = False,
           grad_scale: float = 1.0, clip_value: Optional[float] = None, l1: float = 0.0, l2: float = 0.0,
           check_finite: bool = False, convention: str = "torch",
-          low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0) -> bool:
+          low_params: Optional[Arrays] = None, stochastic_rounding: bool = False, seed: int = 0,
+          compensation: Optional[Arrays] = None) -> bool:
     r"""Lion (Chen et al., 2023, "Symbolic Discovery of Optimization Algorithms").
 
     .. math::
@@ -324,7 +339,7 @@ def lion_(params: Arrays, grads: Arrays, exp_avgs: Arrays, *, lr: float = 1e-4,
     """
     b1, b2 = _betas(betas)
     return _core.lion_(params, grads, exp_avgs, lr, b1, b2, weight_decay, maximize, grad_scale, clip_value, l1, l2,
-                       check_finite, convention, low_params, stochastic_rounding, seed)
+                       check_finite, convention, low_params, stochastic_rounding, seed, compensation)
 
 
 def lamb_(params: Arrays, grads: Arrays, exp_avgs: Arrays, exp_avg_sqs: Arrays, *, step: int, lr: float = 1e-3,

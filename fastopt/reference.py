@@ -459,7 +459,7 @@ def dequantize_8bit(codes: np.ndarray, absmax: np.ndarray, nonneg: bool = False)
 
 
 def lean_step(name, params, grads, states, *, nonneg, param_dtype="float32", state_dtype="float32",
-              low=None, low_dtype=None, stochastic=False, seed=0, pre=None, **hyper) -> None:
+              low=None, low_dtype=None, stochastic=False, seed=0, pre=None, compensation=None, **hyper) -> None:
     """One step of rule ``name`` on lean arrays, as the kernels take them: each array widened to
     float32, the float32 reference rule applied, each written array narrowed back.
 
@@ -469,7 +469,8 @@ def lean_step(name, params, grads, states, *, nonneg, param_dtype="float32", sta
     The states present take the kernel's roles 2, 3, 4 in order.  low: the
     low-precision copies of float32 master params (``low_dtype`` "bfloat16" or "float16").
     Rounding: nearest even, or for bfloat16 stores (stochastic=True) random_bits(sr_key(seed,
-    array, role, i >> 32), i) for element i.
+    array, role, i >> 32), i) for element i.  compensation (Kahan, bfloat16 params): bfloat16
+    bits added to the widened params before the rule; afterwards the rounded params' residual.
     """
     rule, _ = RULES[name]
 
@@ -492,6 +493,8 @@ def lean_step(name, params, grads, states, *, nonneg, param_dtype="float32", sta
     for i, (p, g) in enumerate(zip(params, grads)):
         g_dtype = "bfloat16" if g.dtype == np.uint16 else str(g.dtype)
         pf = widen(p, param_dtype).copy()
+        if compensation is not None:
+            pf = pf + bf16_widen(compensation[i])
         gf = widen(g, g_dtype)
         sf = []
         for k, role in enumerate(states):
@@ -504,6 +507,8 @@ def lean_step(name, params, grads, states, *, nonneg, param_dtype="float32", sta
         gf = preprocess(gf, pf, **(pre or {}))
         rule(pf, gf, *sf, **hyper)
         narrow(pf, param_dtype, i, 0, params[i])
+        if compensation is not None:
+            compensation[i][...] = bf16_nearest(pf - bf16_widen(params[i]))
         if low is not None:
             narrow(pf, low_dtype, i, 8, low[i])
         slot = 2

@@ -139,6 +139,12 @@ class FastoptOptimizer(torch.optim.Optimizer):
                 state["master_param"] = master.to(torch.float32).contiguous()
         else:
             state.pop("master_param", None)
+        if h["kahan"]:  # bfloat16 parameters' rounding error (Kahan)
+            comp = state.get("compensation")
+            if comp is None or comp.shape != p.shape or comp.dtype != torch.bfloat16 or not comp.is_contiguous():
+                state["compensation"] = _staggered(torch.zeros(p.shape, dtype=torch.bfloat16), 3)
+        else:
+            state.pop("compensation", None)
         for name, value in self.rule.scalar_states.items():  # NAdam's mu_product
             if not isinstance(state.get(name, value), torch.Tensor) or name not in state:
                 state[name] = torch.tensor(float(state.get(name, value)), dtype=torch.float64)
@@ -218,7 +224,8 @@ class FastoptOptimizer(torch.optim.Optimizer):
         params = group["params"]
         with_grad = tuple(p.grad is not None for p in params)
         key = (tuple(map(id, params)), with_grad, tuple(p.data_ptr() for p in params), h["amsgrad"]
-               if "amsgrad" in h else None, h.get("momentum"), h.get("centered"), h["state_dtype"], h["master_weights"])
+               if "amsgrad" in h else None, h.get("momentum"), h.get("centered"), h["state_dtype"], h["master_weights"],
+               h["kahan"])
         plans = self.__dict__.setdefault("_plans", {})
         plan = plans.get(index)
         if plan is None or plan.key != key:
@@ -272,6 +279,8 @@ class FastoptOptimizer(torch.optim.Optimizer):
             state.update(b.views)
             if b.master is not None:
                 state["master_views"] = b.master
+            if b.comp is not None:
+                state["compensation_views"] = b.comp
             if opts is None or not self.rule._update({**h, "params": b.params}, state, bgrads, opts):
                 skipped = True  # check_finite met a NaN or Inf
                 continue
@@ -291,6 +300,7 @@ class _Plan:
             self.members: List[int] = []       # indices into the plan's items
             self.params: List[np.ndarray] = []
             self.master: Optional[List[np.ndarray]] = None  # float32 master copies (master_weights)
+            self.comp: Optional[List[np.ndarray]] = None    # Kahan compensation (kahan)
             self.views: Dict[str, List[np.ndarray]] = {}
             self.steps: np.ndarray = np.zeros(0, np.float32)  # the bucket's step tensors' memory
             self.scalar_values: Dict[str, np.ndarray] = {}
@@ -323,6 +333,8 @@ class _Plan:
             b.params.append(_np(p.detach()))
             if h["master_weights"]:
                 b.master = (b.master or []) + [st["master_param"].numpy()]
+            if h["kahan"]:
+                b.comp = (b.comp or []) + [_np(st["compensation"])]
             for n in names:
                 if h["state_dtype"] == "int8":
                     b.views[n + "_views"].append(P.Blockwise8(st[n].numpy(), st[n + "_absmax"].numpy(),
@@ -355,6 +367,8 @@ class _Plan:
             self.fast = {**rule._kernel_kwargs(h, {"step": 0}), **rule._fused_options(h, [])}
             if h["master_weights"]:
                 self.fast["low_params"] = self.buckets[0].params
+            if h["kahan"]:
+                self.fast["compensation"] = self.buckets[0].comp
             if h["stochastic_rounding"]:
                 self.fast["stochastic_rounding"] = True
 

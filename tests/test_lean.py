@@ -138,7 +138,8 @@ def kernel_state(kind, ref, nonneg):
     return ref.copy()
 
 
-def run_lean(name, param, state, low=None, stochastic=False, steps=3, sizes=SIZES, threads=None, seed=7):
+def run_lean(name, param, state, low=None, stochastic=False, steps=3, sizes=SIZES, threads=None, seed=7,
+             kahan=False):
     kernel, hyper, nonneg = LEAN_CASES[name]
     rng = np.random.default_rng(len(name))
     p0 = [rng.standard_normal(n).astype(np.float32) for n in sizes]
@@ -155,21 +156,26 @@ def run_lean(name, param, state, low=None, stochastic=False, steps=3, sizes=SIZE
     rs_bits = [None if role is None else [r if state == "int8" else as_bits(r).copy() for r in role] for role in rs]
     ks = [None if role is None else [kernel_state(state, r, nn) for r in role] for role, nn in zip(rs, nonneg)]
     gdt = low if master else param
+    kcomp = [np.zeros(n, BF16) for n in sizes] if kahan else None
+    rcomp = [c.view(np.uint16).copy() for c in kcomp] if kahan else None
     if threads is not None:
         fastopt.set_num_threads(threads)
     try:
         for t in range(1, steps + 1):
             g = [make(gdt, x) for x in grads[t - 1]]
             kernel(kp, g, *ks, **kernel_hyper(name, hyper, t), low_params=klow, stochastic_rounding=stochastic,
-                   seed=seed + t)
+                   seed=seed + t, compensation=kcomp)
             states = rs_bits
             R.lean_step(REF_NAME.get(name, name), rp, [as_bits(x) for x in g], states,
                         nonneg=nonneg + [False] * (len(states) - len(nonneg)),
                         param_dtype="float32" if master else param, state_dtype=state, low=rlow, low_dtype=low,
-                        stochastic=stochastic, seed=seed + t, **ref_hyper(name, rename(name, hyper), t))
+                        stochastic=stochastic, seed=seed + t, compensation=rcomp,
+                        **ref_hyper(name, rename(name, hyper), t))
     finally:
         if threads is not None:
             fastopt.set_num_threads(0)
+    if kahan:
+        return kp, ks, kcomp, rp, rs_bits, rcomp
     return kp, ks, klow, rp, rs_bits, rlow
 
 
@@ -229,6 +235,17 @@ def test_stochastic_rounding_matches_reference_bits(name, state):
             assert_close_stored(as_bits(a), b, "state")
 
 
+@pytest.mark.parametrize("state", ["float32", "bfloat16", "int8"])
+@pytest.mark.parametrize("name", ["adam", "sgd", "lion", "rmsprop-plain"])
+def test_kahan_compensation_matches_reference(name, state):
+    kp, ks, kcomp, rp, rs, rcomp = run_lean(name, "bfloat16", state, kahan=True)
+    for a, b in zip(kp, rp):
+        assert_close_stored(as_bits(a), b, "params")
+    for a, b in zip(kcomp, rcomp):
+        assert_close_stored(as_bits(a), b, "compensation")
+    assert any(np.any(c.view(np.uint16) != 0) for c in kcomp)
+
+
 @pytest.mark.parametrize("stochastic", [True, False])  # the buffered path, and the direct one for bfloat16
 @pytest.mark.parametrize("state", ["bfloat16", "int8"])
 def test_lean_steps_bit_identical_across_threads_and_isas(state, stochastic, restore_isa):
@@ -284,6 +301,12 @@ def test_lean_refusals_name_the_argument_and_write_nothing():
         fastopt.adam_(p, g, np.zeros(300, np.float16), np.zeros(300, np.float16), step=1)
     with pytest.raises(TypeError, match="float64 mixes with nothing"):
         fastopt.adam_(p, g, np.zeros(300), np.zeros(300), step=1)
+    with pytest.raises(TypeError, match="compensation is for bfloat16 params"):
+        fastopt.adam_(np.ones(300, np.float32), g, m, v, step=1, compensation=np.zeros(300, BF16))
+    with pytest.raises(TypeError, match="compensation and stochastic_rounding exclude each other"):
+        fastopt.adam_(p, g, m, v, step=1, compensation=np.zeros(300, BF16), stochastic_rounding=True)
+    with pytest.raises(TypeError, match="low_params and compensation exclude each other"):
+        fastopt.adam_(p, g, m, v, step=1, compensation=np.zeros(300, BF16), low_params=np.zeros(300, BF16))
     with pytest.raises(TypeError, match="low_params need float32 params"):
         fastopt.adam_(p, g, m, v, step=1, low_params=np.zeros(300, BF16))
     with pytest.raises(TypeError, match="float32 or float64 arrays only"):

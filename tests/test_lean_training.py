@@ -125,7 +125,7 @@ def test_bfloat16_parameters_master_weights_and_stochastic_rounding():
     runs = {}
     for label, kw in {"nearest": {}, "master": {"master_weights": True},
                       "sr1": {"stochastic_rounding": True, "seed": 1}, "sr1b": {"stochastic_rounding": True, "seed": 1},
-                      "sr2": {"stochastic_rounding": True, "seed": 2}}.items():
+                      "sr2": {"stochastic_rounding": True, "seed": 2}, "kahan": {"kahan": True}}.items():
         p = x.astype(BF16)
         opt = optim.SGD([p], lr=1e-2, **kw)  # steps of 1e-5: far below bfloat16's resolution near 1
         for g in grads:
@@ -139,6 +139,8 @@ def test_bfloat16_parameters_master_weights_and_stochastic_rounding():
     master = runs["master"][1].state[0]["master"]  # kept by the float32 copy
     assert master.dtype == np.float32 and np.allclose(master, exact, atol=1e-6)
     assert np.array_equal(runs["master"][0], master.astype(BF16).astype(np.float32))
+    kahan = runs["kahan"][0] + runs["kahan"][1].state[0]["compensation"].astype(np.float32)  # kept by the residual
+    assert np.allclose(kahan, exact, atol=1e-4) and runs["kahan"][1].state[0]["compensation"].dtype == BF16
 
 
 def test_lean_options_are_checked_before_anything_is_made():

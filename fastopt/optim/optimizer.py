@@ -14,11 +14,12 @@ ParamsT = Union[Sequence[np.ndarray], Sequence[Dict[str, Any]]]
 # options every optimizer takes, with Keras' names for the clipping ones
 COMMON = {"clipnorm": None, "clipvalue": None, "global_clipnorm": None, "l1": 0.0, "l2": 0.0,
           "maximize": False, "check_finite": False,
-          "state_dtype": "float32", "master_weights": False, "stochastic_rounding": False, "seed": 0}
+          "state_dtype": "float32", "master_weights": False, "stochastic_rounding": False, "seed": 0,
+          "kahan": False}
 #: the options of lean precision (fastopt.precision): not the kernel's hyperparameters
-LEAN = ("state_dtype", "master_weights", "stochastic_rounding", "seed")
+LEAN = ("state_dtype", "master_weights", "stochastic_rounding", "seed", "kahan")
 #: how the state is kept is the loading optimizer's choice: a checkpoint's state is converted to it
-KEPT_ON_LOAD = ("state_dtype", "master_weights")
+KEPT_ON_LOAD = ("state_dtype", "master_weights", "kahan")
 
 
 class Optimizer:
@@ -53,6 +54,9 @@ class Optimizer:
     - ``stochastic_rounding``, ``seed``: round bfloat16 stores (parameters, state)
       stochastically, with bits from the seed and the step count: the same for a given seed
       whatever the thread count.
+    - ``kahan``: Kahan-compensated bfloat16 parameters: one more bfloat16 buffer keeps what
+      rounding the parameters dropped, so small updates accumulate (the alternative to a float32
+      master copy at a quarter of its bytes, and to stochastic rounding, deterministic).
     """
 
     #: names of the state buffers, in the kernel's argument order
@@ -136,6 +140,11 @@ class Optimizer:
                              f"these are {dtype}")
         if not isinstance(group["stochastic_rounding"], (bool, np.bool_)):
             raise ValueError(f"stochastic_rounding must be a bool, got {group['stochastic_rounding']!r}")
+        if not isinstance(group["kahan"], (bool, np.bool_)):
+            raise ValueError(f"kahan must be a bool, got {group['kahan']!r}")
+        if group["kahan"] and (dtype.name != "bfloat16" or group["master_weights"] or group["stochastic_rounding"]):
+            raise ValueError(f"kahan=True compensates bfloat16 parameters (without master_weights or stochastic "
+                             f"rounding); these are {dtype}")
         seed = group["seed"]
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**64:
             raise ValueError(f"seed must be an int in [0, 2**64), got {seed!r}")
@@ -169,6 +178,11 @@ class Optimizer:
             flat[...] = value
             state[name] = flat
             state[name + "_views"] = _views(flat, params)
+        if group["kahan"]:
+            flat = P.staggered(total, P.bfloat16(), 3)
+            flat[...] = 0
+            state["compensation"] = flat
+            state["compensation_views"] = _views(flat, params)
         if group["master_weights"]:
             flat = P.staggered(total, np.float32, 3)
             flat[...] = np.concatenate([p.reshape(-1).astype(np.float32) for p in params])
@@ -258,6 +272,8 @@ class Optimizer:
         if group["master_weights"]:
             kw = {**kw, "low_params": params}
             params = state["master_views"]
+        if group["kahan"]:
+            kw = {**kw, "compensation": state["compensation_views"]}
         if group["stochastic_rounding"]:
             kw = {**kw, "stochastic_rounding": True, "seed": P.step_seed(group["seed"], state["step"])}
         return (kernel or cls.kernel)(params, grads, *states, **kw, **opts)
@@ -344,7 +360,7 @@ class Optimizer:
     def _loaded_state(self, group: Dict[str, Any], saved: Any, i: int) -> Dict[str, Any]:
         if not isinstance(saved, dict):
             raise TypeError(f"state[{i}] must be a dict, got {type(saved).__name__}")
-        allowed = {"step", "master"} | set(self.state_names) | set(self.scalar_states)
+        allowed = {"step", "master", "compensation"} | set(self.state_names) | set(self.scalar_states)
         unknown = set(saved) - allowed
         if unknown:
             raise ValueError(f"state[{i}] has entries {sorted(unknown)} that {type(self).__name__} does not keep")
@@ -358,10 +374,11 @@ class Optimizer:
             if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not 0.0 <= v <= 1.0:
                 raise ValueError(f"state[{i}][{name!r}] must be a number in [0, 1], got {v!r}")
             new[name] = float(v)
-        names = list(self._needed_states(group)) + (["master"] if group["master_weights"] else [])
+        names = list(self._needed_states(group)) + (["master"] if group["master_weights"] else []) + \
+            (["compensation"] if group["kahan"] else [])
         for name in names:
             if name not in saved:
-                if name == "master":  # saved without a master copy: the parameters are the copy
+                if name in ("master", "compensation"):  # saved without: the parameters are exact as they are
                     continue
                 raise ValueError(f"state[{i}] has no {name!r} state (the group's options need it)")
             _load_buffer(saved[name], new[name], group["params"], f"state[{i}][{name!r}]")
