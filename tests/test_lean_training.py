@@ -10,7 +10,6 @@ arithmetic itself, exactly).
 import numpy as np
 import pytest
 
-import fastopt
 from fastopt import optim
 from fastopt.datasets import load_digits
 from fastopt.precision import Blockwise8, quantize_8bit
