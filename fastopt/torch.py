@@ -49,9 +49,9 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 def _staggered(t: torch.Tensor, slot: int) -> torch.Tensor:
     """A copy of ``t`` placed as :func:`fastopt.precision.staggered` places NumPy buffers."""
-    if t.numel() * t.element_size() < P.STAGGER_MIN:
+    shift = P.stagger_shift(t.numel(), t.element_size(), slot)
+    if shift == 0:
         return t
-    shift = (slot + 1) * 8320 // t.element_size()
     out = torch.empty(t.numel() + shift, dtype=t.dtype)[shift:].view(t.shape)
     out.copy_(t)
     return out
@@ -244,7 +244,8 @@ class FastoptOptimizer(torch.optim.Optimizer):
                 if g.is_sparse:
                     raise ValueError(f"{where} is sparse; fastopt takes dense gradients")
                 raise ValueError(f"{where} is {g.dtype} {tuple(g.shape)}, the parameter {p.dtype} {tuple(p.shape)}")
-            grads.append(_np(g if g.is_contiguous() else g.contiguous()))
+            g = g if g.is_contiguous() else g.contiguous()
+            grads.append(g.numpy() if g.dtype is not torch.bfloat16 else _np(g))
         if not grads:
             return
         plan = self._plan(group, index, h)

@@ -60,8 +60,9 @@ def test_optimizer_options_reach_the_optimizer(monkeypatch):
 
     monkeypatch.setattr(recipe, "build", spy)
     assert main(["train", "--optimizer", "sgd", "--momentum", "0.9", "--nesterov", "--epochs", "1", "--lr", "0.05",
-                 "--opt", "dampening=0.0", "--no-progress"]) == 0
+                 "--opt", "dampening=0.0", "--state-dtype", "int8", "--no-progress"]) == 0
     assert seen["momentum"] == 0.9 and seen["nesterov"] is True and seen["lr"] == 0.05
+    assert seen["state_dtype"] == "int8"
 
 
 def test_help_shows_defaults_and_version():
