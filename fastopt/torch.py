@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import functools
 import inspect
+import itertools
 import math
 
 import numpy as np
@@ -150,6 +151,29 @@ class FastoptOptimizer(torch.optim.Optimizer):
                 state[name] = torch.tensor(float(state.get(name, value)), dtype=torch.float64)
         return state
 
+    def _check_state(self, p: torch.Tensor, h: Dict[str, Any]) -> None:
+        """Raise what :meth:`_init_state` would meet in ``p``'s state, changing nothing: a group's
+        states are all checked before any is made or converted."""
+        state = self.state.get(p, {})
+        step = state.get("step")
+        if step is not None:
+            try:
+                float(step)
+            except (TypeError, ValueError, RuntimeError):
+                raise ValueError(f"state 'step' must be a number, got {step!r}") from None
+        for name in self.rule._needed_states(h):
+            buf = state.get(name)
+            if buf is None:
+                continue
+            if not isinstance(buf, torch.Tensor):
+                raise ValueError(f"state {name!r} must be a tensor, got {type(buf).__name__}")
+            if tuple(buf.shape) != tuple(p.shape):
+                raise ValueError(f"state {name!r} has shape {tuple(buf.shape)}, its parameter {tuple(p.shape)}")
+            absmax = state.get(name + "_absmax")
+            if buf.dtype == torch.uint8 and (not isinstance(absmax, torch.Tensor)
+                                             or absmax.numel() != P.blocks(p.numel())):
+                raise ValueError(f"state {name!r} is 8-bit but {name + '_absmax'!r} is missing or of the wrong size")
+
     def _state_tensor(self, state: Dict[str, Any], name: str, p: torch.Tensor, kind: str, dtype: torch.dtype,
                       h: Dict[str, Any]) -> torch.Tensor:
         """State ``name`` of ``p`` as the group's state_dtype keeps it, made or converted from a
@@ -219,6 +243,20 @@ class FastoptOptimizer(torch.optim.Optimizer):
         super().load_state_dict(state_dict)
         for group, mine in zip(self.param_groups, kept):
             group.update(mine)
+        # torch casts every floating state to its parameter's dtype: 8-bit codes would become
+        # numbers, a bfloat16 model's float32 state and master copy would be rounded.  The state
+        # is kept as saved instead; the next step converts it to this optimizer's kinds.
+        saved = state_dict["state"]
+        ids = itertools.chain.from_iterable(g["params"] for g in state_dict["param_groups"])
+        params = itertools.chain.from_iterable(g["params"] for g in self.param_groups)
+        for k, p in zip(ids, params):
+            mine = self.state.get(p)
+            if k not in saved or mine is None:
+                continue
+            for name, value in saved[k].items():
+                if (name != "step" and isinstance(value, torch.Tensor) and isinstance(mine.get(name), torch.Tensor)
+                        and mine[name].dtype != value.dtype):
+                    mine[name] = value.to(device=p.device)
 
     def _plan(self, group: Dict[str, Any], index: int, h: Dict[str, Any]) -> "_Plan":
         params = group["params"]
@@ -318,6 +356,8 @@ class _Plan:
                              "one dtype per group (put each dtype in its own group)")
         rule = opt.rule
         names = rule._needed_states(h)
+        for _, p in self.items:  # all or nothing: every state checked before any is made or converted
+            opt._check_state(p, h)
         by_key: Dict[Tuple[Any, ...], _Plan.Bucket] = {}
         states = []
         for k, (_, p) in enumerate(self.items):

@@ -251,3 +251,107 @@ def test_torch_state_dict_keeps_8_bit_and_converts_both_ways():
     model(x).sum().backward()
     eight.step()
     assert eight.state[p0]["exp_avg"].dtype == torch.uint8
+
+
+@pytest.mark.parametrize("corrupt", ["absmax", "shape"])
+def test_torch_malformed_8_bit_checkpoint_changes_nothing(corrupt):
+    """A checkpoint whose last parameter's 8-bit state is malformed: the step raises before any
+    parameter's state is converted or any parameter written."""
+    torch = pytest.importorskip("torch")
+    import fastopt.torch as ft
+    model, opt, _ = _torch_run(torch, torch.float32, state_dtype="int8")
+    sd = opt.state_dict()
+    last = max(sd["state"])
+    if corrupt == "absmax":
+        sd["state"][last]["exp_avg_sq_absmax"] = sd["state"][last]["exp_avg_sq_absmax"][:-1].clone()
+    else:
+        sd["state"][last]["exp_avg"] = torch.zeros(3, dtype=torch.uint8)
+    wide = ft.Adam(model.parameters(), lr=3e-3)  # float32 state: would dequantize every 8-bit state
+    wide.load_state_dict(sd)
+    model(torch.randn(8, 64)).sum().backward()
+    before = [p.detach().clone() for p in model.parameters()]
+    loaded = {k: {n: (v.clone() if isinstance(v, torch.Tensor) else v) for n, v in st.items()}
+              for k, st in enumerate(wide.state[p] for p in model.parameters())}
+    with pytest.raises(ValueError, match="exp_avg"):
+        wide.step()
+    for p, b in zip(model.parameters(), before):
+        assert torch.equal(p.detach(), b)
+    for k, p in enumerate(model.parameters()):
+        st = wide.state[p]
+        assert sorted(st) == sorted(loaded[k])
+        for n, v in loaded[k].items():
+            assert st[n].dtype == v.dtype and torch.equal(st[n], v), (k, n)
+
+
+def _twin(torch, model, opt, cls, **kw):
+    """A copy of ``model`` with an optimizer of ``cls(**kw)`` loaded from a copy of
+    ``opt.state_dict()`` (as torch.save then torch.load give: a state dict holds the optimizer's
+    own tensors)."""
+    import copy
+    twin = copy.deepcopy(model)
+    other = cls(twin.parameters(), lr=3e-3, **kw)
+    other.load_state_dict(copy.deepcopy(opt.state_dict()))
+    return twin, other
+
+
+def _step_both(torch, pairs):
+    x = torch.randn(8, 64, generator=torch.Generator().manual_seed(1))
+    for model, opt in pairs:
+        dtype = next(model.parameters()).dtype
+        opt.zero_grad()
+        model(x.to(dtype)).float().sum().backward()
+        opt.step()
+
+
+def test_torch_8_bit_checkpoint_loads_by_value_not_by_code():
+    """torch.optim's load_state_dict casts state to the parameter's dtype; fastopt.torch keeps the
+    8-bit codes and absmax as saved, so a float32 optimizer steps from the dequantized values and
+    an 8-bit one from the same codes, bit for bit."""
+    torch = pytest.importorskip("torch")
+    import fastopt.torch as ft
+    import copy
+    model, opt, _ = _torch_run(torch, torch.float32, state_dtype="int8")
+    sd = copy.deepcopy(opt.state_dict())
+    # 8-bit into 8-bit: the same codes and maxima, then the same step as the original
+    same, eight = _twin(torch, model, opt, ft.Adam, state_dtype="int8")
+    for k, p in enumerate(same.parameters()):
+        for n in ("exp_avg", "exp_avg_absmax", "exp_avg_sq", "exp_avg_sq_absmax"):
+            assert eight.state[p][n].dtype == sd["state"][k][n].dtype and torch.equal(eight.state[p][n], sd["state"][k][n])
+    # 8-bit into float32: the dequantized values; a float32 optimizer given those values by hand
+    # takes the same step
+    wide_model, wide = _twin(torch, model, opt, ft.Adam)
+    by_hand = {"param_groups": sd["param_groups"], "state": {}}
+    for k, st in sd["state"].items():
+        by_hand["state"][k] = {"step": st["step"].clone()}
+        for n, nonneg in (("exp_avg", False), ("exp_avg_sq", True)):
+            q = Blockwise8(st[n].numpy(), st[n + "_absmax"].numpy(), nonneg)
+            by_hand["state"][k][n] = torch.from_numpy(q.dequantize())
+    hand_model = copy.deepcopy(model)
+    hand = ft.Adam(hand_model.parameters(), lr=3e-3)
+    hand.load_state_dict(by_hand)
+    _step_both(torch, [(model, opt), (same, eight), (wide_model, wide), (hand_model, hand)])
+    for a, b, c, d in zip(model.parameters(), same.parameters(), wide_model.parameters(), hand_model.parameters()):
+        assert torch.equal(a, b)
+        assert torch.equal(c, d)
+        assert torch.equal(wide.state[c]["exp_avg_sq"], hand.state[d]["exp_avg_sq"])
+
+
+@pytest.mark.parametrize("kw", [{}, {"master_weights": True}, {"state_dtype": "int8", "master_weights": True}])
+def test_torch_bfloat16_model_checkpoint_keeps_float32_state(kw):
+    """A bfloat16 model's float32 state and master copy load without being rounded to bfloat16:
+    the loaded optimizer steps as the original, bit for bit."""
+    torch = pytest.importorskip("torch")
+    import fastopt.torch as ft
+    import copy
+    model, opt, _ = _torch_run(torch, torch.bfloat16, **kw)
+    sd = copy.deepcopy(opt.state_dict())
+    twin, other = _twin(torch, model, opt, ft.Adam, **kw)
+    for k, p in enumerate(twin.parameters()):
+        for n, v in sd["state"][k].items():
+            assert other.state[p][n].dtype == v.dtype and torch.equal(other.state[p][n], v), n
+    _step_both(torch, [(model, opt), (twin, other)])
+    for a, b in zip(model.parameters(), twin.parameters()):
+        assert torch.equal(a, b)
+    for a, b in zip(model.parameters(), twin.parameters()):
+        for n, v in opt.state[a].items():
+            assert torch.equal(other.state[b][n], v), n
