@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <vector>
@@ -531,6 +532,32 @@ void same_dtype(const PyArrayObject_* a, const PyArrayObject_* b, const char* an
   if (dtype_of(a) != dtype_of(b)) throw py::type_error(std::string(bn) + " and " + an + " must share one dtype");
 }
 
+// out[r] = x[index[r]] for rows of `row_bytes`: rows handed out in runs of kRowRun to the team
+// where the copy is large enough to pay for it (the trainer's minibatch gather: random rows of a
+// large array, bound by memory latency, which two threads' misses overlap).
+void take_rows(const char* x, const int64_t* index, char* out, int64_t rows, int64_t row_bytes) {
+  constexpr int64_t kRowRun = 8, kParallelBytes = 256 * 1024;
+  struct Shared {
+    const char* x;
+    const int64_t* index;
+    char* out;
+    int64_t rows, row_bytes, next;
+  } s{x, index, out, rows, row_bytes, 0};
+  auto work = [](void* ctx) {
+    auto& sh = *static_cast<Shared*>(ctx);
+    for (int64_t r0; (r0 = __atomic_fetch_add(&sh.next, kRowRun, __ATOMIC_RELAXED)) < sh.rows;) {
+      const int64_t r1 = std::min(sh.rows, r0 + kRowRun);
+      for (int64_t r = r0; r < r1; ++r) {
+        if (r + 2 < r1) __builtin_prefetch(sh.x + sh.index[r + 2] * sh.row_bytes);
+        std::memcpy(sh.out + r * sh.row_bytes, sh.x + sh.index[r] * sh.row_bytes, size_t(sh.row_bytes));
+      }
+    }
+  };
+  const int nt = rows * row_bytes >= kParallelBytes ? num_threads() : 1;
+  if (nt <= 1) work(&s);
+  else parallel_run(int(std::min<int64_t>(nt, (rows + kRowRun - 1) / kRowRun)), work, &s);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -890,6 +917,28 @@ PYBIND11_MODULE(_core, m) {
   }, py::arg("z"), py::arg("y"), py::arg("dz"), py::arg("scale"),
      "Softmax cross-entropy on logits z and int64 labels y: dz <- (softmax(z) - onehot(y)) * scale; returns "
      "(sum of the rows' losses, count of rows whose first argmax is y).");
+
+  m.def("take_rows_", [](py::object x, py::object index, py::object out) {
+    const auto* xa = layer_array(x, "x", 2, -1, false);
+    const auto* ia = layer_array(index, "index", 1, 0, false);
+    const auto* oa = layer_array(out, "out", 2, -1, true);
+    same_dtype(xa, oa, "x", "out");
+    const int64_t n = xa->dimensions[0], cols = xa->dimensions[1], rows = ia->dimensions[0];
+    if (oa->dimensions[0] != rows || oa->dimensions[1] != cols)
+      throw py::value_error("out must have shape (" + std::to_string(rows) + ", " + std::to_string(cols) + "): one row per index");
+    const int64_t* idx = static_cast<const int64_t*>(static_cast<void*>(ia->data));
+    for (int64_t r = 0; r < rows; ++r)
+      if (idx[r] < 0 || idx[r] >= n)
+        throw py::value_error("index[" + std::to_string(r) + "] = " + std::to_string(idx[r]) + " is not a row of x (" +
+                              std::to_string(n) + " rows)");
+    const char* xb = xa->data;
+    char* ob = oa->data;
+    if (ob < xb + n * cols * (dtype_of(xa) == F32 ? 4 : 8) && xb < ob + rows * cols * (dtype_of(xa) == F32 ? 4 : 8))
+      throw py::value_error("out must not overlap x");
+    py::gil_scoped_release nogil;
+    take_rows(xb, idx, ob, rows, cols * (dtype_of(xa) == F32 ? 4 : 8));
+  }, py::arg("x"), py::arg("index"), py::arg("out"),
+     "out[r] = x[index[r]] for every r (numpy.take(x, index, axis=0, out=out)), on fastopt's threads when large.");
 
   m.def("quantize_8bit_", [](py::object x, py::object codes, py::object absmax, bool nonneg) {
     const auto* xa = layer_array(x, "x", 1, -1, false);

@@ -7,7 +7,7 @@ import collections.abc
 import numpy
 import numpy.typing
 import typing
-__all__: list[str] = ['CHUNK', 'QBLOCK', 'act_backward_', 'adadelta_', 'adagrad_', 'adam_', 'adamax_', 'all_finite', 'array_norms', 'bias_act_', 'compiled_isas', 'dequantize_8bit_', 'gd_', 'get_num_threads', 'global_norm', 'isa', 'lamb_', 'lion_', 'nadam_', 'penalty', 'pool_info', 'quantize_8bit_', 'radam_', 'rmsprop_', 'set_num_threads', 'sgd_', 'softmax_xent_', 'stream_', 'supported_isas', 'transform_']
+__all__: list[str] = ['CHUNK', 'QBLOCK', 'act_backward_', 'adadelta_', 'adagrad_', 'adam_', 'adamax_', 'all_finite', 'array_norms', 'bias_act_', 'compiled_isas', 'dequantize_8bit_', 'gd_', 'get_num_threads', 'global_norm', 'isa', 'lamb_', 'lion_', 'nadam_', 'penalty', 'pool_info', 'quantize_8bit_', 'radam_', 'rmsprop_', 'set_num_threads', 'sgd_', 'softmax_xent_', 'stream_', 'supported_isas', 'take_rows_', 'transform_']
 def _set_isa(name: str) -> None:
     ...
 def _thread_setting() -> int:
@@ -92,6 +92,10 @@ def stream_(params: typing.Any, grads: typing.Any, states: collections.abc.Seque
     """
 def supported_isas() -> list[str]:
     ...
+def take_rows_(x: typing.Any, index: typing.Any, out: typing.Any) -> None:
+    """
+    out[r] = x[index[r]] for every r (numpy.take(x, index, axis=0, out=out)), on fastopt's threads when large.
+    """
 def transform_(grads: typing.Any, params: typing.Any = None, scale: typing.SupportsFloat | typing.SupportsIndex = 1.0, clip_value: typing.SupportsFloat | typing.SupportsIndex | None = None, l1: typing.SupportsFloat | typing.SupportsIndex = 0.0, l2: typing.SupportsFloat | typing.SupportsIndex = 0.0, maximize: bool = False) -> None:
     """
     grads <- scale * grads, clamped to [-clip_value, clip_value], negated if maximize, plus l1 * sign(params) + 2 * l2 * params; in place.

@@ -87,3 +87,39 @@ def test_training_step_matches_the_numpy_forward_and_backward(act, loss):
     assert value == pytest.approx(want_value, rel=1e-12)
     z = model.forward(X)
     assert hits == (None if loss == "mse" else int(np.sum(z.argmax(1) == y)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape,batch", [((1, 1), 1), ((50, 3), 17), ((3000, 784), 128), ((100, 1000), 100)])
+@pytest.mark.parametrize("threads", [1, 2, 4])
+def test_take_rows_matches_numpy_take(dtype, shape, batch, threads, restore_threads):
+    """The trainer's minibatch gather: equal to numpy.take on every thread count (repeated rows
+    and the full permutation included)."""
+    import fastopt
+    fastopt.set_num_threads(threads)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(shape).astype(dtype)
+    for index in (rng.integers(0, shape[0], batch), rng.permutation(shape[0])[:batch]):
+        out = np.full((batch, shape[1]), np.nan, dtype)
+        _core.take_rows_(x, index.astype(np.int64), out)
+        assert np.array_equal(out, np.take(x, index, axis=0))
+
+
+def test_take_rows_checks_arguments_before_writing():
+    x = np.arange(12, dtype=np.float32).reshape(4, 3)
+    out = np.full((2, 3), -1.0, np.float32)
+    for index, exc, match in [(np.array([0, 4]), ValueError, r"index\[1\] = 4 is not a row of x"),
+                              (np.array([-1, 0]), ValueError, r"index\[0\] = -1"),
+                              (np.array([0, 1, 2]), ValueError, "out must have shape"),
+                              (np.array([0, 1], np.int32), TypeError, "index has dtype int32")]:
+        with pytest.raises(exc, match=match):
+            _core.take_rows_(x, index, out)
+        assert np.all(out == -1.0)
+    with pytest.raises(TypeError, match="must share one dtype"):
+        _core.take_rows_(x, np.array([0, 1]), out.astype(np.float64))
+    with pytest.raises(ValueError, match="overlap"):
+        _core.take_rows_(x, np.array([0, 1]), x[1:3])
+    with pytest.raises(ValueError, match="read-only"):
+        ro = out.copy()
+        ro.flags.writeable = False
+        _core.take_rows_(x, np.array([0, 1]), ro)

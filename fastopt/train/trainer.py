@@ -7,7 +7,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .. import optim
+from .. import _core, optim
 from ..functional import all_finite
 from ..nn.losses import LOSSES, REGRESSION_LOSSES
 from ..nn.mlp import MLP
@@ -243,6 +243,9 @@ class Trainer:
         bar = _bar(max(0, int(epochs) - initial_epoch), verbose)
         n, bs = len(X), int(batch_size)
         xbuf = np.empty((min(bs, n),) + X.shape[1:], X.dtype)
+        # the minibatch's rows: fastopt's threaded row copy (random rows of a large X are bound by
+        # memory latency) where X is a matrix, else NumPy's take
+        take = _core.take_rows_ if X.ndim == 2 and X.dtype in (np.float32, np.float64) else (lambda X, b, out: np.take(X, b, axis=0, out=out))
         ybuf = np.empty((min(bs, n),) + y.shape[1:], y.dtype)
         for epoch in range(initial_epoch, int(epochs)):
             order = rng.permutation(n) if shuffle else np.arange(n)
@@ -250,7 +253,7 @@ class Trainer:
             for start in range(0, n, bs):
                 b = order[start:start + bs]
                 xb, yb = xbuf[:len(b)], ybuf[:len(b)]
-                np.take(X, b, axis=0, out=xb)
+                take(X, b, xb)
                 np.take(y, b, axis=0, out=yb)
                 if self.schedule is not None:
                     rate = self.schedule(self.steps)
