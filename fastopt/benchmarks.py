@@ -14,6 +14,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from . import _core, functional as F, numpy_inplace, reference
+from .precision import staggered
 
 # rule -> (kernel, per-array reference name, torch class name, default hyperparameters)
 RULES: Dict[str, tuple] = {
@@ -73,6 +74,12 @@ def gpt2_small_sizes() -> List[int]:
 NETWORKS = {"resnet50": resnet50_sizes, "gpt2-small": gpt2_small_sizes}
 
 
+def _zeros_placed(n: int, dtype, slot: int) -> np.ndarray:
+    a = staggered(n, dtype, slot)
+    a[...] = 0
+    return a
+
+
 @dataclass
 class Problem:
     rule: str
@@ -88,7 +95,8 @@ class Problem:
         pr = cls(rule, np.dtype(dtype).type, list(sizes))
         pr.params = [rng.standard_normal(n, dtype=np.float32).astype(dtype) for n in sizes]
         pr.grads = [(rng.standard_normal(n, dtype=np.float32) * 1e-3).astype(dtype) for n in sizes]
-        pr.states = [[np.zeros(n, dtype) for n in sizes] for _ in range(STATE_ARGS[rule])]
+        # the state placed as the optimizer classes place theirs (fastopt.precision.staggered)
+        pr.states = [[_zeros_placed(n, dtype, slot) for n in sizes] for slot in range(STATE_ARGS[rule])]
         return pr
 
     @property

@@ -22,6 +22,7 @@ with bfloat16 state, about 16 with 8-bit state; the optimizer state itself takes
 """
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -90,7 +91,8 @@ class Blockwise8:
 
 def staggered(n: int, dtype: Any, slot: int) -> np.ndarray:
     """An uninitialized 1-D array of n elements whose start is moved by ``slot`` steps of 8320
-    bytes (two pages and two cache lines) inside a slightly larger allocation (from 1 MiB up).
+    bytes (two pages and two cache lines) inside a slightly larger allocation (from 1 MiB up;
+    from ``HUGE_MIN`` up in transparent huge pages).
 
     Large buffers of the same power-of-two size land at the same offset of consecutive mappings;
     an update walking five of them at once then loses up to a third of its speed to conflicts in
@@ -98,7 +100,45 @@ def staggered(n: int, dtype: Any, slot: int) -> np.ndarray:
     with the state buffers moved).  The optimizers allocate their state this way."""
     dtype = np.dtype(dtype)
     shift = stagger_shift(n, dtype.itemsize, slot)
+    total = (int(n) + shift) * dtype.itemsize
+    if total >= HUGE_MIN and _huge_pages():
+        return _huge_buffer(total).view(dtype)[shift:]
     return np.empty(int(n) + shift, dtype)[shift:]
+
+
+#: buffers from this size (bytes) start on a 2 MiB boundary in memory the kernel is asked to back
+#: with transparent huge pages (Linux, where THP is not off): an update streaming four 16 MiB
+#: arrays through 4 KiB pages misses the TLB on every page of each
+HUGE_MIN = 4 << 20
+_HUGE_PAGE = 2 << 20
+_huge_state: list = []
+
+
+def _huge_pages() -> bool:
+    """Whether madvise(MADV_HUGEPAGE) can give huge pages here (checked once)."""
+    if not _huge_state:
+        ok = hasattr(mmap, "MADV_HUGEPAGE")
+        try:
+            with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+                ok = ok and "[never]" not in f.read()
+        except OSError:
+            ok = False
+        _huge_state.append(ok)
+    return bool(_huge_state[0])
+
+
+def _huge_buffer(nbytes: int) -> np.ndarray:
+    """``nbytes`` zeroed bytes (uint8) from an anonymous mapping, starting on a 2 MiB boundary,
+    advised for huge pages; the mapping lives as long as an array on it does.  The slack before
+    the boundary is never touched, so it takes address space, not memory."""
+    m = mmap.mmap(-1, nbytes + _HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        m.madvise(mmap.MADV_HUGEPAGE)
+    except OSError:  # refused: ordinary pages
+        pass
+    raw = np.frombuffer(m, np.uint8)
+    start = -raw.ctypes.data % _HUGE_PAGE
+    return raw[start:start + nbytes]
 
 
 def stagger_shift(n: int, itemsize: int, slot: int) -> int:

@@ -53,7 +53,11 @@ def _staggered(t: torch.Tensor, slot: int) -> torch.Tensor:
     shift = P.stagger_shift(t.numel(), t.element_size(), slot)
     if shift == 0:
         return t
-    out = torch.empty(t.numel() + shift, dtype=t.dtype)[shift:].view(t.shape)
+    if (t.numel() + shift) * t.element_size() >= P.HUGE_MIN:  # NumPy's memory, kept alive by the tensor
+        raw = P.staggered(t.numel(), np.uint8 if t.element_size() == 1 else f"i{t.element_size()}", slot)
+        out = torch.from_numpy(raw).view(t.dtype).view(t.shape)
+    else:
+        out = torch.empty(t.numel() + shift, dtype=t.dtype)[shift:].view(t.shape)
     out.copy_(t)
     return out
 

@@ -7,11 +7,13 @@ compared exactly; where a per-step constant from libm (pow, sqrt) may differ by 
 rounding step of the stored dtype may flip, so at most 1 in 1000 stored values may differ,
 each by one code or one bfloat16 / float16 ulp.
 """
+import sys
+
 import numpy as np
 import pytest
 
 import fastopt
-from fastopt import _core, reference as R
+from fastopt import _core, precision as P, reference as R
 from fastopt.precision import Blockwise8, dequantize_8bit, empty_8bit, quantize_8bit
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
@@ -356,3 +358,70 @@ def test_a_non_finite_value_makes_its_block_non_finite(nonneg):
     y = dequantize_8bit(q)
     assert np.isfinite(y[:256]).all()
     assert not np.isfinite(y[256:]).any()
+
+
+# ---- where the optimizers place their state ------------------------------------------------
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+def test_staggered_buffers_are_placed_and_usable(dtype):
+    itemsize = np.dtype(dtype).itemsize
+    small = P.staggered(1000, dtype, 2)
+    assert small.shape == (1000,) and small.dtype == dtype and small.flags.writeable
+    for slot in range(4):
+        n = (P.HUGE_MIN // itemsize) + 12345  # from HUGE_MIN: a 2 MiB boundary plus the slot's shift
+        a = P.staggered(n, dtype, slot)
+        assert a.shape == (n,) and a.dtype == dtype and a.flags.writeable and a.flags.c_contiguous
+        shift = P.stagger_shift(n, itemsize, slot) * itemsize
+        assert shift == (slot + 1) * 8320
+        if P._huge_pages():
+            assert a.ctypes.data % (2 << 20) == shift
+        a[...] = 7
+        assert a[0] == 7 and a[-1] == 7
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
+def test_huge_state_buffers_are_freed_with_their_arrays():
+    n = 64 << 20
+    before = _rss_bytes()
+    for k in range(12):  # 768 MiB in all, one 64 MiB buffer alive at a time
+        a = P.staggered(n, np.uint8, k % 4)
+        a[::4096] = 1  # touch every page
+        del a
+    assert _rss_bytes() - before < 256 << 20
+
+
+def test_large_state_in_huge_buffers_steps_as_the_reference():
+    """Optimizer state from HUGE_MIN up lives in the huge-page buffers: fastopt.optim's and
+    fastopt.torch's Adam on 1.5M elements agree with the reference and torch.optim (float32 rtol
+    2e-5, as the kernel tests)."""
+    from fastopt import optim as O
+    n = 1_500_000
+    rng = np.random.default_rng(3)
+    p0 = rng.standard_normal(n).astype(np.float32)
+    grads = [rng.standard_normal(n).astype(np.float32) for _ in range(3)]
+    p = p0.copy()
+    opt = O.Adam([p], lr=1e-2)
+    m, v = np.zeros(n, np.float32), np.zeros(n, np.float32)
+    want = p0.copy()
+    for t, g in enumerate(grads, 1):
+        opt.step([g])
+        R.adam(want, g, m, v, None, step=t, lr=1e-2)
+    np.testing.assert_allclose(p, want, rtol=2e-5, atol=1e-7)
+    torch = pytest.importorskip("torch")
+    import fastopt.torch as ft
+    a, b = torch.from_numpy(p0.copy()), torch.from_numpy(p0.copy())
+    fo, to = ft.Adam([a], lr=1e-2), torch.optim.Adam([b], lr=1e-2)
+    for g in grads:
+        a.grad, b.grad = torch.from_numpy(g), torch.from_numpy(g)
+        fo.step()
+        to.step()
+    torch.testing.assert_close(a, b, rtol=2e-5, atol=1e-7)
+    st = fo.state[a]["exp_avg_sq"]
+    if P._huge_pages():
+        assert st.data_ptr() % (2 << 20) == P.stagger_shift(n, 4, 1) * 4
+    torch.testing.assert_close(st, to.state[b]["exp_avg_sq"], rtol=2e-5, atol=1e-12)
