@@ -414,12 +414,15 @@ template <class T> struct LionRule {
 template <class T> struct LambRule {
   static constexpr int nstate = 2;
   Lerp<T> lerp;
-  T beta2, one_minus_beta2, bc1, bc2, eps, wd;
+  T beta2, one_minus_beta2, inv_bc1, inv_bc2, eps, wd;
+  // The bias corrections multiply by their reciprocals (one division per element, not three: the
+  // direction is computed twice, once for its norm and once for the update).
   explicit LambRule(const LambHyper& h)
       : lerp(1.0 - h.beta1), beta2(T(h.beta2)), one_minus_beta2(T(1.0 - h.beta2)),
-        bc1(T(1.0 - std::pow(h.beta1, double(h.step)))), bc2(T(1.0 - std::pow(h.beta2, double(h.step)))),
-        eps(T(h.eps)), wd(T(h.decoupled ? 0.0 : h.weight_decay)) {}
-  FASTOPT_ELEMENT T direction(T p, T m, T v) const { return m / bc1 / (std::sqrt(v / bc2) + eps) + wd * p; }
+        inv_bc1(T(1.0 / (1.0 - std::pow(h.beta1, double(h.step))))),
+        inv_bc2(T(1.0 / (1.0 - std::pow(h.beta2, double(h.step))))), eps(T(h.eps)),
+        wd(T(h.decoupled ? 0.0 : h.weight_decay)) {}
+  FASTOPT_ELEMENT T direction(T p, T m, T v) const { return m * inv_bc1 / (std::sqrt(v * inv_bc2) + eps) + wd * p; }
   FASTOPT_ELEMENT T moments(T p, T g, T& m, T& v) const {
     m = lerp(m, g);
     v = v * beta2 + one_minus_beta2 * g * g;

@@ -225,7 +225,9 @@ def lamb(p, g, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-6, weight_
     keras = convention == "keras"
     m[...] = lerp(m, g, 1.0 - beta1)
     v[...] = v * beta2 + (1.0 - beta2) * g * g
-    r = m / (1.0 - beta1 ** step) / (np.sqrt(v / (1.0 - beta2 ** step)) + eps) + (0.0 if keras else weight_decay) * p
+    # the bias corrections multiply by their reciprocals (as the kernel: one division per element)
+    r = m * (1.0 / (1.0 - beta1 ** step)) / (np.sqrt(v * (1.0 / (1.0 - beta2 ** step))) + eps) \
+        + (0.0 if keras else weight_decay) * p
     decay = 1.0 - lr * weight_decay if keras else 1.0
     p_norm = abs(decay) * math.sqrt(np.sum(p.astype(np.float64) ** 2))
     r_norm = math.sqrt(np.sum(r.astype(np.float64) ** 2))
