@@ -329,14 +329,14 @@ template <class T> struct KerasAdamaxRule {
 template <class T> struct NadamRule {
   static constexpr int nstate = 2;
   Lerp<T> lerp;
-  T wd, decay, beta2, one_minus_beta2, bc2, eps, c_grad, c_avg;
+  T wd, decay, beta2, one_minus_beta2, inv_bc2, eps, c_grad, c_avg;
   Mask<T> l2, decoupled;
   static double mu_at(double beta1, double momentum_decay, double t) {
     return beta1 * (1.0 - 0.5 * std::pow(0.96, t * momentum_decay));
   }
   explicit NadamRule(const NadamHyper& h)
       : lerp(1.0 - h.beta1), wd(T(h.weight_decay)), decay(T(1.0 - h.lr * h.weight_decay)), beta2(T(h.beta2)),
-        one_minus_beta2(T(1.0 - h.beta2)), bc2(T(1.0 - std::pow(h.beta2, double(h.step)))), eps(T(h.eps)),
+        one_minus_beta2(T(1.0 - h.beta2)), inv_bc2(T(1.0 / (1.0 - std::pow(h.beta2, double(h.step))))), eps(T(h.eps)),
         l2(mask_of<T>(h.weight_decay != 0.0 && !h.decoupled)), decoupled(mask_of<T>(h.weight_decay != 0.0 && h.decoupled)) {
     const double mu = mu_at(h.beta1, h.momentum_decay, double(h.step));
     const double mu_next = mu_at(h.beta1, h.momentum_decay, double(h.step + 1));
@@ -348,9 +348,10 @@ template <class T> struct NadamRule {
     g = pick(l2, g + wd * p, g);
     m = lerp(m, g);
     v = v * beta2 + one_minus_beta2 * g * g;
-    T denom = std::sqrt(v / bc2) + eps;
-    p = p + c_grad * (g / denom);
-    p = p + c_avg * (m / denom);
+    // one division per element: the corrected root's reciprocal, then products
+    const T inv = T(1) / (std::sqrt(v * inv_bc2) + eps);
+    p = p + c_grad * (g * inv);
+    p = p + c_avg * (m * inv);
   }
 };
 

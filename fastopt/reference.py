@@ -183,9 +183,10 @@ def nadam(p, g, m, v, *, step, mu_product, lr=2e-3, beta1=0.9, beta2=0.999, eps=
     mu_next = nadam_mu(step + 1, beta1, momentum_decay)
     m[...] = lerp(m, g, 1.0 - beta1)
     v[...] = v * beta2 + (1.0 - beta2) * g * g
-    denom = np.sqrt(v / (1.0 - beta2 ** step)) + eps
-    p += (-lr * (1.0 - mu) / (1.0 - mu_product)) * (g / denom)
-    p += ((-lr * mu_next) / (1.0 - mu_product * mu_next)) * (m / denom)
+    # one division per element (as the kernel): the corrected root's reciprocal, then products
+    inv = 1.0 / (np.sqrt(v * (1.0 / (1.0 - beta2 ** step))) + eps)
+    p += (-lr * (1.0 - mu) / (1.0 - mu_product)) * (g * inv)
+    p += ((-lr * mu_next) / (1.0 - mu_product * mu_next)) * (m * inv)
 
 
 def radam(p, g, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
