@@ -50,14 +50,14 @@ template <class T> FASTOPT_ELEMENT T sign_of(T x) {
 template <class T> FASTOPT_ELEMENT T nan_max(T a, T b) { return ((a > b) | (a != a)) ? a : b; }
 
 // torch's lerp: start + w * (end - start) for |w| < 0.5, else end - (end - start) * (1 - w).
+// Both forms are base + c * (end - start): base = start, c = w; or base = end, c = -(1 - w) (the
+// negation is exact), so one select of the base replaces computing both forms.
 template <class T> struct Lerp {
-  T w, one_minus_w;
+  T c;
   Mask<T> small;
   explicit Lerp(double weight)
-      : w(T(weight)), one_minus_w(T(1) - T(weight)), small(mask_of<T>(std::fabs(weight) < 0.5)) {}
-  FASTOPT_ELEMENT T operator()(T start, T end) const {
-    return pick(small, start + w * (end - start), end - (end - start) * one_minus_w);
-  }
+      : c(std::fabs(weight) < 0.5 ? T(weight) : -(T(1) - T(weight))), small(mask_of<T>(std::fabs(weight) < 0.5)) {}
+  FASTOPT_ELEMENT T operator()(T start, T end) const { return pick(small, start, end) + c * (end - start); }
 };
 
 // Clamping to +-infinity and multiplying by +1 change nothing (NaN stays NaN), so clip and
@@ -189,7 +189,7 @@ template <class T> struct KerasAdagradRule {
 template <class T, bool AMSGRAD, bool SCALED_V, bool NESTEROV = false> struct AdamRule {
   static constexpr int nstate = AMSGRAD ? 3 : 2;
   Lerp<T> lerp;
-  T wd, decay, beta2, one_minus_beta2, bc2_sqrt, bc2, eps, eps_root, neg_step_size, c_m, c_g;
+  T wd, decay, beta2, one_minus_beta2, inv_bc2_sqrt, inv_bc2, eps, eps_root, neg_step_size, c_m, c_g;
   Mask<T> l2, decoupled;
   static double bc(double beta, const AdamHyper& h) {
     return h.bias_correction ? 1.0 - std::pow(beta, double(h.step)) : 1.0;
@@ -197,7 +197,8 @@ template <class T, bool AMSGRAD, bool SCALED_V, bool NESTEROV = false> struct Ad
   explicit AdamRule(const AdamHyper& h)
       : lerp(1.0 - h.beta1), wd(T(h.weight_decay)), decay(T(1.0 - h.lr * h.weight_decay)), beta2(T(h.beta2)),
         one_minus_beta2(T(1.0 - h.beta2)),
-        bc2_sqrt(T(h.convention == kConvTorch ? std::sqrt(bc(h.beta2, h)) : 1.0)), bc2(T(bc(h.beta2, h))),
+        // the bias corrections of v multiply by their reciprocals: one division per element
+        inv_bc2_sqrt(T(h.convention == kConvTorch ? 1.0 / std::sqrt(bc(h.beta2, h)) : 1.0)), inv_bc2(T(1.0 / bc(h.beta2, h))),
         eps(T(h.eps)), eps_root(T(h.eps_root)),
         neg_step_size(T(NESTEROV ? -h.lr
                         : h.convention == kConvKeras ? -(h.lr * std::sqrt(bc(h.beta2, h)) / bc(h.beta1, h))
@@ -211,12 +212,12 @@ template <class T, bool AMSGRAD, bool SCALED_V, bool NESTEROV = false> struct Ad
     m = lerp(m, g);
     v = v * beta2 + one_minus_beta2 * g * g;
     T vv = v;
-    if constexpr (SCALED_V) vv = vv / bc2;  // optax: the maximum of the corrected moments
+    if constexpr (SCALED_V) vv = vv * inv_bc2;  // optax: the maximum of the corrected moments
     if constexpr (AMSGRAD) {
       vmax = nan_max(vmax, vv);
       vv = vmax;
     }
-    T denom = std::sqrt(vv + eps_root) / bc2_sqrt + eps;
+    T denom = std::sqrt(vv + eps_root) * inv_bc2_sqrt + eps;
     if constexpr (NESTEROV) p = p + neg_step_size * ((c_m * m + c_g * g) / denom);
     else p = p + neg_step_size * (m / denom);
   }

@@ -61,7 +61,7 @@ def sgd(p, g, buf, *, step, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, n
 def adam(p, g, m, v, vmax, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
          amsgrad=False, decoupled_weight_decay=False, eps_root=0.0, bias_correction=True, convention="torch",
          nesterov=False):
-    """torch: p -= lr/bc1 m / (sqrt(v + eps_root)/sqrt(bc2) + eps); keras: p -= lr sqrt(bc2)/bc1 m /
+    """torch: p -= lr/bc1 m / (sqrt(v + eps_root) (1/sqrt(bc2)) + eps); keras: p -= lr sqrt(bc2)/bc1 m /
     (sqrt(v + eps_root) + eps); optax: p -= lr/bc1 m / (sqrt(v/bc2 + eps_root) + eps), AMSGrad's
     maximum over the corrected v; bc = 1 - beta^t, or 1 without bias correction.  nesterov (optax's
     nadam): the numerator b1 m / (1 - b1^(t+1)) + (1 - b1) g / bc1.  (The same order of operations
@@ -75,13 +75,14 @@ def adam(p, g, m, v, vmax, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, w
     vv = v
     bc1 = 1.0 - beta1 ** step if bias_correction else 1.0
     bc2 = 1.0 - beta2 ** step if bias_correction else 1.0
+    # the bias corrections of v multiply by their reciprocals (one division per element)
     if convention == "optax":
-        vv = vv / vv.dtype.type(bc2)
+        vv = vv * vv.dtype.type(1.0 / bc2)
     if amsgrad:
         np.maximum(vmax, vv, out=vmax)
         vv = vmax
-    root = math.sqrt(bc2) if convention == "torch" else 1.0
-    denom = np.sqrt(vv + eps_root) / root + eps
+    inv_root = 1.0 / math.sqrt(bc2) if convention == "torch" else 1.0
+    denom = np.sqrt(vv + eps_root) * inv_root + eps
     if nesterov:
         c_m = beta1 / (1.0 - beta1 ** (step + 1) if bias_correction else 1.0)
         c_g = (1.0 - beta1) / bc1
