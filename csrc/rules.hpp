@@ -361,12 +361,13 @@ template <class T> struct NadamRule {
 template <class T, bool OPTAX = false> struct RadamRule {
   static constexpr int nstate = 2;
   Lerp<T> lerp;
-  T wd, decay, beta2, one_minus_beta2, bc1, bc2_sqrt, bc2, eps, eps_root, lr, rect;
+  T wd, decay, beta2, one_minus_beta2, inv_bc1, bc2_sqrt, inv_bc2, eps, eps_root, lr, rect;
   Mask<T> l2, decoupled, rectified;
+  // the bias corrections multiply by their reciprocals (one division per element)
   explicit RadamRule(const RadamHyper& h)
       : lerp(1.0 - h.beta1), wd(T(h.weight_decay)), decay(T(1.0 - h.lr * h.weight_decay)), beta2(T(h.beta2)),
-        one_minus_beta2(T(1.0 - h.beta2)), bc1(T(1.0 - std::pow(h.beta1, double(h.step)))),
-        bc2_sqrt(T(std::sqrt(1.0 - std::pow(h.beta2, double(h.step))))), bc2(T(1.0 - std::pow(h.beta2, double(h.step)))),
+        one_minus_beta2(T(1.0 - h.beta2)), inv_bc1(T(1.0 / (1.0 - std::pow(h.beta1, double(h.step))))),
+        bc2_sqrt(T(std::sqrt(1.0 - std::pow(h.beta2, double(h.step))))), inv_bc2(T(1.0 / (1.0 - std::pow(h.beta2, double(h.step))))),
         eps(T(h.eps)), eps_root(T(h.eps_root)), lr(T(h.lr)), rect(T(1)),
         l2(mask_of<T>(h.weight_decay != 0.0 && !h.decoupled)), decoupled(mask_of<T>(h.weight_decay != 0.0 && h.decoupled)) {
     const double t = double(h.step);
@@ -383,9 +384,9 @@ template <class T, bool OPTAX = false> struct RadamRule {
     g = pick(l2, g + wd * p, g);
     m = lerp(m, g);
     v = v * beta2 + one_minus_beta2 * g * g;
-    T u = m / bc1 * lr;
+    T u = m * inv_bc1 * lr;
     T adaptive;
-    if constexpr (OPTAX) adaptive = T(1) / (std::sqrt(v / bc2 + eps_root) + eps);
+    if constexpr (OPTAX) adaptive = T(1) / (std::sqrt(v * inv_bc2 + eps_root) + eps);
     else adaptive = bc2_sqrt / (std::sqrt(v) + eps);
     T r = u * adaptive * rect;
     p = p - pick(rectified, r, u);

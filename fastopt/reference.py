@@ -202,13 +202,13 @@ def radam(p, g, m, v, *, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight
     bc2 = 1.0 - beta2 ** step
     rho_inf = 2.0 / (1.0 - beta2) - 1.0
     rho_t = rho_inf - 2.0 * step * beta2 ** step / bc2
-    u = m / (1.0 - beta1 ** step) * lr
+    u = m * (1.0 / (1.0 - beta1 ** step)) * lr  # reciprocals of the corrections, as the kernel
     optax = convention == "optax"
     if rho_t >= 5.0 if optax else rho_t > 5.0:
         rect = math.sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
         if optax:
             t = v.dtype.type
-            p -= u * (t(1) / (np.sqrt(v / t(bc2) + t(eps_root)) + t(eps))) * t(rect)
+            p -= u * (t(1) / (np.sqrt(v * t(1.0 / bc2) + t(eps_root)) + t(eps))) * t(rect)
             return
         p -= u * (math.sqrt(bc2) / (np.sqrt(v) + eps)) * rect
     else:
