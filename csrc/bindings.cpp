@@ -975,6 +975,10 @@ PYBIND11_MODULE(_core, m) {
                                                     std::to_string(n));
     set_num_threads(int(n));
   }, py::arg("n"));
+  m.def("_set_thread_parallel_min", [](int64_t n) {
+    if (n < 0) throw py::value_error("n must be >= 0 (0: the default), got " + std::to_string(n));
+    return set_thread_parallel_min(n);
+  }, py::arg("n"), "This thread's fewest elements for a call to use helper threads (0: the default); returns the previous value.");
   m.def("_thread_setting", &thread_setting, "set_num_threads' value, 0 when unset (the default applies).");
   m.def("isa", []() { return std::string(kernels().name); }, "The instruction set in use.");
   m.def("compiled_isas", &compiled_isas);

@@ -18,7 +18,7 @@ namespace fastopt {
 namespace FASTOPT_ISA_NS {
 
 constexpr int64_t kChunk = 1 << 14;        // elements per work item and per reduction block
-constexpr int64_t kParallelMin = 1 << 16;  // fewer elements in all than this: one thread
+constexpr int64_t kParallelMin = 1 << 16;  // fewer elements in all than this: one thread (pool.hpp, parallel_min)
 constexpr int kLanes = 16;                 // partial sums per reduction block
 
 struct Item {
@@ -62,7 +62,7 @@ struct Plan {
 
 template <class F>
 void for_items(const Plan& plan, int nt, F&& f) {
-  if (nt <= 1 || plan.total < kParallelMin || plan.size() < 2) {
+  if (nt <= 1 || plan.total < parallel_min(kParallelMin) || plan.size() < 2) {
     for (int64_t i = 0; i < plan.size(); ++i) f(i);
     return;
   }

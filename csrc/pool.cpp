@@ -220,6 +220,16 @@ void set_num_threads(int n) { g_threads.store(n > 0 ? (n < kMaxThreads ? n : kMa
 
 int thread_setting() { return g_threads.load(std::memory_order_relaxed); }
 
+namespace {
+thread_local int64_t t_parallel_min = 0;
+}
+int64_t parallel_min(int64_t fallback) { return t_parallel_min > 0 ? t_parallel_min : fallback; }
+int64_t set_thread_parallel_min(int64_t n) {
+  const int64_t prev = t_parallel_min;
+  t_parallel_min = n > 0 ? n : 0;
+  return prev;
+}
+
 int pool_workers() { return pool().workers(); }
 int pool_spin_us() { return pool().spin_us(); }
 

@@ -27,6 +27,13 @@ void set_num_threads(int n);
 int thread_setting();  // set_num_threads' value, 0 when unset
 constexpr int kMaxThreads = 1024;
 
+// The fewest elements a call must have in all before helpers join it: `fallback` (the kernels'
+// default), unless the calling thread set its own (fastopt.torch does: torch's OpenMP workers
+// spin for milliseconds after each parallel op and hold the cores a helper would need).
+int64_t parallel_min(int64_t fallback);
+// This thread's minimum (0: the default again); returns the previous one.
+int64_t set_thread_parallel_min(int64_t n);
+
 // Workers started so far (the team grows on demand), and microseconds a worker spins after a
 // call before it sleeps.
 int pool_workers();

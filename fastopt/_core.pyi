@@ -10,6 +10,10 @@ import typing
 __all__: list[str] = ['CHUNK', 'QBLOCK', 'act_backward_', 'adadelta_', 'adagrad_', 'adam_', 'adamax_', 'all_finite', 'array_norms', 'bias_act_', 'compiled_isas', 'dequantize_8bit_', 'gd_', 'get_num_threads', 'global_norm', 'isa', 'lamb_', 'lion_', 'nadam_', 'penalty', 'pool_info', 'quantize_8bit_', 'radam_', 'rmsprop_', 'set_num_threads', 'sgd_', 'softmax_xent_', 'stream_', 'supported_isas', 'take_rows_', 'transform_']
 def _set_isa(name: str) -> None:
     ...
+def _set_thread_parallel_min(n: typing.SupportsInt | typing.SupportsIndex) -> int:
+    """
+    This thread's fewest elements for a call to use helper threads (0: the default); returns the previous value.
+    """
 def _thread_setting() -> int:
     """
     set_num_threads' value, 0 when unset (the default applies).

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.optim.optimizer as _torch_optim
 
-from . import functional as F
+from . import _core, functional as F
 from . import optim as _optim
 from . import precision as P
 from .optim.optimizer import COMMON, KEPT_ON_LOAD
@@ -39,6 +39,12 @@ __all__ = ["FastoptOptimizer", "SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Ad
 TORCH_OPTIONS = {"foreach": None, "fused": None, "capturable": False, "differentiable": False}
 
 _DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+
+#: the fewest elements a step's call must have before fastopt's helper threads join it, while
+#: torch runs more than one thread: right after a parallel torch op (its OpenMP workers still
+#: spinning), Adam on 64K-128K elements took 15-20% longer on two threads than on one, 256K the
+#: same, 512K and more less on two (2-core AMD EPYC).  The kernels' own default is 64K.
+TORCH_PARALLEL_MIN = 1 << 18
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -230,8 +236,14 @@ class FastoptOptimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for i, group in enumerate(self.param_groups):
-            self._step_group(group, i)  # the kernels write through NumPy views: no autograd involved
+        # Beside torch's OpenMP workers, which spin for milliseconds after each parallel op (the
+        # backward just before), helpers join only calls of TORCH_PARALLEL_MIN elements or more.
+        prev = _core._set_thread_parallel_min(TORCH_PARALLEL_MIN if torch.get_num_threads() > 1 else 0)
+        try:
+            for i, group in enumerate(self.param_groups):
+                self._step_group(group, i)  # the kernels write through NumPy views: no autograd involved
+        finally:
+            _core._set_thread_parallel_min(prev)
         return loss
 
     # A group's plan: the NumPy views of its parameters and states, bucketed by dtype and step

@@ -158,3 +158,39 @@ def test_trainer_labels_outside_the_outputs_are_refused():
     with pytest.raises(ValueError, match=r"labels outside \[0, 3\)"):
         Trainer(model).fit(np.zeros((4, 2)), np.array([0, 1, 2, 3]), epochs=1, verbose=False)
     np.testing.assert_array_equal(model.params, before)
+
+
+def test_thread_parallel_min_is_per_thread_and_changes_no_result(restore_threads):
+    """A thread's own minimum for helpers to join (fastopt.torch sets one around its step): it
+    returns the previous value, does not leak to other threads, and results stay the same."""
+    fastopt.set_num_threads(2)
+    want = _adam_problem(n=(1 << 17) + 3)
+    fastopt.adam_(*want, step=1)
+    seen = []
+    assert _core._set_thread_parallel_min(1 << 20) == 0
+    try:
+        t = threading.Thread(target=lambda: seen.append(_core._set_thread_parallel_min(0)))
+        t.start()
+        t.join()
+        got = _adam_problem(n=(1 << 17) + 3)
+        fastopt.adam_(*got, step=1)
+    finally:
+        assert _core._set_thread_parallel_min(0) == 1 << 20
+    assert seen == [0]  # the other thread had the default
+    np.testing.assert_array_equal(got[0], want[0])
+    with pytest.raises(ValueError, match="n must be >= 0"):
+        _core._set_thread_parallel_min(-1)
+
+
+def test_torch_step_restores_the_thread_parallel_min(restore_threads):
+    torch = pytest.importorskip("torch")
+    import fastopt.torch as ft
+    t = torch.nn.Parameter(torch.randn(1000))
+    opt = ft.Adam([t], lr=1e-3)
+    t.grad = torch.randn(1000)
+    opt.step()
+    assert _core._set_thread_parallel_min(0) == 0
+    t.grad = torch.randn(1000).to_sparse()  # refused: the step raises, the setting is restored
+    with pytest.raises(ValueError, match="sparse"):
+        opt.step()
+    assert _core._set_thread_parallel_min(0) == 0
