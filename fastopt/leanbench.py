@@ -11,7 +11,9 @@ prints the table; ``bench/test_bench_lean.py`` runs the same peers under pytest-
 Bytes per element (read + written): a float32 model's Adam moves params 4+4, grads 4 and two
 states; float32 state 8+8 (28 B), bfloat16 4+4 (20 B), 8-bit 2+2 plus 4 bytes of absmax per 256
 elements per state (16.1 B).  A bfloat16 model: params 2+2, grads 2, then the state (22, 14 or
-10.1 B).
+10.1 B).  The probe of the 8-bit step moves 16 of those bytes as one bfloat16 state (no
+conversions); ``8-bit conversions`` runs the 8-bit loads and stores of two states with no rule:
+what the codes cost.
 """
 from __future__ import annotations
 
@@ -85,10 +87,16 @@ def peers(n: int, include: Optional[List[str]] = None) -> List[Peer]:
                                 step))
             pname = f"probe {model} model, {state} state"
             if want(pname):
-                p, g, s = _adam_arrays(n, model, state, rng)
-                if state == "int8":
-                    s = [empty_8bit(n, slot=0), empty_8bit(n, slot=1)]  # the probe's states are signed
+                p, g, s = _adam_arrays(n, model, "bfloat16" if state == "int8" else state, rng)
+                if state == "int8":  # the same bytes, no conversions: one bfloat16 state (16 of 16.06 B)
+                    s = s[:1]
                 out.append(Peer(pname, model, state, moved_bytes(model, state), None,
+                                lambda p=p, g=g, s=s: _core.stream_(p, g, s, 0.0)))
+            cname = f"8-bit conversions, {model} model (no rule)"
+            if state == "int8" and want(cname):  # what decoding and encoding two 8-bit states cost
+                p, g, _ = _adam_arrays(n, model, state, rng)
+                s = [empty_8bit(n, slot=0), empty_8bit(n, slot=1)]
+                out.append(Peer(cname, model, state, moved_bytes(model, state), None,
                                 lambda p=p, g=g, s=s: _core.stream_(p, g, s, 0.0)))
     try:
         import torch
