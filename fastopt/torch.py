@@ -20,6 +20,7 @@ import functools
 import inspect
 import itertools
 import math
+import operator
 
 import numpy as np
 import torch
@@ -120,9 +121,12 @@ class FastoptOptimizer(torch.optim.Optimizer):
         self.__dict__.setdefault("_plans", {}).clear()
 
     def _hyper(self, group: Dict[str, Any]) -> Dict[str, Any]:
-        # a group loaded from torch.optim's state_dict may lack fastopt's options, or carry torch's own
-        h = {**COMMON, **self.rule.defaults}
-        h.update({k: group[k] for k in h if k in group})
+        keys, getter = _hyper_keys(self.rule)
+        try:  # every option in the group (as add_param_group leaves it): one C-level lookup
+            h = dict(zip(keys, getter(group)))
+        except KeyError:  # a group loaded from torch.optim's state_dict may lack fastopt's options
+            h = {**COMMON, **self.rule.defaults}
+            h.update({k: group[k] for k in h if k in group})
         h["lr"] = float(h["lr"])
         return h
 
@@ -276,10 +280,8 @@ class FastoptOptimizer(torch.optim.Optimizer):
 
     def _plan(self, group: Dict[str, Any], index: int, h: Dict[str, Any]) -> "_Plan":
         params = group["params"]
-        with_grad = tuple(p.grad is not None for p in params)
-        key = (tuple(map(id, params)), with_grad, tuple(p.data_ptr() for p in params), h["amsgrad"]
-               if "amsgrad" in h else None, h.get("momentum"), h.get("centered"), h["state_dtype"], h["master_weights"],
-               h["kahan"])
+        key = (tuple(map(id, params)), tuple([p.grad is not None for p in params]), tuple([p.data_ptr() for p in params]),
+               h.get("amsgrad"), h.get("momentum"), h.get("centered"), h["state_dtype"], h["master_weights"], h["kahan"])
         plans = self.__dict__.setdefault("_plans", {})
         plan = plans.get(index)
         if plan is None or plan.key != key:
@@ -313,7 +315,7 @@ class FastoptOptimizer(torch.optim.Optimizer):
                 kw["seed"] = P.step_seed(h["seed"], b.step + 1)
             if self.rule.kernel(b.master if b.master is not None else b.params, grads, *b.state_lists, **kw):
                 b.step += 1
-                b.steps += 1
+                b.steps.fill(b.step)  # a fill costs an eighth of an in-place add on NumPy's side
             else:
                 self.skipped_steps += 1  # check_finite met a NaN or Inf
             return
@@ -340,7 +342,7 @@ class FastoptOptimizer(torch.optim.Optimizer):
                 skipped = True  # check_finite met a NaN or Inf
                 continue
             b.step += 1
-            b.steps += 1  # every parameter's own step tensor, in one pass (they are views of it)
+            b.steps.fill(b.step)  # every parameter's own step tensor, in one pass (they are views of it)
             for k in self.rule.scalar_states:  # NAdam's mu_product, likewise
                 b.scalars[k] = state[k]
                 b.scalar_values[k][...] = state[k]
@@ -428,6 +430,30 @@ class _Plan:
                 self.fast["compensation"] = self.buckets[0].comp
             if h["stochastic_rounding"]:
                 self.fast["stochastic_rounding"] = True
+            # keywords at the kernel's own defaults are left out: a call parses 2 instead of 15
+            defaults = _kernel_defaults(rule.kernel)
+            self.fast = {k: v for k, v in self.fast.items()
+                         if k == "step" or k not in defaults or type(v) is not type(defaults[k]) or v != defaults[k]}
+
+
+def _hyper_keys(rule: type) -> Tuple[Tuple[str, ...], Callable[[Dict[str, Any]], Tuple[Any, ...]]]:
+    """The option names of a rule's groups and a getter of their values (cached per rule)."""
+    cache = _hyper_keys.__dict__.setdefault("cache", {})
+    got = cache.get(rule)
+    if got is None:
+        keys = tuple({**COMMON, **rule.defaults})
+        got = cache[rule] = (keys, operator.itemgetter(*keys))
+    return got
+
+
+def _kernel_defaults(kernel: Callable[..., Any]) -> Dict[str, Any]:
+    """A functional kernel's keyword defaults (cached per kernel)."""
+    cache = _kernel_defaults.__dict__.setdefault("cache", {})
+    d = cache.get(kernel)
+    if d is None:
+        d = cache[kernel] = {k: v.default for k, v in inspect.signature(kernel).parameters.items()
+                             if v.default is not inspect.Parameter.empty}
+    return d
 
 
 def _check_torch_options(options: Dict[str, Any], where: str) -> None:
