@@ -1,5 +1,4 @@
 """The command line: one-line errors before any work, optimizer options, python -m, --version."""
-import os
 import subprocess
 import sys
 import tempfile
