@@ -102,7 +102,10 @@ def staggered(n: int, dtype: Any, slot: int) -> np.ndarray:
     shift = stagger_shift(n, dtype.itemsize, slot)
     total = (int(n) + shift) * dtype.itemsize
     if total >= HUGE_MIN and _huge_pages():
-        return _huge_buffer(total).view(dtype)[shift:]
+        try:
+            return _huge_buffer(total).view(dtype)[shift:]
+        except OSError:  # no mapping to be had (limits): ordinary memory
+            pass
     return np.empty(int(n) + shift, dtype)[shift:]
 
 

@@ -384,6 +384,18 @@ def test_staggered_buffers_are_placed_and_usable(dtype):
         assert a[0] == 7 and a[-1] == 7
 
 
+def test_staggered_falls_back_to_ordinary_memory(monkeypatch):
+    import mmap
+
+    def refuse(*args, **kwargs):
+        raise OSError(12, "Cannot allocate memory")
+    monkeypatch.setattr(mmap, "mmap", refuse)
+    n = P.HUGE_MIN // 4 + 1
+    a = P.staggered(n, np.float32, 1)
+    a[...] = 2
+    assert a.shape == (n,) and a.sum() == 2 * n
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/statm")
 def test_huge_state_buffers_are_freed_with_their_arrays():
     n = 64 << 20
