@@ -1,4 +1,4 @@
-"""Build and run-time configuration: instruction set and threads."""
+"""Build and run-time configuration: instruction set, threads and where optimizer state lives."""
 from __future__ import annotations
 
 import os
@@ -77,6 +77,8 @@ _register_threadpoolctl()
 
 def config() -> Dict[str, Any]:
     """The configuration :func:`show_config` prints, as a dict."""
+    from . import precision as P  # placed here: precision is not needed to import fastopt's config
+
     pool = _core.pool_info()
     return {
         "version": __version__,
@@ -85,13 +87,15 @@ def config() -> Dict[str, Any]:
         "isa_supported": list(_core.supported_isas()),
         "num_threads": get_num_threads(),
         "thread_pool": {"workers": pool["workers"], "spin_us": pool["spin_us"], "max_threads": pool["max_threads"]},
+        "state_memory": {"huge_pages": P._huge_pages(), "huge_min_bytes": P.HUGE_MIN,
+                         "stagger_min_bytes": P.STAGGER_MIN},
         "machine": platform.machine(),
         "python": platform.python_version(),
     }
 
 
 def show_config() -> None:
-    """Print version, instruction set in use and available, and threads."""
+    """Print version, instruction set in use and available, threads and where optimizer state lives."""
     c = config()
     print(f"fastopt {c['version']}")
     print(f"  instruction set : {c['isa']} (compiled: {', '.join(c['isa_compiled'])}; "
@@ -99,4 +103,8 @@ def show_config() -> None:
     t = c["thread_pool"]
     print(f"  threads         : {c['num_threads']} (set_num_threads, OMP_NUM_THREADS, threadpoolctl); "
           f"fastopt's own team: {t['workers']} workers started, {t['spin_us']} us spin, then sleep")
+    m = c["state_memory"]
+    where = (f"from {m['huge_min_bytes'] >> 20} MiB in transparent huge pages (madvise)" if m["huge_pages"]
+             else "ordinary pages (transparent huge pages off or unavailable)")
+    print(f"  state memory    : optimizer state {where}; buffers from {m['stagger_min_bytes'] >> 20} MiB staggered")
     print(f"  machine         : {c['machine']}, Python {c['python']}")

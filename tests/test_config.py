@@ -16,6 +16,10 @@ def test_show_config(capsys):
     assert set(c["isa_supported"]) <= set(c["isa_compiled"]) and "baseline" in c["isa_supported"]
     assert c["num_threads"] == fastopt.get_num_threads() >= 1
     assert c["thread_pool"]["max_threads"] == 1024 and c["thread_pool"]["spin_us"] >= 0
+    from fastopt import precision as P
+    m = c["state_memory"]
+    assert m == {"huge_pages": P._huge_pages(), "huge_min_bytes": P.HUGE_MIN, "stagger_min_bytes": P.STAGGER_MIN}
+    assert "state memory" in out and ("huge pages (madvise)" in out) == m["huge_pages"]
 
 
 def test_best_isa_by_default():
