@@ -933,10 +933,10 @@ PYBIND11_MODULE(_core, m) {
                               std::to_string(n) + " rows)");
     const char* xb = xa->data;
     char* ob = oa->data;
-    if (ob < xb + n * cols * (dtype_of(xa) == F32 ? 4 : 8) && xb < ob + rows * cols * (dtype_of(xa) == F32 ? 4 : 8))
-      throw py::value_error("out must not overlap x");
+    const int64_t row_bytes = cols * (dtype_of(xa) == F32 ? 4 : 8);
+    if (ob < xb + n * row_bytes && xb < ob + rows * row_bytes) throw py::value_error("out must not overlap x");
     py::gil_scoped_release nogil;
-    take_rows(xb, idx, ob, rows, cols * (dtype_of(xa) == F32 ? 4 : 8));
+    take_rows(xb, idx, ob, rows, row_bytes);
   }, py::arg("x"), py::arg("index"), py::arg("out"),
      "out[r] = x[index[r]] for every r (numpy.take(x, index, axis=0, out=out)), on fastopt's threads when large.");
 

@@ -70,11 +70,16 @@ def train_bench_main(args: argparse.Namespace) -> int:
         rows += T.compare(cases, peers, rounds=args.rounds, busy=busy, smoke=args.quick, progress=bar.update)
     bar.close()
     print(format_train_table(rows))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"config": _config(), "train": rows}, f, indent=1)
-        print(f"results saved to {args.json}")
+    _save_json(args.json, "train", rows)
     return 0
+
+
+def _save_json(path, key: str, rows) -> None:
+    """With --json: the machine's configuration and the rows, under ``key``."""
+    if path:
+        with open(path, "w") as f:
+            json.dump({"config": _config(), key: rows}, f, indent=1)
+        print(f"results saved to {path}")
 
 
 def _importable(name: str) -> bool:
@@ -101,10 +106,7 @@ def lean_bench_main(args: argparse.Namespace) -> int:
     n = args.elements if args.elements else (1 << 20 if args.quick else 64 * 2**20)
     rows = L.run(n, rounds=3 if args.quick else args.rounds)
     print(format_lean_table(rows))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"config": _config(), "lean": rows}, f, indent=1)
-        print(f"results saved to {args.json}")
+    _save_json(args.json, "lean", rows)
     return 0
 
 
@@ -173,10 +175,7 @@ def bench_main(args: argparse.Namespace) -> int:
     bar.close()
     B.set_threads(all_threads)
     print(format_table(results))
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"config": _config(), "results": results}, f, indent=1)
-        print(f"results saved to {args.json}")
+    _save_json(args.json, "results", results)
     if args.plot:
         plot_results(results, args.plot)
         print(f"plot saved to {args.plot}")
