@@ -558,6 +558,69 @@ void take_rows(const char* x, const int64_t* index, char* out, int64_t rows, int
   else parallel_run(int(std::min<int64_t>(nt, (rows + kRowRun - 1) / kRowRun)), work, &s);
 }
 
+// ---- fastopt.torch's prepared step ------------------------------------------------------
+
+// A new reference from a Python call, or the pending Python exception thrown.
+py::object checked(PyObject* r) {
+  if (!r) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(r);
+}
+PyObject* interned(const char* s) { return PyUnicode_InternFromString(s); }
+
+// The gradients of a torch parameter group as 1-D NumPy views of their memory, for the step that
+// fastopt.torch prepared for the group (its plan).  None unless the group is as the plan found
+// it: the same parameter objects at the same data pointers (`expected`, `ptrs`), a gradient
+// exactly where there was one (`sizes`: the element count, -1 where none), each a CPU, strided,
+// contiguous tensor of the plan's dtype and its parameter's element count.  The Python path
+// handles every other case (and names what is wrong).  Each view keeps its tensor alive.
+py::object torch_grads(py::handle params, py::handle expected, py::handle ptrs, py::handle sizes, py::handle dtype,
+                       py::handle strided, py::handle np_dtype) {
+  static PyObject *s_grad = interned("grad"), *s_data_ptr = interned("data_ptr"), *s_dtype = interned("dtype"),
+                  *s_layout = interned("layout"), *s_is_cpu = interned("is_cpu"), *s_numel = interned("numel"),
+                  *s_is_contiguous = interned("is_contiguous");
+  if (!PyList_Check(params.ptr()) || !PyTuple_Check(expected.ptr()) || !PyTuple_Check(ptrs.ptr()) ||
+      !PyTuple_Check(sizes.ptr()) || !py::detail::npy_api::get().PyArrayDescr_Check_(np_dtype.ptr()))
+    throw py::type_error("_torch_grads(params: list, expected: tuple, ptrs: tuple, sizes: tuple, dtype, strided, np_dtype)");
+  const Py_ssize_t n = PyList_GET_SIZE(params.ptr());
+  if (PyTuple_GET_SIZE(expected.ptr()) != n || PyTuple_GET_SIZE(ptrs.ptr()) != n || PyTuple_GET_SIZE(sizes.ptr()) != n)
+    return py::none();
+  auto as_int = [](PyObject* o) {
+    const long long v = PyLong_AsLongLong(o);
+    if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
+    return v;
+  };
+  py::list out;
+  auto& api = py::detail::npy_api::get();
+  for (Py_ssize_t i = 0; i < n; ++i) {
+    PyObject* p = PyList_GET_ITEM(params.ptr(), i);
+    if (p != PyTuple_GET_ITEM(expected.ptr(), i)) return py::none();
+    if (as_int(checked(PyObject_CallMethodNoArgs(p, s_data_ptr)).ptr()) != as_int(PyTuple_GET_ITEM(ptrs.ptr(), i)))
+      return py::none();
+    const long long size = as_int(PyTuple_GET_ITEM(sizes.ptr(), i));
+    py::object g = checked(PyObject_GetAttr(p, s_grad));
+    if (g.is_none() != (size < 0)) return py::none();
+    if (size < 0) continue;
+    if (checked(PyObject_GetAttr(g.ptr(), s_dtype)).ptr() != dtype.ptr() ||
+        checked(PyObject_GetAttr(g.ptr(), s_layout)).ptr() != strided.ptr() ||
+        checked(PyObject_GetAttr(g.ptr(), s_is_cpu)).ptr() != Py_True ||
+        checked(PyObject_CallMethodNoArgs(g.ptr(), s_is_contiguous)).ptr() != Py_True ||
+        as_int(checked(PyObject_CallMethodNoArgs(g.ptr(), s_numel)).ptr()) != size)
+      return py::none();
+    const long long data = as_int(checked(PyObject_CallMethodNoArgs(g.ptr(), s_data_ptr)).ptr());
+    if (data == 0 && size > 0) return py::none();
+    Py_ssize_t dims[1] = {Py_ssize_t(size)};
+    Py_INCREF(np_dtype.ptr());  // stolen by the call
+    py::object view = checked(api.PyArray_NewFromDescr_(api.PyArray_Type_, np_dtype.ptr(), 1, dims, nullptr,
+                                                        reinterpret_cast<void*>(uintptr_t(data)),
+                                                        py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ |
+                                                            py::detail::npy_api::NPY_ARRAY_ALIGNED_ |
+                                                            py::detail::npy_api::NPY_ARRAY_WRITEABLE_, nullptr));
+    if (api.PyArray_SetBaseObject_(view.ptr(), g.release().ptr()) != 0) throw py::error_already_set();  // steals g
+    out.append(view);
+  }
+  return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -968,6 +1031,10 @@ PYBIND11_MODULE(_core, m) {
   }, py::arg("codes"), py::arg("absmax"), py::arg("out"), py::arg("nonneg"),
      "out <- the float32 values of an 8-bit blockwise code.");
   m.attr("QBLOCK") = kQBlock;
+  m.def("_torch_grads", &torch_grads, py::arg("params"), py::arg("expected"), py::arg("ptrs"), py::arg("sizes"),
+        py::arg("dtype"), py::arg("strided"), py::arg("np_dtype"),
+        "fastopt.torch's prepared step: the group's gradients as 1-D NumPy views, or None where the group is not as "
+        "its plan found it.");
 
   m.def("get_num_threads", &num_threads);
   m.def("set_num_threads", [](int64_t n) {

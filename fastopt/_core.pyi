@@ -18,6 +18,10 @@ def _thread_setting() -> int:
     """
     set_num_threads' value, 0 when unset (the default applies).
     """
+def _torch_grads(params: typing.Any, expected: typing.Any, ptrs: typing.Any, sizes: typing.Any, dtype: typing.Any, strided: typing.Any, np_dtype: typing.Any) -> typing.Any:
+    """
+    fastopt.torch's prepared step: the group's gradients as 1-D NumPy views, or None where the group is not as its plan found it.
+    """
 def act_backward_(d: typing.Any, a: typing.Any, act: str) -> None:
     """
     d <- d * act'(z) in place, from the activation's output a = act(z).

@@ -289,6 +289,15 @@ class FastoptOptimizer(torch.optim.Optimizer):
         return plan
 
     def _step_group(self, group: Dict[str, Any], index: int) -> None:
+        plan = self.__dict__.get("_plans", {}).get(index)
+        if plan is not None and plan.fast is not None:  # the prepared step, while the group is as it found it
+            try:
+                same = _hyper_keys(self.rule)[1](group) == plan.values
+            except KeyError:
+                same = False
+            grads = same and _core._torch_grads(group["params"], *plan.expect)
+            if grads:
+                return self._run_fast(plan, grads)
         h = self._hyper(group)
         grads = []
         for j, p in enumerate(group["params"]):  # checked before any state is made or written
@@ -308,17 +317,7 @@ class FastoptOptimizer(torch.optim.Optimizer):
         if h != plan.h:  # an lr scheduler, or any change of the group's options
             plan.prepare(self.rule, h)
         if plan.fast is not None:  # one bucket and the call prepared
-            b, kw = plan.buckets[0], plan.fast
-            if self.rule.takes_step:
-                kw["step"] = b.step + 1
-            if h["stochastic_rounding"]:
-                kw["seed"] = P.step_seed(h["seed"], b.step + 1)
-            if self.rule.kernel(b.master if b.master is not None else b.params, grads, *b.state_lists, **kw):
-                b.step += 1
-                b.steps.fill(b.step)  # a fill costs an eighth of an in-place add on NumPy's side
-            else:
-                self.skipped_steps += 1  # check_finite met a NaN or Inf
-            return
+            return self._run_fast(plan, grads)
         if h["check_finite"] and len(plan.buckets) > 1 and not F.all_finite(grads):
             self.skipped_steps += 1  # one bucket must not step while another skips
             return
@@ -349,6 +348,20 @@ class FastoptOptimizer(torch.optim.Optimizer):
         self.skipped_steps += skipped
 
 
+    def _run_fast(self, plan: "_Plan", grads: List[np.ndarray]) -> None:
+        b, kw = plan.buckets[0], plan.fast
+        assert kw is not None
+        if self.rule.takes_step:
+            kw["step"] = b.step + 1
+        if plan.h["stochastic_rounding"]:
+            kw["seed"] = P.step_seed(plan.h["seed"], b.step + 1)
+        if self.rule.kernel(b.master if b.master is not None else b.params, grads, *b.state_lists, **kw):
+            b.step += 1
+            b.steps.fill(b.step)  # a fill costs an eighth of an in-place add on NumPy's side
+        else:
+            self.skipped_steps += 1  # check_finite met a NaN or Inf
+
+
 class _Plan:
     """The cached NumPy side of one parameter group (see FastoptOptimizer._plan)."""
 
@@ -367,7 +380,8 @@ class _Plan:
 
     def __init__(self, opt: "FastoptOptimizer", group: Dict[str, Any], index: int, h: Dict[str, Any], key) -> None:
         self.key = key
-        self.items = [(j, p) for j, p in enumerate(group["params"]) if p.grad is not None]
+        params = group["params"]
+        self.items = [(j, p) for j, p in enumerate(params) if p.grad is not None]
         self.dtypes = {p.dtype for _, p in self.items}
         if len(self.dtypes) > 1 and h["global_clipnorm"] is not None:
             raise ValueError(f"param_groups[{index}] mixes {sorted(map(str, self.dtypes))}: global_clipnorm needs "
@@ -414,6 +428,13 @@ class _Plan:
         self.buckets = list(by_key.values())
         for b in self.buckets:
             b.state_lists = [b.views.get(n + "_views") for n in rule.state_names]
+        # What _core._torch_grads checks each step before the prepared call: the same parameters
+        # at the same addresses, gradients where there were (their sizes), of the one dtype.
+        dtype = next(iter(self.dtypes)) if len(self.dtypes) == 1 else None
+        self.expect = (tuple(params), tuple([p.data_ptr() for p in params]),
+                       tuple([p.numel() if p.grad is not None else -1 for p in params]), dtype, torch.strided,
+                       np.dtype(P.bfloat16() if dtype == torch.bfloat16 else
+                                torch.empty(0, dtype=dtype or torch.float32).numpy().dtype))
         self.prepare(rule, h)
 
     def prepare(self, rule: type, h: Dict[str, Any]) -> None:
@@ -421,6 +442,7 @@ class _Plan:
         call alone, no clipping that needs a norm each step (else ``fast`` is None)."""
         self.h = dict(h)
         self.fast: Optional[Dict[str, Any]] = None
+        self.values = _hyper_keys(rule)[1](h)  # the group's options as a tuple: compared each step
         if (len(self.buckets) == 1 and not rule.scalar_states and rule._update.__func__ is
                 _optim.Optimizer._update.__func__ and h["clipnorm"] is None and h["global_clipnorm"] is None):
             self.fast = {**rule._kernel_kwargs(h, {"step": 0}), **rule._fused_options(h, [])}

@@ -240,6 +240,54 @@ def test_cached_plan_follows_changes_to_the_group():
         torch.testing.assert_close(pb, pa, **TOL[torch.float32])
 
 
+def test_prepared_step_falls_back_where_the_group_changed():
+    # after the first steps a group runs its prepared call; each change below must leave it for
+    # the full path and give torch.optim's result (or its error, with nothing written)
+    a, b, ta, fb = _pair("Adam", lr=1e-2)
+    _train(a, ta, 2)
+    _train(b, fb, 2)
+    for m in (a, b):  # a non-contiguous gradient (made contiguous by the full path)
+        w = m[0].weight
+        w.grad = torch.ones(w.shape[1], w.shape[0]).t() * 0.1
+    ta.step()
+    fb.step()
+    for m, o in ((a, ta), (b, fb)):  # another tensor in the group's list
+        m[2].bias = torch.nn.Parameter(m[2].bias.detach().clone())
+        o.param_groups[0]["params"][-1] = m[2].bias
+    _train(a, ta, 2)
+    _train(b, fb, 2)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pb, pa, **TOL[torch.float32])
+    before = [p.detach().clone() for p in b.parameters()]
+    b[0].bias.grad = torch.ones(b[0].bias.shape).to_sparse()
+    with pytest.raises(ValueError, match=r"param_groups\[0\]\['params'\]\[1\]\.grad is sparse"):
+        fb.step()
+    assert all(torch.equal(p0, p.detach()) for p0, p in zip(before, b.parameters()))
+
+
+def test_torch_grads_views_or_none():
+    from fastopt import _core
+    p, q = torch.zeros(5, requires_grad=True), torch.zeros(3, requires_grad=True)
+    p.grad = torch.arange(5.0)
+    params = [p, q]
+    expect = (tuple(params), (p.data_ptr(), q.data_ptr()), (5, -1), torch.float32, torch.strided, np.dtype(np.float32))
+    views = _core._torch_grads(params, *expect)
+    assert len(views) == 1 and views[0].base is p.grad and views[0].ctypes.data == p.grad.data_ptr()
+    np.testing.assert_array_equal(views[0], np.arange(5.0, dtype=np.float32))
+    assert _core._torch_grads([q, p], *expect) is None                       # other tensors
+    assert _core._torch_grads(params, expect[0], (0, q.data_ptr()), *expect[2:]) is None  # moved memory
+    assert _core._torch_grads(params, *expect[:2], (5, 3), *expect[3:]) is None  # a gradient that was not there
+    assert _core._torch_grads(params, *expect[:3], torch.float64, *expect[4:]) is None
+    p.grad = torch.ones(10)[::2]
+    assert _core._torch_grads(params, *expect) is None                       # not contiguous
+    p.grad = torch.ones(5).to_sparse()
+    assert _core._torch_grads(params, *expect) is None
+    p.grad = None
+    assert _core._torch_grads(params, *expect) is None
+    with pytest.raises(TypeError):
+        _core._torch_grads(tuple(params), *expect)
+
+
 def test_step_hooks_and_separate_step_tensors():
     _, b, _, fb = _pair("AdamW", lr=1e-2)
     calls = []
