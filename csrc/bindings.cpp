@@ -6,8 +6,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "dispatch.hpp"
@@ -88,6 +90,18 @@ void release(const std::vector<Interval>& mine) {
       g_in_flight.erase(g_in_flight.begin() + std::ptrdiff_t(k));
       return;
     }
+}
+
+// Every span of a call apart from every other (sorts them).
+void check_disjoint(std::vector<Interval>& spans) {
+  std::sort(spans.begin(), spans.end(), [](const Interval& a, const Interval& b) { return a.begin < b.begin; });
+  size_t widest = 0;
+  for (size_t k = 1; k < spans.size(); ++k) {
+    if (spans[k].begin < spans[widest].end)
+      throw py::value_error(spans[k].label.str() + " and " + spans[widest].label.str() +
+                            " share memory: every array of a call must be a separate buffer");
+    if (spans[k].end > spans[widest].end) widest = k;
+  }
 }
 
 using PyArrayObject_ = py::detail::PyArray_Proxy;
@@ -203,6 +217,8 @@ class Arrays {
     b.lean = is_lean ? &lean : nullptr;
     return b;
   }
+  // The arrays inside Blockwise8 objects (kept alive with the lists).
+  const std::vector<py::object>& inner() const { return extra_; }
   // The dtype of the gradients (slot 1), or of the only role.
   int grad_dtype() const { return slot_dtype[1] >= 0 ? slot_dtype[1] : slot_dtype[0]; }
 
@@ -363,16 +379,6 @@ class Arrays {
     return d;
   }
 
-  static void check_disjoint(std::vector<Interval>& spans) {
-    std::sort(spans.begin(), spans.end(), [](const Interval& a, const Interval& b) { return a.begin < b.begin; });
-    size_t widest = 0;
-    for (size_t k = 1; k < spans.size(); ++k) {
-      if (spans[k].begin < spans[widest].end)
-        throw py::value_error(spans[k].label.str() + " and " + spans[widest].label.str() +
-                              " share memory: every array of a call must be a separate buffer");
-      if (spans[k].end > spans[widest].end) widest = k;
-    }
-  }
 };
 
 // ---- hyperparameters ---------------------------------------------------------------------
@@ -448,10 +454,137 @@ bool grads_finite(const Batch& b, int dtype, int nt) {
   return std::all_of(per.begin(), per.end(), [](double x) { return x == 0.0; });
 }
 
+// A new reference from a Python call, or the pending Python exception thrown.
+py::object checked(PyObject* r) {
+  if (!r) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(r);
+}
+PyObject* interned(const char* s) { return PyUnicode_InternFromString(s); }
+
+// A tensor's element count (its numel()).
+int64_t as_count(const py::object& t) {
+  static PyObject* s_numel = interned("numel");
+  const long long v = PyLong_AsLongLong(checked(PyObject_CallMethodNoArgs(t.ptr(), s_numel)).ptr());
+  if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
+  return v;
+}
+
+// ---- a call made once and run again (fastopt.torch's prepared step) ------------------------
+
+template <class H, class = void>
+struct HasStep : std::false_type {};
+template <class H>
+struct HasStep<H, std::void_t<decltype(std::declval<H&>().step)>> : std::true_type {};
+template <class H, class = void>
+struct HasLr : std::false_type {};
+template <class H>
+struct HasLr<H, std::void_t<decltype(std::declval<H&>().lr)>> : std::true_type {};
+
+bool torch_grads_into(py::handle params, py::handle expected, py::handle ptrs, py::handle sizes, py::handle dtype,
+                      py::handle strided, std::vector<py::object>& grads, std::vector<void*>& data);
+
+// An update call as the kernel's binding validated it, kept to run again with new gradients, step
+// and lr: the arrays of every other role stay as they were (this object keeps them alive).  The
+// gradients come from torch tensors, read and checked at each run as fastopt.torch's plan
+// expects them (torch_grads_into); a run where they differ returns None and writes nothing.
+class Prepared {
+ public:
+  template <class H, class Get>
+  void take(const Arrays& a, Get get, const H& h, const PreHyper& pre, bool check_finite) {
+    if (taken_) throw py::value_error("_prepare: the function ran more than one update");
+    taken_ = true;
+    sizes_ = a.sizes;
+    for (int s = 0; s < 9; ++s) ptrs_[s] = a.ptrs[s];
+    dtype_ = a.dtype;
+    grad_dtype_ = a.grad_dtype();
+    grad_size_ = dtype_size(a.slot_dtype[1]);
+    is_lean_ = a.is_lean;
+    lean_ = a.lean;
+    check_finite_ = check_finite;
+    for (const auto& list : a.lists)
+      for (const py::object& o : list) keep_.push_back(o);
+    for (const py::object& o : a.inner()) keep_.push_back(o);
+    for (const Interval& iv : a.spans)
+      if (std::strcmp(iv.label.name, "grads") != 0) fixed_.push_back(iv);  // sorted, as a's
+    call_ = [get, h, pre](const Batch& b, int dtype, int64_t step, double lr, int nt) {
+      H hh = h;
+      if constexpr (HasStep<H>::value) hh.step = step;
+      if constexpr (HasLr<H>::value) hh.lr = lr;
+      get(kernels())[dtype](b, hh, pre, nt);
+    };
+  }
+  bool taken() const { return taken_; }
+
+  void expect_torch(py::tuple expected, py::tuple ptrs, py::tuple sizes, py::object dtype, py::object strided) {
+    torch_ = py::make_tuple(expected, ptrs, sizes, dtype, strided);
+  }
+
+  // The step on the group's current gradients: True (applied), False (check_finite met a NaN or
+  // Inf) or None (the group is not as the plan found it: nothing done).
+  py::object run(py::handle params, int64_t step, double lr) {
+    check_step(step);
+    check_lr(lr);
+    if (torch_.size() != 5) throw py::value_error("expect_torch() first");
+    std::vector<py::object> grads;
+    std::vector<void*> gp;
+    if (!torch_grads_into(params, torch_[0], torch_[1], torch_[2], torch_[3], torch_[4], grads, gp) ||
+        gp.size() != sizes_.size())
+      return py::none();
+    std::vector<Interval> mine;
+    mine.reserve(fixed_.size() + gp.size());
+    for (size_t i = 0; i < gp.size(); ++i)
+      if (sizes_[i] > 0) {
+        const uintptr_t b = reinterpret_cast<uintptr_t>(gp[i]);
+        mine.push_back({b, b + uintptr_t(sizes_[i] * grad_size_), Label{"grads", int64_t(i)}, false});
+      }
+    mine.insert(mine.end(), fixed_.begin(), fixed_.end());
+    check_disjoint(mine);
+    claim(mine);
+    struct Leave {
+      const std::vector<Interval>& spans;
+      ~Leave() { release(spans); }
+    } leave{mine};
+    ptrs_[1] = gp;
+    Batch b;
+    b.count = int64_t(sizes_.size());
+    b.sizes = sizes_.data();
+    for (int s = 0; s < 9; ++s) b.slot[s] = ptrs_[s].empty() ? nullptr : ptrs_[s].data();
+    b.lean = is_lean_ ? &lean_ : nullptr;
+    bool applied = true;
+    {
+      py::gil_scoped_release nogil;
+      const int nt = num_threads();
+      if (check_finite_ && !grads_finite(b, grad_dtype_, nt)) applied = false;
+      else call_(b, dtype_, step, lr, nt);
+    }
+    return py::bool_(applied);
+  }
+
+ private:
+  bool taken_ = false, is_lean_ = false, check_finite_ = false;
+  int dtype_ = F32, grad_dtype_ = F32;
+  int64_t grad_size_ = 4;
+  std::vector<int64_t> sizes_;
+  std::vector<void*> ptrs_[9];
+  Lean lean_;
+  std::vector<Interval> fixed_;
+  std::vector<py::object> keep_;
+  std::function<void(const Batch&, int, int64_t, double, int)> call_;
+  py::tuple torch_;
+};
+
+// Set by _prepare while its function runs: the update call it makes is also kept here.
+thread_local Prepared* g_capture = nullptr;
+
 // Runs one update kernel: validated arrays in, the step applied unless check_finite finds a
 // NaN or Inf in the gradients.  Returns whether the step was applied.
 template <class H, class Get>
 bool run(const Arrays& a, Get get, const H& h, const PreHyper& pre, bool check_finite) {
+  if (g_capture) {
+    Prepared* p = g_capture;
+    g_capture = nullptr;  // one call only, whatever the kernel does next
+    p->take(a, get, h, pre, check_finite);
+  }
   if (a.count == 0) return true;
   const Batch b = a.batch();
   py::gil_scoped_release nogil;
@@ -558,64 +691,70 @@ void take_rows(const char* x, const int64_t* index, char* out, int64_t rows, int
   else parallel_run(int(std::min<int64_t>(nt, (rows + kRowRun - 1) / kRowRun)), work, &s);
 }
 
-// ---- fastopt.torch's prepared step ------------------------------------------------------
-
-// A new reference from a Python call, or the pending Python exception thrown.
-py::object checked(PyObject* r) {
-  if (!r) throw py::error_already_set();
-  return py::reinterpret_steal<py::object>(r);
-}
-PyObject* interned(const char* s) { return PyUnicode_InternFromString(s); }
-
-// The gradients of a torch parameter group as 1-D NumPy views of their memory, for the step that
-// fastopt.torch prepared for the group (its plan).  None unless the group is as the plan found
-// it: the same parameter objects at the same data pointers (`expected`, `ptrs`), a gradient
-// exactly where there was one (`sizes`: the element count, -1 where none), each a CPU, strided,
-// contiguous tensor of the plan's dtype and its parameter's element count.  The Python path
-// handles every other case (and names what is wrong).  Each view keeps its tensor alive.
-py::object torch_grads(py::handle params, py::handle expected, py::handle ptrs, py::handle sizes, py::handle dtype,
-                       py::handle strided, py::handle np_dtype) {
+// The gradients of a torch parameter group, read for the step that fastopt.torch prepared for
+// the group (its plan): false unless the group is as the plan found it: the same parameter
+// objects at the same data pointers (`expected`, `ptrs`), a gradient exactly where there was
+// one (`sizes`: the element count, -1 where none), each a CPU, strided, contiguous tensor of the
+// plan's dtype and its parameter's element count.  The Python path handles every other case (and
+// names what is wrong).  grads: the tensors (kept for the call), data: their addresses.
+bool torch_grads_into(py::handle params, py::handle expected, py::handle ptrs, py::handle sizes, py::handle dtype,
+                      py::handle strided, std::vector<py::object>& grads, std::vector<void*>& data) {
   static PyObject *s_grad = interned("grad"), *s_data_ptr = interned("data_ptr"), *s_dtype = interned("dtype"),
                   *s_layout = interned("layout"), *s_is_cpu = interned("is_cpu"), *s_numel = interned("numel"),
                   *s_is_contiguous = interned("is_contiguous");
   if (!PyList_Check(params.ptr()) || !PyTuple_Check(expected.ptr()) || !PyTuple_Check(ptrs.ptr()) ||
-      !PyTuple_Check(sizes.ptr()) || !py::detail::npy_api::get().PyArrayDescr_Check_(np_dtype.ptr()))
-    throw py::type_error("_torch_grads(params: list, expected: tuple, ptrs: tuple, sizes: tuple, dtype, strided, np_dtype)");
+      !PyTuple_Check(sizes.ptr()))
+    throw py::type_error("params must be a list; expected, ptrs and sizes tuples");
   const Py_ssize_t n = PyList_GET_SIZE(params.ptr());
   if (PyTuple_GET_SIZE(expected.ptr()) != n || PyTuple_GET_SIZE(ptrs.ptr()) != n || PyTuple_GET_SIZE(sizes.ptr()) != n)
-    return py::none();
+    return false;
   auto as_int = [](PyObject* o) {
     const long long v = PyLong_AsLongLong(o);
     if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
     return v;
   };
-  py::list out;
-  auto& api = py::detail::npy_api::get();
+  grads.reserve(size_t(n));
+  data.reserve(size_t(n));
   for (Py_ssize_t i = 0; i < n; ++i) {
     PyObject* p = PyList_GET_ITEM(params.ptr(), i);
-    if (p != PyTuple_GET_ITEM(expected.ptr(), i)) return py::none();
+    if (p != PyTuple_GET_ITEM(expected.ptr(), i)) return false;
     if (as_int(checked(PyObject_CallMethodNoArgs(p, s_data_ptr)).ptr()) != as_int(PyTuple_GET_ITEM(ptrs.ptr(), i)))
-      return py::none();
+      return false;
     const long long size = as_int(PyTuple_GET_ITEM(sizes.ptr(), i));
     py::object g = checked(PyObject_GetAttr(p, s_grad));
-    if (g.is_none() != (size < 0)) return py::none();
+    if (g.is_none() != (size < 0)) return false;
     if (size < 0) continue;
     if (checked(PyObject_GetAttr(g.ptr(), s_dtype)).ptr() != dtype.ptr() ||
         checked(PyObject_GetAttr(g.ptr(), s_layout)).ptr() != strided.ptr() ||
         checked(PyObject_GetAttr(g.ptr(), s_is_cpu)).ptr() != Py_True ||
         checked(PyObject_CallMethodNoArgs(g.ptr(), s_is_contiguous)).ptr() != Py_True ||
         as_int(checked(PyObject_CallMethodNoArgs(g.ptr(), s_numel)).ptr()) != size)
-      return py::none();
-    const long long data = as_int(checked(PyObject_CallMethodNoArgs(g.ptr(), s_data_ptr)).ptr());
-    if (data == 0 && size > 0) return py::none();
-    Py_ssize_t dims[1] = {Py_ssize_t(size)};
+      return false;
+    const long long address = as_int(checked(PyObject_CallMethodNoArgs(g.ptr(), s_data_ptr)).ptr());
+    if (address == 0 && size > 0) return false;
+    data.push_back(reinterpret_cast<void*>(uintptr_t(address)));
+    grads.push_back(std::move(g));
+  }
+  return true;
+}
+
+// The same gradients as 1-D NumPy views of their memory (each keeping its tensor alive), or None.
+py::object torch_grads(py::handle params, py::handle expected, py::handle ptrs, py::handle sizes, py::handle dtype,
+                       py::handle strided, py::handle np_dtype) {
+  auto& api = py::detail::npy_api::get();
+  if (!api.PyArrayDescr_Check_(np_dtype.ptr())) throw py::type_error("np_dtype must be a numpy.dtype");
+  std::vector<py::object> grads;
+  std::vector<void*> data;
+  if (!torch_grads_into(params, expected, ptrs, sizes, dtype, strided, grads, data)) return py::none();
+  py::list out;
+  for (size_t i = 0; i < grads.size(); ++i) {
+    Py_ssize_t dims[1] = {Py_ssize_t(as_count(grads[i]))};
     Py_INCREF(np_dtype.ptr());  // stolen by the call
-    py::object view = checked(api.PyArray_NewFromDescr_(api.PyArray_Type_, np_dtype.ptr(), 1, dims, nullptr,
-                                                        reinterpret_cast<void*>(uintptr_t(data)),
+    py::object view = checked(api.PyArray_NewFromDescr_(api.PyArray_Type_, np_dtype.ptr(), 1, dims, nullptr, data[i],
                                                         py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ |
                                                             py::detail::npy_api::NPY_ARRAY_ALIGNED_ |
                                                             py::detail::npy_api::NPY_ARRAY_WRITEABLE_, nullptr));
-    if (api.PyArray_SetBaseObject_(view.ptr(), g.release().ptr()) != 0) throw py::error_already_set();  // steals g
+    if (api.PyArray_SetBaseObject_(view.ptr(), grads[i].release().ptr()) != 0) throw py::error_already_set();  // steals
     out.append(view);
   }
   return out;
@@ -1031,6 +1170,25 @@ PYBIND11_MODULE(_core, m) {
   }, py::arg("codes"), py::arg("absmax"), py::arg("out"), py::arg("nonneg"),
      "out <- the float32 values of an 8-bit blockwise code.");
   m.attr("QBLOCK") = kQBlock;
+  py::class_<Prepared>(m, "_Prepared",
+                       "An update call kept by _prepare, run again on a torch group's new gradients, step and lr.")
+      .def("expect_torch", &Prepared::expect_torch, py::arg("expected"), py::arg("ptrs"), py::arg("sizes"),
+           py::arg("dtype"), py::arg("strided"),
+           "What run() checks of the group: its parameters, their addresses, gradient sizes (-1: none), dtype.")
+      .def("run", &Prepared::run, py::arg("params"), py::arg("step"), py::arg("lr"),
+           "The step on the group's gradients: True, False (check_finite met a NaN or Inf) or None (the group "
+           "changed: nothing done).");
+  m.def("_prepare", [](py::function fn, py::args args, py::kwargs kwargs) {
+    py::object kept = py::cast(new Prepared(), py::return_value_policy::take_ownership);
+    struct Reset {
+      ~Reset() { g_capture = nullptr; }
+    } reset;
+    g_capture = kept.cast<Prepared*>();
+    py::object result = fn(*args, **kwargs);
+    g_capture = nullptr;
+    if (!kept.cast<Prepared*>()->taken()) throw py::value_error("_prepare: the function ran no update");
+    return py::make_tuple(result, kept);
+  }, "fn(*args, **kwargs), keeping the update call it makes: (its result, a _Prepared).");
   m.def("_torch_grads", &torch_grads, py::arg("params"), py::arg("expected"), py::arg("ptrs"), py::arg("sizes"),
         py::arg("dtype"), py::arg("strided"), py::arg("np_dtype"),
         "fastopt.torch's prepared step: the group's gradients as 1-D NumPy views, or None where the group is not as "

@@ -8,6 +8,22 @@ import numpy
 import numpy.typing
 import typing
 __all__: list[str] = ['CHUNK', 'QBLOCK', 'act_backward_', 'adadelta_', 'adagrad_', 'adam_', 'adamax_', 'all_finite', 'array_norms', 'bias_act_', 'compiled_isas', 'dequantize_8bit_', 'gd_', 'get_num_threads', 'global_norm', 'isa', 'lamb_', 'lion_', 'nadam_', 'penalty', 'pool_info', 'quantize_8bit_', 'radam_', 'rmsprop_', 'set_num_threads', 'sgd_', 'softmax_xent_', 'stream_', 'supported_isas', 'take_rows_', 'transform_']
+class _Prepared:
+    """
+    An update call kept by _prepare, run again on a torch group's new gradients, step and lr.
+    """
+    def expect_torch(self, expected: tuple, ptrs: tuple, sizes: tuple, dtype: typing.Any, strided: typing.Any) -> None:
+        """
+        What run() checks of the group: its parameters, their addresses, gradient sizes (-1: none), dtype.
+        """
+    def run(self, params: typing.Any, step: typing.SupportsInt | typing.SupportsIndex, lr: typing.SupportsFloat | typing.SupportsIndex) -> typing.Any:
+        """
+        The step on the group's gradients: True, False (check_finite met a NaN or Inf) or None (the group changed: nothing done).
+        """
+def _prepare(arg0: collections.abc.Callable, *args, **kwargs) -> tuple[typing.Any, typing.Any]:
+    """
+    fn(*args, **kwargs), keeping the update call it makes: (its result, a _Prepared).
+    """
 def _set_isa(name: str) -> None:
     ...
 def _set_thread_parallel_min(n: typing.SupportsInt | typing.SupportsIndex) -> int:

@@ -121,7 +121,7 @@ class FastoptOptimizer(torch.optim.Optimizer):
         self.__dict__.setdefault("_plans", {}).clear()
 
     def _hyper(self, group: Dict[str, Any]) -> Dict[str, Any]:
-        keys, getter = _hyper_keys(self.rule)
+        keys, getter, _ = _hyper_keys(self.rule)
         try:  # every option in the group (as add_param_group leaves it): one C-level lookup
             h = dict(zip(keys, getter(group)))
         except KeyError:  # a group loaded from torch.optim's state_dict may lack fastopt's options
@@ -291,13 +291,19 @@ class FastoptOptimizer(torch.optim.Optimizer):
     def _step_group(self, group: Dict[str, Any], index: int) -> None:
         plan = self.__dict__.get("_plans", {}).get(index)
         if plan is not None and plan.fast is not None:  # the prepared step, while the group is as it found it
-            try:
-                same = _hyper_keys(self.rule)[1](group) == plan.values
+            try:  # every option but lr as the plan found it (lr goes to the kernel as it is now)
+                lr = float(group["lr"])
+                same = _hyper_keys(self.rule)[2](group) == plan.values
             except KeyError:
                 same = False
-            grads = same and _core._torch_grads(group["params"], *plan.expect)
-            if grads:
-                return self._run_fast(plan, grads)
+            if same and plan.prepared is not None:  # the kernel call kept in the extension
+                applied = plan.prepared.run(group["params"], plan.buckets[0].step + 1, lr)
+                if applied is not None:
+                    return self._count(plan, applied)
+            elif same:
+                grads = _core._torch_grads(group["params"], *plan.expect)
+                if grads is not None:
+                    return self._run_fast(plan, grads, lr)
         h = self._hyper(group)
         grads = []
         for j, p in enumerate(group["params"]):  # checked before any state is made or written
@@ -317,7 +323,7 @@ class FastoptOptimizer(torch.optim.Optimizer):
         if h != plan.h:  # an lr scheduler, or any change of the group's options
             plan.prepare(self.rule, h)
         if plan.fast is not None:  # one bucket and the call prepared
-            return self._run_fast(plan, grads)
+            return self._run_fast(plan, grads, h["lr"])
         if h["check_finite"] and len(plan.buckets) > 1 and not F.all_finite(grads):
             self.skipped_steps += 1  # one bucket must not step while another skips
             return
@@ -348,14 +354,26 @@ class FastoptOptimizer(torch.optim.Optimizer):
         self.skipped_steps += skipped
 
 
-    def _run_fast(self, plan: "_Plan", grads: List[np.ndarray]) -> None:
+    def _run_fast(self, plan: "_Plan", grads: List[np.ndarray], lr: float) -> None:
+        """The group's one kernel call with the plan's keywords; the first such call without
+        stochastic rounding is also kept in the extension (plan.prepared) for the next steps."""
         b, kw = plan.buckets[0], plan.fast
         assert kw is not None
+        kw["lr"] = lr
         if self.rule.takes_step:
             kw["step"] = b.step + 1
-        if plan.h["stochastic_rounding"]:
+        args = (b.master if b.master is not None else b.params, grads, *b.state_lists)
+        if plan.h["stochastic_rounding"]:  # a seed per step: no kept call
             kw["seed"] = P.step_seed(plan.h["seed"], b.step + 1)
-        if self.rule.kernel(b.master if b.master is not None else b.params, grads, *b.state_lists, **kw):
+            applied = self.rule.kernel(*args, **kw)
+        else:
+            applied, plan.prepared = _core._prepare(self.rule.kernel, *args, **kw)
+            plan.prepared.expect_torch(*plan.expect[:5])
+        self._count(plan, applied)
+
+    def _count(self, plan: "_Plan", applied: bool) -> None:
+        if applied:
+            b = plan.buckets[0]
             b.step += 1
             b.steps.fill(b.step)  # a fill costs an eighth of an in-place add on NumPy's side
         else:
@@ -442,7 +460,8 @@ class _Plan:
         call alone, no clipping that needs a norm each step (else ``fast`` is None)."""
         self.h = dict(h)
         self.fast: Optional[Dict[str, Any]] = None
-        self.values = _hyper_keys(rule)[1](h)  # the group's options as a tuple: compared each step
+        self.prepared: Optional[Any] = None  # the kernel call kept in the extension (_core._Prepared)
+        self.values = _hyper_keys(rule)[2](h)  # the group's options but lr, as a tuple: compared each step
         if (len(self.buckets) == 1 and not rule.scalar_states and rule._update.__func__ is
                 _optim.Optimizer._update.__func__ and h["clipnorm"] is None and h["global_clipnorm"] is None):
             self.fast = {**rule._kernel_kwargs(h, {"step": 0}), **rule._fused_options(h, [])}
@@ -458,13 +477,15 @@ class _Plan:
                          if k == "step" or k not in defaults or type(v) is not type(defaults[k]) or v != defaults[k]}
 
 
-def _hyper_keys(rule: type) -> Tuple[Tuple[str, ...], Callable[[Dict[str, Any]], Tuple[Any, ...]]]:
-    """The option names of a rule's groups and a getter of their values (cached per rule)."""
+def _hyper_keys(rule: type) -> Tuple[Tuple[str, ...], Callable[[Dict[str, Any]], Tuple[Any, ...]],
+                                      Callable[[Dict[str, Any]], Tuple[Any, ...]]]:
+    """The option names of a rule's groups, a getter of their values and one of all but lr's
+    (cached per rule)."""
     cache = _hyper_keys.__dict__.setdefault("cache", {})
     got = cache.get(rule)
     if got is None:
         keys = tuple({**COMMON, **rule.defaults})
-        got = cache[rule] = (keys, operator.itemgetter(*keys))
+        got = cache[rule] = (keys, operator.itemgetter(*keys), operator.itemgetter(*[k for k in keys if k != "lr"]))
     return got
 
 

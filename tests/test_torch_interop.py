@@ -265,6 +265,22 @@ def test_prepared_step_falls_back_where_the_group_changed():
     assert all(torch.equal(p0, p.detach()) for p0, p in zip(before, b.parameters()))
 
 
+def test_check_finite_skips_a_prepared_step():
+    w = torch.ones(4, requires_grad=True)
+    opt = ft.Adam([w], lr=0.1, check_finite=True)
+    for _ in range(2):  # the second step runs the kept call
+        w.grad = torch.ones(4)
+        opt.step()
+    assert opt._plans[0].prepared is not None
+    before = w.detach().clone()
+    w.grad = torch.tensor([1.0, float("inf"), 1.0, 1.0])
+    opt.step()
+    assert torch.equal(w.detach(), before) and opt.skipped_steps == 1 and int(opt.state[w]["step"]) == 2
+    w.grad = torch.ones(4)
+    opt.step()
+    assert int(opt.state[w]["step"]) == 3 and not torch.equal(w.detach(), before)
+
+
 def test_torch_grads_views_or_none():
     from fastopt import _core
     p, q = torch.zeros(5, requires_grad=True), torch.zeros(3, requires_grad=True)
@@ -286,6 +302,44 @@ def test_torch_grads_views_or_none():
     assert _core._torch_grads(params, *expect) is None
     with pytest.raises(TypeError):
         _core._torch_grads(tuple(params), *expect)
+
+
+def test_prepared_call_runs_the_kept_update_on_new_gradients():
+    import fastopt.functional as F
+    from fastopt import _core
+    rng = np.random.default_rng(0)
+    w = torch.from_numpy(rng.standard_normal(300).astype(np.float32)).requires_grad_()
+    m, v = np.zeros(300, np.float32), np.zeros(300, np.float32)
+    ref = [w.detach().numpy().copy(), m.copy(), v.copy()]
+    w.grad = torch.from_numpy(rng.standard_normal(300).astype(np.float32))
+    applied, kept = _core._prepare(F.adam_, [w.detach().numpy()], [w.grad.numpy()], [m], [v], step=1, lr=1e-2,
+                                   weight_decay=0.1)
+    F.adam_([ref[0]], [w.grad.numpy()], [ref[1]], [ref[2]], step=1, lr=1e-2, weight_decay=0.1)
+    assert applied is True
+    kept.expect_torch((w,), (w.data_ptr(),), (300,), torch.float32, torch.strided)
+    for step, lr in ((2, 1e-2), (3, 5e-3)):  # new gradient tensors, a new lr: the same as the functional call
+        w.grad = torch.from_numpy(rng.standard_normal(300).astype(np.float32))
+        assert kept.run([w], step, lr) is True
+        F.adam_([ref[0]], [w.grad.numpy()], [ref[1]], [ref[2]], step=step, lr=lr, weight_decay=0.1)
+        np.testing.assert_array_equal(w.detach().numpy(), ref[0])
+        np.testing.assert_array_equal(m, ref[1])
+        np.testing.assert_array_equal(v, ref[2])
+    before = w.detach().clone()
+    with pytest.raises(ValueError, match="step must be in"):
+        kept.run([w], 0, 1e-2)
+    with pytest.raises(ValueError, match="lr must be a finite number"):
+        kept.run([w], 4, float("nan"))
+    assert kept.run([w.detach().clone()], 4, 1e-2) is None  # another tensor
+    w.grad = None
+    assert kept.run([w], 4, 1e-2) is None
+    w.grad = w.detach()  # the parameter's own memory as its gradient
+    with pytest.raises(ValueError, match="share memory"):
+        kept.run([w], 4, 1e-2)
+    assert torch.equal(w.detach(), before)
+    with pytest.raises(ValueError, match="ran no update"):
+        _core._prepare(lambda: None)
+    with pytest.raises(ValueError, match="lr must be"):  # the kernel's own checks, nothing kept
+        _core._prepare(F.adam_, [w.detach().numpy()], [w.grad.numpy().copy()], [m], [v], step=1, lr=-1.0)
 
 
 def test_step_hooks_and_separate_step_tensors():
