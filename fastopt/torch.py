@@ -278,12 +278,18 @@ class FastoptOptimizer(torch.optim.Optimizer):
                         and mine[name].dtype != value.dtype):
                     mine[name] = value.to(device=p.device)
 
-    def _plan(self, group: Dict[str, Any], index: int, h: Dict[str, Any]) -> "_Plan":
+    def _plan(self, group: Dict[str, Any], index: int, h: Dict[str, Any], tensors_same: bool = False) -> "_Plan":
+        """The group's plan, made anew where its key changed (tensors_same: the parameters, their
+        addresses and which have a gradient are known to be the plan's)."""
         params = group["params"]
-        key = (tuple(map(id, params)), tuple([p.grad is not None for p in params]), tuple([p.data_ptr() for p in params]),
-               h.get("amsgrad"), h.get("momentum"), h.get("centered"), h["state_dtype"], h["master_weights"], h["kahan"])
         plans = self.__dict__.setdefault("_plans", {})
         plan = plans.get(index)
+        kinds = (h.get("amsgrad"), h.get("momentum"), h.get("centered"), h["state_dtype"], h["master_weights"], h["kahan"])
+        if tensors_same and plan is not None:
+            key = plan.key[:3] + kinds
+        else:
+            key = (tuple(map(id, params)), tuple([p.grad is not None for p in params]),
+                   tuple([p.data_ptr() for p in params])) + kinds
         if plan is None or plan.key != key:
             plan = plans[index] = _Plan(self, group, index, h, key)
         return plan
@@ -305,21 +311,14 @@ class FastoptOptimizer(torch.optim.Optimizer):
                 if grads is not None:
                     return self._run_fast(plan, grads, lr)
         h = self._hyper(group)
-        grads = []
-        for j, p in enumerate(group["params"]):  # checked before any state is made or written
-            g = p.grad
-            if g is None:
-                continue
-            if g.is_sparse or g.shape != p.shape or g.dtype != p.dtype:
-                where = f"param_groups[{index}]['params'][{j}].grad"
-                if g.is_sparse:
-                    raise ValueError(f"{where} is sparse; fastopt takes dense gradients")
-                raise ValueError(f"{where} is {g.dtype} {tuple(g.shape)}, the parameter {p.dtype} {tuple(p.shape)}")
-            g = g if g.is_contiguous() else g.contiguous()
-            grads.append(g.numpy() if g.dtype is not torch.bfloat16 else _np(g))
+        # the gradients' views: read in the extension where the plan's tensors are unchanged
+        grads = _core._torch_grads(group["params"], *plan.expect) if plan is not None else None
+        tensors_same = grads is not None
+        if grads is None:
+            grads = self._grads(group, index)
         if not grads:
             return
-        plan = self._plan(group, index, h)
+        plan = self._plan(group, index, h, tensors_same)
         if h != plan.h:  # an lr scheduler, or any change of the group's options
             plan.prepare(self.rule, h)
         if plan.fast is not None:  # one bucket and the call prepared
@@ -353,6 +352,23 @@ class FastoptOptimizer(torch.optim.Optimizer):
                 b.scalar_values[k][...] = state[k]
         self.skipped_steps += skipped
 
+
+    @staticmethod
+    def _grads(group: Dict[str, Any], index: int) -> List[np.ndarray]:
+        """NumPy views of the group's gradients, checked before any state is made or written."""
+        grads = []
+        for j, p in enumerate(group["params"]):
+            g = p.grad
+            if g is None:
+                continue
+            if g.is_sparse or g.shape != p.shape or g.dtype != p.dtype:
+                where = f"param_groups[{index}]['params'][{j}].grad"
+                if g.is_sparse:
+                    raise ValueError(f"{where} is sparse; fastopt takes dense gradients")
+                raise ValueError(f"{where} is {g.dtype} {tuple(g.shape)}, the parameter {p.dtype} {tuple(p.shape)}")
+            g = g if g.is_contiguous() else g.contiguous()
+            grads.append(g.numpy() if g.dtype is not torch.bfloat16 else _np(g))
+        return grads
 
     def _run_fast(self, plan: "_Plan", grads: List[np.ndarray], lr: float) -> None:
         """The group's one kernel call with the plan's keywords; the first such call without
