@@ -268,6 +268,45 @@ def test_lean_steps_bit_identical_across_threads_and_isas(state, stochastic, res
             assert np.array_equal(a, b), f"{isa} on {threads} threads differs"
 
 
+@pytest.mark.parametrize("name", ["sgd", "lion", "adagrad", "adam", "adamax", "radam", "adadelta", "rmsprop-plain"])
+def test_8bit_direct_path_gives_the_buffered_paths_bits(name, restore_isa):
+    # a float32 model with 8-bit state takes the direct path; the buffered one must give the same bits
+    sizes = [2 * 16384 + 300, 1, 255, 257]
+    runs = []
+    try:
+        for isa in _core.supported_isas():
+            _core._set_isa(isa)
+            for direct, threads in ((True, 1), (True, 2), (False, 1)):
+                _core._set_direct_8bit(direct)
+                kp, ks, _, _, _, _ = run_lean(name, "float32", "int8", sizes=sizes, threads=threads)
+                flat = list(kp) + [np.concatenate([a.codes.ravel(), a.absmax.view(np.uint8)])
+                                   for role in ks if role for a in role]
+                runs.append((isa, direct, threads, flat))
+    finally:
+        _core._set_direct_8bit(True)
+    for isa, direct, threads, flat in runs[1:]:
+        for a, b in zip(runs[0][3], flat):
+            assert np.array_equal(a.view(np.uint8), b.view(np.uint8)), f"{isa}, direct={direct}, {threads} threads"
+
+
+def test_8bit_direct_path_of_the_probe_gives_the_buffered_bits():
+    rng = np.random.default_rng(3)
+    n = 16384 + 700
+    p0, g = rng.standard_normal(n).astype(np.float32), rng.standard_normal(n).astype(np.float32)
+    s0 = [fastopt.quantize_8bit(spread(rng, n), False) for _ in range(2)]
+    out = []
+    try:
+        for direct in (True, False):
+            _core._set_direct_8bit(direct)
+            p, s = p0.copy(), [Blockwise8(q.codes.copy(), q.absmax.copy(), False) for q in s0]
+            for c in (0.5, -0.25):
+                _core.stream_(p, g, s, c)
+            out.append([p.view(np.uint8)] + [np.concatenate([q.codes, q.absmax.view(np.uint8)]) for q in s])
+    finally:
+        _core._set_direct_8bit(True)
+    assert all(np.array_equal(a, b) for a, b in zip(*out))
+
+
 def test_stochastic_rounding_is_unbiased_and_seeded():
     """Many updates too small for bfloat16: nearest even loses them all, stochastic rounding
     keeps their sum in expectation; the bits depend on the seed only."""
