@@ -24,6 +24,10 @@ def _prepare(arg0: collections.abc.Callable, *args, **kwargs) -> tuple[typing.An
     """
     fn(*args, **kwargs), keeping the update call it makes: (its result, a _Prepared).
     """
+def _set_direct_8bit(on: bool) -> bool:
+    """
+    Float32 models with 8-bit state: the direct path (True, the default) or the buffered one (the same bits); returns the previous setting.
+    """
 def _set_isa(name: str) -> None:
     ...
 def _set_thread_parallel_min(n: typing.SupportsInt | typing.SupportsIndex) -> int:
