@@ -150,6 +150,27 @@ def test_trainer_threads_setting_is_checked_and_restored(restore_threads):
     assert T.matmul_threads([64, 64, 10], 32) == 1 and T.matmul_threads([784, 256, 10], 128) == 4
 
 
+def test_free_cores_confirms_what_it_sees_before_it_costs_a_core(monkeypatch):
+    from fastopt import threads as T
+    monkeypatch.setattr(T, "_cpus", lambda: 2)
+    monkeypatch.setattr(T, "CONFIRM", (7, 0.0))
+
+    def readings(values):
+        it = iter(values)
+        monkeypatch.setattr(T, "_runnable", lambda: next(it))
+
+    readings([0] * 5)
+    assert T._free_cores(5, 0.0) == 2
+    readings([1, 1, 1, 0, 0] + [0, 0, 1, 0, 0, 0, 0])  # a blip: the second look sees it gone
+    assert T._free_cores(5, 0.0) == 2
+    readings([1, 1, 1, 1, 0] + [1, 1, 0, 1, 1, 1, 1])  # a busy process: it stays
+    assert T._free_cores(5, 0.0) == 1
+    readings([3] * 12)
+    assert T._free_cores(5, 0.0) == 1  # never fewer than one
+    readings([None])
+    assert T._free_cores(5, 0.0) == 2  # unknown: every CPU
+
+
 def test_trainer_labels_outside_the_outputs_are_refused():
     from fastopt.nn import MLP, Dense
     from fastopt.train import Trainer
