@@ -85,9 +85,10 @@ def _others(samples: int, interval: float) -> Optional[int]:
 
 def _free_cores(samples: int, interval: float) -> int:
     # One runnable thread that is not this process's shows up for a millisecond or two now and
-    # then on a quiet machine (seen right after a large matmul: 2 or 3 of 5 readings 1 ms apart,
-    # in 3 of 10 fits, which then ran on one thread at 1.6x the time).  A busy process stays:
-    # what the first readings see is confirmed over a longer window before it costs a core.
+    # then on a quiet machine (right after a large matmul: 1 to 3 of 5 readings 1 ms apart in
+    # about a third of fits; 2 of 9 fits then ran on one thread at 1.6x the time).  A busy
+    # process stays: what the first readings see is confirmed over a longer window before it
+    # costs a core.
     cpus = _cpus()
     others = _others(samples, interval)
     if others:
