@@ -299,13 +299,19 @@ class FastoptOptimizer(torch.optim.Optimizer):
         if plan is not None and plan.fast is not None:  # the prepared step, while the group is as it found it
             try:  # every option but lr as the plan found it (lr goes to the kernel as it is now)
                 lr = float(group["lr"])
-                same = _hyper_keys(self.rule)[2](group) == plan.values
+                same = plan.options(group) == plan.values
             except KeyError:
                 same = False
             if same and plan.prepared is not None:  # the kernel call kept in the extension
-                applied = plan.prepared.run(group["params"], plan.buckets[0].step + 1, lr)
+                b = plan.buckets[0]
+                applied = plan.prepared.run(group["params"], b.step + 1, lr)
+                if applied:
+                    b.step += 1
+                    b.steps.fill(b.step)
+                    return None
                 if applied is not None:
-                    return self._count(plan, applied)
+                    self.skipped_steps += 1  # check_finite met a NaN or Inf
+                    return None
             elif same:
                 grads = _core._torch_grads(group["params"], *plan.expect)
                 if grads is not None:
@@ -477,7 +483,8 @@ class _Plan:
         self.h = dict(h)
         self.fast: Optional[Dict[str, Any]] = None
         self.prepared: Optional[Any] = None  # the kernel call kept in the extension (_core._Prepared)
-        self.values = _hyper_keys(rule)[2](h)  # the group's options but lr, as a tuple: compared each step
+        self.options = _hyper_keys(rule)[2]
+        self.values = self.options(h)  # the group's options but lr, as a tuple: compared each step
         if (len(self.buckets) == 1 and not rule.scalar_states and rule._update.__func__ is
                 _optim.Optimizer._update.__func__ and h["clipnorm"] is None and h["global_clipnorm"] is None):
             self.fast = {**rule._kernel_kwargs(h, {"step": 0}), **rule._fused_options(h, [])}
