@@ -88,7 +88,8 @@ def _importable(name: str) -> bool:
 
 
 def format_train_table(rows) -> str:
-    """Seconds per fit and per epoch, held-out accuracy, and fastopt's speed-up over each peer."""
+    """Seconds per fit and per epoch (medians), held-out accuracy (the mean over the rounds' seeds),
+    and fastopt's speed-up over each peer."""
     lines = [f"{'case':7} {'machine':8} {'peer':9} {'seconds':>8} {'s/epoch':>8} {'range':>13} {'accuracy':>8} "
              f"{'fastopt x':>9}"]
     ours = {(r["case"], r["busy"]): r["seconds"] for r in rows if r["peer"] == "fastopt"}
@@ -96,6 +97,7 @@ def format_train_table(rows) -> str:
         speed = f"{r['seconds'] / ours[(r['case'], r['busy'])]:9.2f}" if r["peer"] != "fastopt" else f"{'':9}"
         lines.append(f"{r['case']:7} {'busy' if r['busy'] else 'quiet':8} {r['peer']:9} {r['seconds']:8.2f} "
                      f"{r['seconds_per_epoch']:8.3f} {r['min']:6.2f}-{r['max']:<6.2f} {r['accuracy']:8.4f} {speed}")
+    lines.append("(seconds: medians of the rounds; accuracy: the mean over the rounds, round k trained with seed k)")
     return "\n".join(lines)
 
 

@@ -59,20 +59,20 @@ def load(case: str, smoke: bool = False):
     return X[~test], y[~test].astype(np.int64), X[test], y[test].astype(np.int64)
 
 
-def _train_fastopt(c: Case, X, y, Xt, yt) -> Tuple[float, float]:
+def _train_fastopt(c: Case, X, y, Xt, yt, seed: int = 0) -> Tuple[float, float]:
     from .nn import MLP, Dense
     from .train import Trainer
-    model = MLP(X.shape[1], [Dense(h) for h in c.hidden] + [Dense(10, "softmax")], dtype=np.float32)
+    model = MLP(X.shape[1], [Dense(h) for h in c.hidden] + [Dense(10, "softmax")], dtype=np.float32, seed=seed)
     trainer = Trainer(model, "adam", lr=c.lr)
     t0 = time.perf_counter()
-    trainer.fit(X, y, epochs=c.epochs, batch_size=c.batch_size, verbose=False)
+    trainer.fit(X, y, epochs=c.epochs, batch_size=c.batch_size, verbose=False, seed=seed)
     seconds = time.perf_counter() - t0
     return seconds, trainer.evaluate(Xt, yt)["accuracy"]
 
 
-def _train_torch(c: Case, X, y, Xt, yt, optimizer: str = "torch") -> Tuple[float, float]:
+def _train_torch(c: Case, X, y, Xt, yt, seed: int = 0, optimizer: str = "torch") -> Tuple[float, float]:
     import torch
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     sizes = (X.shape[1],) + c.hidden + (10,)
     layers: List[torch.nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -87,7 +87,7 @@ def _train_torch(c: Case, X, y, Xt, yt, optimizer: str = "torch") -> Tuple[float
     else:
         opt = torch.optim.Adam(net.parameters(), lr=c.lr, fused=True)
     Xs, ys = torch.from_numpy(X), torch.from_numpy(y)
-    gen = torch.Generator().manual_seed(0)
+    gen = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     for _ in range(c.epochs):
         perm = torch.randperm(len(Xs), generator=gen)
@@ -115,37 +115,37 @@ def _timed_sklearn_fit(est, X, y, Xt, yt) -> Tuple[float, float]:
     return seconds, float(est.score(Xt, yt))
 
 
-def _train_sklearn(c: Case, X, y, Xt, yt) -> Tuple[float, float]:
+def _train_sklearn(c: Case, X, y, Xt, yt, seed: int = 0) -> Tuple[float, float]:
     from sklearn.neural_network import MLPClassifier
     clf = MLPClassifier(c.hidden, solver="adam", alpha=0.0, learning_rate_init=c.lr, batch_size=c.batch_size,
-                        max_iter=c.epochs, tol=0.0, n_iter_no_change=c.epochs + 1, random_state=0)
+                        max_iter=c.epochs, tol=0.0, n_iter_no_change=c.epochs + 1, random_state=seed)
     return _timed_sklearn_fit(clf, X, y, Xt, yt)
 
 
-def _train_fastopt_torch(c: Case, X, y, Xt, yt) -> Tuple[float, float]:
+def _train_fastopt_torch(c: Case, X, y, Xt, yt, seed: int = 0) -> Tuple[float, float]:
     """torch's network and loop with ``fastopt.torch.Adam`` in place of ``torch.optim.Adam``."""
-    return _train_torch(c, X, y, Xt, yt, optimizer="fastopt")
+    return _train_torch(c, X, y, Xt, yt, seed, optimizer="fastopt")
 
 
 GRID = {"lr": [1e-3, 3e-3], "hidden_layer_sizes": [(64,), (128,)]}
 
 
-def _grid_sklearn_api(c: Case, X, y, Xt, yt) -> Tuple[float, float]:
+def _grid_sklearn_api(c: Case, X, y, Xt, yt, seed: int = 0) -> Tuple[float, float]:
     """fastopt's estimator in scikit-learn's ``GridSearchCV(n_jobs=2)``, 3 folds, 4 candidates."""
     from sklearn.model_selection import GridSearchCV
     from .sklearn import MLPClassifier
     est = MLPClassifier(max_iter=c.epochs, batch_size=c.batch_size, n_iter_no_change=c.epochs + 1, dtype="float32",
-                        random_state=0)
+                        random_state=seed)
     grid = {"learning_rate_init": GRID["lr"], "hidden_layer_sizes": GRID["hidden_layer_sizes"]}
     return _timed_sklearn_fit(GridSearchCV(est, grid, cv=3, n_jobs=2), X, y, Xt, yt)
 
 
-def _grid_fastopt_search(c: Case, X, y, Xt, yt) -> Tuple[float, float]:
+def _grid_fastopt_search(c: Case, X, y, Xt, yt, seed: int = 0) -> Tuple[float, float]:
     """``fastopt.search.grid_search`` over the same grid, 3 folds (serial)."""
     from .search import grid_search
     t0 = time.perf_counter()
     result = grid_search(X, y, dict(GRID), cv=3,
-                         epochs=c.epochs, batch_size=c.batch_size, patience=0, verbose=False)
+                         epochs=c.epochs, batch_size=c.batch_size, patience=0, verbose=False, seed=seed)
     seconds = time.perf_counter() - t0
     return seconds, float(result.best_trainer.evaluate(Xt, yt)["accuracy"])
 
@@ -154,22 +154,23 @@ TRAIN = {"fastopt": _train_fastopt, "torch": _train_torch, "sklearn": _train_skl
          "fastopt.torch": _train_fastopt_torch, "GridSearchCV": _grid_sklearn_api, "fastopt.search": _grid_fastopt_search}
 
 
-def run_one(case: str, peer: str, smoke: bool = False) -> Dict[str, float]:
-    """Train once in this process: seconds of the fit (data loading excluded) and held-out accuracy."""
+def run_one(case: str, peer: str, smoke: bool = False, seed: int = 0) -> Dict[str, float]:
+    """Train once in this process: seconds of the fit (data loading excluded) and held-out accuracy.
+    ``seed``: the model's initialization and the minibatches' order (the data stay the same)."""
     if os.environ.get("FASTOPT_BENCH_THREADS"):  # a hand-picked count for fastopt's kernels alone
         from ._config import set_num_threads
         set_num_threads(int(os.environ["FASTOPT_BENCH_THREADS"]))
     c = CASES[case]
     if smoke:
         c = Case(c.name, c.hidden, c.batch_size, 1)
-    seconds, acc = TRAIN[peer](c, *load(case, smoke))
+    seconds, acc = TRAIN[peer](c, *load(case, smoke), seed=seed)
     return {"seconds": seconds, "seconds_per_epoch": seconds / c.epochs, "accuracy": acc}
 
 
 def run_subprocess(case: str, peer: str, env: Optional[Dict[str, str]] = None, smoke: bool = False,
-                   timeout: float = 600) -> Dict[str, float]:
+                   timeout: float = 600, seed: int = 0) -> Dict[str, float]:
     """:func:`run_one` in a fresh interpreter, with ``env`` added to the environment."""
-    cmd = [sys.executable, "-m", "fastopt.trainbench", case, peer] + (["--smoke"] if smoke else [])
+    cmd = [sys.executable, "-m", "fastopt.trainbench", case, peer, f"--seed={int(seed)}"] + (["--smoke"] if smoke else [])
     out = subprocess.run(cmd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout,
                          cwd=tempfile.gettempdir())
     if out.returncode != 0:
@@ -192,16 +193,19 @@ class Busy:
 
 def compare(cases: Sequence[str], peers: Sequence[Tuple[str, str, Dict[str, str]]], rounds: int = 3,
             busy: bool = False, smoke: bool = False, progress=None) -> List[Dict[str, object]]:
-    """Each (label, peer, env) on each case, interleaved for ``rounds`` rounds; medians per row."""
+    """Each (label, peer, env) on each case, interleaved for ``rounds`` rounds; medians of the
+    seconds per row, and the held-out accuracy as the mean over the rounds, round k trained with
+    seed k by every peer (one fit's accuracy moves with its initialization by more than the peers
+    differ)."""
     results: Dict[Tuple[str, str], List[Dict[str, float]]] = {}
-    for _ in range(rounds):
+    for seed in range(rounds):
         for case in cases:
             for label, peer, env in peers:
                 if busy:
                     with Busy():
-                        r = run_subprocess(case, peer, env, smoke)
+                        r = run_subprocess(case, peer, env, smoke, seed=seed)
                 else:
-                    r = run_subprocess(case, peer, env, smoke)
+                    r = run_subprocess(case, peer, env, smoke, seed=seed)
                 results.setdefault((case, label), []).append(r)
                 if progress is not None:
                     progress()
@@ -211,15 +215,17 @@ def compare(cases: Sequence[str], peers: Sequence[Tuple[str, str, Dict[str, str]
         rows.append({"case": case, "peer": label, "busy": busy, "seconds": float(np.median(secs)),
                      "min": secs[0], "max": secs[-1],
                      "seconds_per_epoch": float(np.median([r["seconds_per_epoch"] for r in runs])),
-                     "accuracy": float(np.median([r["accuracy"] for r in runs]))})
+                     "accuracy": float(np.mean([r["accuracy"] for r in runs])),
+                     "accuracy_min": min(r["accuracy"] for r in runs), "accuracy_max": max(r["accuracy"] for r in runs)})
     return rows
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     smoke = "--smoke" in args
-    case, peer = [a for a in args if a != "--smoke"][:2]
-    print(json.dumps(run_one(case, peer, smoke)))
+    seed = int(next((a.split("=", 1)[1] for a in args if a.startswith("--seed=")), 0))
+    case, peer = [a for a in args if not a.startswith("--")][:2]
+    print(json.dumps(run_one(case, peer, smoke, seed)))
     return 0
 
 
