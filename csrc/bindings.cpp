@@ -702,9 +702,9 @@ bool torch_grads_into(py::handle params, py::handle expected, py::handle ptrs, p
   static PyObject *s_grad = interned("grad"), *s_data_ptr = interned("data_ptr"), *s_dtype = interned("dtype"),
                   *s_layout = interned("layout"), *s_is_cpu = interned("is_cpu"), *s_numel = interned("numel"),
                   *s_is_contiguous = interned("is_contiguous");
-  if (!PyList_Check(params.ptr()) || !PyTuple_Check(expected.ptr()) || !PyTuple_Check(ptrs.ptr()) ||
-      !PyTuple_Check(sizes.ptr()))
-    throw py::type_error("params must be a list; expected, ptrs and sizes tuples");
+  if (!PyTuple_Check(expected.ptr()) || !PyTuple_Check(ptrs.ptr()) || !PyTuple_Check(sizes.ptr()))
+    throw py::type_error("expected, ptrs and sizes must be tuples");
+  if (!PyList_Check(params.ptr())) return false;  // not the list the plan was made for
   const Py_ssize_t n = PyList_GET_SIZE(params.ptr());
   if (PyTuple_GET_SIZE(expected.ptr()) != n || PyTuple_GET_SIZE(ptrs.ptr()) != n || PyTuple_GET_SIZE(sizes.ptr()) != n)
     return false;

@@ -256,6 +256,10 @@ def test_prepared_step_falls_back_where_the_group_changed():
         o.param_groups[0]["params"][-1] = m[2].bias
     _train(a, ta, 2)
     _train(b, fb, 2)
+    fb.param_groups[0]["params"] = tuple(fb.param_groups[0]["params"])  # a tuple for the list
+    _train(b, fb, 1)
+    fb.param_groups[0]["params"] = list(fb.param_groups[0]["params"])
+    _train(a, ta, 1)
     for pa, pb in zip(a.parameters(), b.parameters()):
         torch.testing.assert_close(pb, pa, **TOL[torch.float32])
     before = [p.detach().clone() for p in b.parameters()]
@@ -300,8 +304,9 @@ def test_torch_grads_views_or_none():
     assert _core._torch_grads(params, *expect) is None
     p.grad = None
     assert _core._torch_grads(params, *expect) is None
+    assert _core._torch_grads(tuple(params), *expect) is None                 # not the group's list
     with pytest.raises(TypeError):
-        _core._torch_grads(tuple(params), *expect)
+        _core._torch_grads(params, list(expect[0]), *expect[1:])
 
 
 def test_prepared_call_runs_the_kept_update_on_new_gradients():
