@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -37,6 +37,7 @@ class Case:
 
 
 CASES = {"mnist": Case("mnist", (256, 128), 128, 2), "digits": Case("digits", (64,), 32, 30)}
+_EXTRA: Dict[str, Any] = {}  # what a peer reports beside its seconds and accuracy
 PEERS = ("fastopt", "torch", "sklearn")
 
 
@@ -67,6 +68,7 @@ def _train_fastopt(c: Case, X, y, Xt, yt, seed: int = 0) -> Tuple[float, float]:
     t0 = time.perf_counter()
     trainer.fit(X, y, epochs=c.epochs, batch_size=c.batch_size, verbose=False, seed=seed)
     seconds = time.perf_counter() - t0
+    _EXTRA["threads"] = list(trainer._thread_plan or ())  # (BLAS, kernels) as the trainer chose them
     return seconds, trainer.evaluate(Xt, yt)["accuracy"]
 
 
@@ -154,7 +156,7 @@ TRAIN = {"fastopt": _train_fastopt, "torch": _train_torch, "sklearn": _train_skl
          "fastopt.torch": _train_fastopt_torch, "GridSearchCV": _grid_sklearn_api, "fastopt.search": _grid_fastopt_search}
 
 
-def run_one(case: str, peer: str, smoke: bool = False, seed: int = 0) -> Dict[str, float]:
+def run_one(case: str, peer: str, smoke: bool = False, seed: int = 0) -> Dict[str, Any]:
     """Train once in this process: seconds of the fit (data loading excluded) and held-out accuracy.
     ``seed``: the model's initialization and the minibatches' order (the data stay the same)."""
     if os.environ.get("FASTOPT_BENCH_THREADS"):  # a hand-picked count for fastopt's kernels alone
@@ -163,12 +165,13 @@ def run_one(case: str, peer: str, smoke: bool = False, seed: int = 0) -> Dict[st
     c = CASES[case]
     if smoke:
         c = Case(c.name, c.hidden, c.batch_size, 1)
+    _EXTRA.clear()
     seconds, acc = TRAIN[peer](c, *load(case, smoke), seed=seed)
-    return {"seconds": seconds, "seconds_per_epoch": seconds / c.epochs, "accuracy": acc}
+    return {"seconds": seconds, "seconds_per_epoch": seconds / c.epochs, "accuracy": acc, **_EXTRA}
 
 
 def run_subprocess(case: str, peer: str, env: Optional[Dict[str, str]] = None, smoke: bool = False,
-                   timeout: float = 600, seed: int = 0) -> Dict[str, float]:
+                   timeout: float = 600, seed: int = 0) -> Dict[str, Any]:
     """:func:`run_one` in a fresh interpreter, with ``env`` added to the environment."""
     cmd = [sys.executable, "-m", "fastopt.trainbench", case, peer, f"--seed={int(seed)}"] + (["--smoke"] if smoke else [])
     out = subprocess.run(cmd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout,
@@ -197,7 +200,7 @@ def compare(cases: Sequence[str], peers: Sequence[Tuple[str, str, Dict[str, str]
     seconds per row, and the held-out accuracy as the mean over the rounds, round k trained with
     seed k by every peer (one fit's accuracy moves with its initialization by more than the peers
     differ)."""
-    results: Dict[Tuple[str, str], List[Dict[str, float]]] = {}
+    results: Dict[Tuple[str, str], List[Dict[str, Any]]] = {}
     for seed in range(rounds):
         for case in cases:
             for label, peer, env in peers:
@@ -216,7 +219,8 @@ def compare(cases: Sequence[str], peers: Sequence[Tuple[str, str, Dict[str, str]
                      "min": secs[0], "max": secs[-1],
                      "seconds_per_epoch": float(np.median([r["seconds_per_epoch"] for r in runs])),
                      "accuracy": float(np.mean([r["accuracy"] for r in runs])),
-                     "accuracy_min": min(r["accuracy"] for r in runs), "accuracy_max": max(r["accuracy"] for r in runs)})
+                     "accuracy_min": min(r["accuracy"] for r in runs), "accuracy_max": max(r["accuracy"] for r in runs),
+                     "runs": runs})
     return rows
 
 
