@@ -285,6 +285,52 @@ def test_check_finite_skips_a_prepared_step():
     assert int(opt.state[w]["step"]) == 3 and not torch.equal(w.detach(), before)
 
 
+@pytest.mark.parametrize("name", ["Adam", "SGD", "Adagrad", "RMSprop"])
+def test_random_changes_between_steps_match_torch_optim(name):
+    # a seeded random walk of what training loops do between steps; fastopt.torch (its kept call
+    # and every fall-back) against torch.optim after each step, in float64
+    rng = np.random.default_rng(11)
+    shapes = [(7, 5), (5,), (3, 7), (1,)]
+    ours = [torch.zeros(s, dtype=torch.float64).normal_(generator=torch.Generator().manual_seed(i)).requires_grad_()
+            for i, s in enumerate(shapes)]
+    theirs = [p.detach().clone().requires_grad_() for p in ours]
+    hyper = {"Adam": {"lr": 1e-2}, "SGD": {"lr": 1e-2, "momentum": 0.9}, "Adagrad": {"lr": 1e-2},
+             "RMSprop": {"lr": 1e-3, "momentum": 0.5}}[name]
+    fo, to = getattr(ft, name)(ours, **hyper), getattr(torch.optim, name)(theirs, **hyper)
+    for t in range(60):
+        action = rng.integers(0, 7)
+        grads = [torch.from_numpy(rng.standard_normal(s)) for s in shapes]
+        frozen = int(rng.integers(0, len(shapes))) if action == 1 else -1
+        for j, (a, b) in enumerate(zip(ours, theirs)):
+            if j == frozen:
+                a.grad = b.grad = None
+            elif action == 2:  # non-contiguous gradients
+                a.grad = torch.stack([grads[j], grads[j]], -1)[..., 0]  # a strided view of the same values
+                assert a.grad.numel() == 1 or not a.grad.is_contiguous()
+                b.grad = grads[j].clone()
+            elif action == 6 and a.grad is not None:  # accumulated into the same tensors
+                a.grad.mul_(0).add_(grads[j])
+                b.grad = grads[j].clone()
+            else:
+                a.grad, b.grad = grads[j].clone(), grads[j].clone()
+        if action == 3:
+            for o in (fo, to):
+                o.param_groups[0]["lr"] *= 0.9
+        elif action == 4:
+            key, value = {"Adam": ("betas", (0.8, 0.99)), "SGD": ("momentum", 0.5), "Adagrad": ("lr_decay", 1e-3),
+                          "RMSprop": ("alpha", 0.9)}[name]
+            for o in (fo, to):
+                o.param_groups[0][key] = value
+        elif action == 5:
+            j = int(rng.integers(0, len(shapes)))
+            ours[j].data = ours[j].data.clone()
+            theirs[j].data = theirs[j].data.clone()
+        fo.step()
+        to.step()
+        for a, b in zip(ours, theirs):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, msg=f"step {t}, action {action}")
+
+
 def test_torch_grads_views_or_none():
     from fastopt import _core
     p, q = torch.zeros(5, requires_grad=True), torch.zeros(3, requires_grad=True)
