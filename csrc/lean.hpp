@@ -276,7 +276,7 @@ void direct_sweep(const Batch& b, const Rule& rule, const PreHyper& ph, int nt) 
   });
 }
 
-// ---- the 8-bit direct path: float32 parameters and gradients, one or two 8-bit states ---------
+// ---- the 8-bit direct path: float32 or bfloat16 parameters and gradients, one or two 8-bit states
 // Per block of kQBlock elements: the codes are decoded in the rule's own loop, which keeps the
 // new state in an L1 buffer and takes its block maximum as it goes; then the buffer is encoded.
 // The same decode, rule, maximum and encode as the buffered path below, hence the same bits,
@@ -288,21 +288,22 @@ FASTOPT_ELEMENT float q8_decode(uint32_t c) {
   else return q8_decode_signed(c);
 }
 
-template <int NS, bool NN0, bool NN1, class Rule>
-__attribute__((noinline)) void q8_direct_block(const Rule& rule, float* __restrict p, const float* __restrict g,
-                                               const uint8_t* __restrict c0, const uint8_t* __restrict c1, float inv0,
-                                               float inv1, float* __restrict s0, float* __restrict s1,
-                                               uint32_t* __restrict mx, int64_t n) {
+template <class PS, int NS, bool NN0, bool NN1, class Rule>
+__attribute__((noinline)) void q8_direct_block(const Rule& rule, typename PS::E* __restrict p,
+                                               const typename PS::E* __restrict g, const uint8_t* __restrict c0,
+                                               const uint8_t* __restrict c1, float inv0, float inv1,
+                                               float* __restrict s0, float* __restrict s1, uint32_t* __restrict mx,
+                                               int64_t n) {
   const Rule r = rule;
   uint32_t m0 = 0, m1 = 0;
 #pragma omp simd reduction(max : m0, m1)
   for (int64_t i = 0; i < n; ++i) {
-    float pi = p[i], gi = g[i];
+    float pi = PS::load(p[i]), gi = PS::load(g[i]);
     float a = q8_decode<NN0>(c0[i]) * inv0;
     float c = NS > 1 ? q8_decode<NN1>(c1[i]) * inv1 : 0.0f;
     float d = 0.0f;
     r(pi, gi, a, c, d);
-    p[i] = pi;
+    p[i] = PS::store(pi);
     s0[i] = a;
     const uint32_t u0 = f32_bits(a) & 0x7fffffffu;
     m0 = u0 > m0 ? u0 : m0;
@@ -316,13 +317,13 @@ __attribute__((noinline)) void q8_direct_block(const Rule& rule, float* __restri
   mx[1] = m1;
 }
 
-template <int NS, bool NN0, bool NN1, class Rule>
+template <class PS, int NS, bool NN0, bool NN1, class Rule>
 void q8_sweep(const Batch& b, const Rule& rule, int nt) {
   const Plan plan(b);
   for_items(plan, nt, [&](int64_t k) {
     const Item& it = plan.items[k];
-    float* p = static_cast<float*>(b.slot[0][it.array]) + it.start;
-    const float* g = static_cast<const float*>(b.slot[1][it.array]) + it.start;
+    auto* p = static_cast<typename PS::E*>(b.slot[0][it.array]) + it.start;
+    const auto* g = static_cast<const typename PS::E*>(b.slot[1][it.array]) + it.start;
     uint8_t* c0 = static_cast<uint8_t*>(b.slot[2][it.array]) + it.start;
     float* a0 = static_cast<float*>(b.slot[5][it.array]) + it.start / kQBlock;
     uint8_t* c1 = NS > 1 ? static_cast<uint8_t*>(b.slot[3][it.array]) + it.start : nullptr;
@@ -333,7 +334,7 @@ void q8_sweep(const Batch& b, const Rule& rule, int nt) {
       const int64_t n = it.len - off < kQBlock ? it.len - off : kQBlock;
       const float inv0 = a0[q] / (NN0 ? kQUnsigned : kQSigned);
       const float inv1 = NS > 1 ? a1[q] / (NN1 ? kQUnsigned : kQSigned) : 0.0f;
-      q8_direct_block<NS, NN0, NN1>(rule, p + off, g + off, c0 + off, NS > 1 ? c1 + off : nullptr, inv0, inv1, buf0,
+      q8_direct_block<PS, NS, NN0, NN1>(rule, p + off, g + off, c0 + off, NS > 1 ? c1 + off : nullptr, inv0, inv1, buf0,
                                     buf1, mx, n);
       q8_encode(buf0, NN0, bits_f32(mx[0]), c0 + off, a0 + q, n);
       if constexpr (NS > 1) q8_encode(buf1, NN1, bits_f32(mx[1]), c1 + off, a1 + q, n);
@@ -341,25 +342,32 @@ void q8_sweep(const Batch& b, const Rule& rule, int nt) {
   });
 }
 
-// The 8-bit direct path where it applies (float32 parameters and gradients, no gradient
-// pre-processing, one or two states); false otherwise.
+template <class PS, class Rule>
+bool q8_direct_with(const Batch& b, const Rule& rule, int nt) {
+  const Lean& L = *b.lean;
+  if constexpr (Rule::nstate == 1) {
+    if (L.nonneg[0]) q8_sweep<PS, 1, true, false>(b, rule, nt);
+    else q8_sweep<PS, 1, false, false>(b, rule, nt);
+    return true;
+  } else if constexpr (Rule::nstate == 2) {
+    if (!L.nonneg[0] && L.nonneg[1]) q8_sweep<PS, 2, false, true>(b, rule, nt);  // Adam's, Adamax's, RAdam's
+    else if (L.nonneg[0] && L.nonneg[1]) q8_sweep<PS, 2, true, true>(b, rule, nt);  // Adadelta's
+    else if (L.nonneg[0]) q8_sweep<PS, 2, true, false>(b, rule, nt);  // RMSprop's with momentum
+    else q8_sweep<PS, 2, false, false>(b, rule, nt);                     // the probe's (stream_)
+    return true;
+  }
+  return false;
+}
+
+// The 8-bit direct path where it applies (float32 or bfloat16 parameters and gradients of one
+// dtype, rounded to nearest; no gradient pre-processing; one or two states); false otherwise.
 template <class Rule>
 bool q8_direct(const Batch& b, const Rule& rule, const PreHyper& ph, int nt) {
   const Lean& L = *b.lean;
-  if (L.stochastic || L.out >= 0 || L.kahan || L.param != F32 || L.grad != F32 || L.state != Q8 ||
-      pre_mode(ph) != kNoPre)
+  if (L.stochastic || L.out >= 0 || L.kahan || L.grad != L.param || L.state != Q8 || pre_mode(ph) != kNoPre)
     return false;
-  if constexpr (Rule::nstate == 1) {
-    if (L.nonneg[0]) q8_sweep<1, true, false>(b, rule, nt);
-    else q8_sweep<1, false, false>(b, rule, nt);
-    return true;
-  } else if constexpr (Rule::nstate == 2) {
-    if (!L.nonneg[0] && L.nonneg[1]) q8_sweep<2, false, true>(b, rule, nt);  // Adam's, Adamax's, RAdam's
-    else if (L.nonneg[0] && L.nonneg[1]) q8_sweep<2, true, true>(b, rule, nt);  // Adadelta's
-    else if (L.nonneg[0]) q8_sweep<2, true, false>(b, rule, nt);  // RMSprop's with momentum
-    else q8_sweep<2, false, false>(b, rule, nt);                     // the probe's (stream_)
-    return true;
-  }
+  if (L.param == F32) return q8_direct_with<F32Store>(b, rule, nt);
+  if (L.param == BF16) return q8_direct_with<Bf16Store>(b, rule, nt);
   return false;
 }
 

@@ -268,9 +268,11 @@ def test_lean_steps_bit_identical_across_threads_and_isas(state, stochastic, res
             assert np.array_equal(a, b), f"{isa} on {threads} threads differs"
 
 
+@pytest.mark.parametrize("param", ["float32", "bfloat16"])
 @pytest.mark.parametrize("name", ["sgd", "lion", "adagrad", "adam", "adamax", "radam", "adadelta", "rmsprop-plain"])
-def test_8bit_direct_path_gives_the_buffered_paths_bits(name, restore_isa):
-    # a float32 model with 8-bit state takes the direct path; the buffered one must give the same bits
+def test_8bit_direct_path_gives_the_buffered_paths_bits(name, param, restore_isa):
+    # a float32 or bfloat16 model with 8-bit state takes the direct path; the buffered one must
+    # give the same bits
     sizes = [2 * 16384 + 300, 1, 255, 257]
     runs = []
     try:
@@ -278,8 +280,8 @@ def test_8bit_direct_path_gives_the_buffered_paths_bits(name, restore_isa):
             _core._set_isa(isa)
             for direct, threads in ((True, 1), (True, 2), (False, 1)):
                 _core._set_direct_8bit(direct)
-                kp, ks, _, _, _, _ = run_lean(name, "float32", "int8", sizes=sizes, threads=threads)
-                flat = list(kp) + [np.concatenate([a.codes.ravel(), a.absmax.view(np.uint8)])
+                kp, ks, _, _, _, _ = run_lean(name, param, "int8", sizes=sizes, threads=threads)
+                flat = [a.view(np.uint8) for a in kp] + [np.concatenate([a.codes.ravel(), a.absmax.view(np.uint8)])
                                    for role in ks if role for a in role]
                 runs.append((isa, direct, threads, flat))
     finally:
