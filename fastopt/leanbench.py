@@ -11,8 +11,8 @@ prints the table; ``bench/test_bench_lean.py`` runs the same peers under pytest-
 Bytes per element (read + written): a float32 model's Adam moves params 4+4, grads 4 and two
 states; float32 state 8+8 (28 B), bfloat16 4+4 (20 B), 8-bit 2+2 plus 4 bytes of absmax per 256
 elements per state (16.1 B).  A bfloat16 model: params 2+2, grads 2, then the state (22, 14 or
-10.1 B).  The probe of the 8-bit step moves 16 of those bytes as one bfloat16 state (no
-conversions); ``8-bit conversions`` runs the 8-bit loads and stores of two states with no rule:
+10.1 B).  The probe of an 8-bit step moves the same bytes but the absmax (16 or 10) with
+one bfloat16 state (no conversions); ``8-bit conversions`` runs the 8-bit loads and stores of two states with no rule:
 what the codes cost.
 """
 from __future__ import annotations
@@ -74,8 +74,6 @@ def peers(n: int, include: Optional[List[str]] = None) -> List[Peer]:
 
     for model in ("float32", "bfloat16"):
         for state in ("float32", "bfloat16", "int8"):
-            if model == "bfloat16" and state == "int8":
-                continue
             name = f"fastopt {model} model, {state} state"
             if want(name):
                 p, g, s = _adam_arrays(n, model, state, rng)
@@ -88,7 +86,7 @@ def peers(n: int, include: Optional[List[str]] = None) -> List[Peer]:
             pname = f"probe {model} model, {state} state"
             if want(pname):
                 p, g, s = _adam_arrays(n, model, "bfloat16" if state == "int8" else state, rng)
-                if state == "int8":  # the same bytes, no conversions: one bfloat16 state (16 of 16.06 B)
+                if state == "int8":  # the same bytes but the absmax, no conversions: one bfloat16 state
                     s = s[:1]
                 out.append(Peer(pname, model, state, moved_bytes(model, state), None,
                                 lambda p=p, g=g, s=s: _core.stream_(p, g, s, 0.0)))
