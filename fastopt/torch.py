@@ -252,8 +252,11 @@ class FastoptOptimizer(torch.optim.Optimizer):
 
     # A group's plan: the NumPy views of its parameters and states, bucketed by dtype and step
     # count, built once and reused while the group's parameters, their storage and the set of
-    # those with a gradient stay the same.  Only the gradients' views are made each step (autograd
-    # may hand out new gradient tensors).  load_state_dict and add_param_group drop the plans.
+    # those with a gradient stay the same.  Where the group is one bucket whose step is its kernel
+    # call alone, the extension keeps that call (plan.prepared) and each later step hands it the
+    # group's current gradients (autograd may hand out new tensors), step and lr; it checks them
+    # and answers None where the group is not as the plan found it, and the full path runs.
+    # load_state_dict and add_param_group drop the plans.
 
     def load_state_dict(self, state_dict: Dict[str, Any]) -> None:
         """torch's; the state is then kept as this optimizer's ``state_dtype`` and
