@@ -92,9 +92,10 @@ void release(const std::vector<Interval>& mine) {
     }
 }
 
-// Every span of a call apart from every other (sorts them).
-void check_disjoint(std::vector<Interval>& spans) {
-  std::sort(spans.begin(), spans.end(), [](const Interval& a, const Interval& b) { return a.begin < b.begin; });
+bool span_before(const Interval& a, const Interval& b) { return a.begin < b.begin; }
+
+// Every span of a call apart from every other; the spans sorted by start.
+void check_sorted_disjoint(const std::vector<Interval>& spans) {
   size_t widest = 0;
   for (size_t k = 1; k < spans.size(); ++k) {
     if (spans[k].begin < spans[widest].end)
@@ -102,6 +103,12 @@ void check_disjoint(std::vector<Interval>& spans) {
                             " share memory: every array of a call must be a separate buffer");
     if (spans[k].end > spans[widest].end) widest = k;
   }
+}
+
+// The same for spans in any order (sorts them).
+void check_disjoint(std::vector<Interval>& spans) {
+  std::sort(spans.begin(), spans.end(), span_before);
+  check_sorted_disjoint(spans);
 }
 
 using PyArrayObject_ = py::detail::PyArray_Proxy;
@@ -461,14 +468,6 @@ py::object checked(PyObject* r) {
 }
 PyObject* interned(const char* s) { return PyUnicode_InternFromString(s); }
 
-// A tensor's element count (its numel()).
-int64_t as_count(const py::object& t) {
-  static PyObject* s_numel = interned("numel");
-  const long long v = PyLong_AsLongLong(checked(PyObject_CallMethodNoArgs(t.ptr(), s_numel)).ptr());
-  if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
-  return v;
-}
-
 // ---- a call made once and run again (fastopt.torch's prepared step) ------------------------
 
 template <class H, class = void>
@@ -481,7 +480,8 @@ template <class H>
 struct HasLr<H, std::void_t<decltype(std::declval<H&>().lr)>> : std::true_type {};
 
 bool torch_grads_into(py::handle params, py::handle expected, py::handle ptrs, py::handle sizes, py::handle dtype,
-                      py::handle strided, std::vector<py::object>& grads, std::vector<void*>& data);
+                      py::handle strided, std::vector<py::object>& grads, std::vector<void*>& data,
+                      std::vector<int64_t>& counts);
 
 // An update call as the kernel's binding validated it, kept to run again with new gradients, step
 // and lr: the arrays of every other role stay as they were (this object keeps them alive).  The
@@ -491,8 +491,7 @@ class Prepared {
  public:
   template <class H, class Get>
   void take(const Arrays& a, Get get, const H& h, const PreHyper& pre, bool check_finite) {
-    if (taken_) throw py::value_error("_prepare: the function ran more than one update");
-    taken_ = true;
+    taken_ = true;  // once: run() clears g_capture before it calls take()
     sizes_ = a.sizes;
     for (int s = 0; s < 9; ++s) ptrs_[s] = a.ptrs[s];
     dtype_ = a.dtype;
@@ -527,28 +526,32 @@ class Prepared {
     if (torch_.size() != 5) throw py::value_error("expect_torch() first");
     std::vector<py::object> grads;
     std::vector<void*> gp;
-    if (!torch_grads_into(params, torch_[0], torch_[1], torch_[2], torch_[3], torch_[4], grads, gp) ||
-        gp.size() != sizes_.size())
+    std::vector<int64_t> counts;
+    if (!torch_grads_into(params, torch_[0], torch_[1], torch_[2], torch_[3], torch_[4], grads, gp, counts) ||
+        counts != sizes_)
       return py::none();
-    std::vector<Interval> mine;
-    mine.reserve(fixed_.size() + gp.size());
+    // The other roles' spans are sorted and apart already: sort the gradients' and merge.
+    std::vector<Interval> gspans, mine;
+    gspans.reserve(gp.size());
     for (size_t i = 0; i < gp.size(); ++i)
       if (sizes_[i] > 0) {
         const uintptr_t b = reinterpret_cast<uintptr_t>(gp[i]);
-        mine.push_back({b, b + uintptr_t(sizes_[i] * grad_size_), Label{"grads", int64_t(i)}, false});
+        gspans.push_back({b, b + uintptr_t(sizes_[i] * grad_size_), Label{"grads", int64_t(i)}, false});
       }
-    mine.insert(mine.end(), fixed_.begin(), fixed_.end());
-    check_disjoint(mine);
+    std::sort(gspans.begin(), gspans.end(), span_before);
+    mine.resize(fixed_.size() + gspans.size());
+    std::merge(gspans.begin(), gspans.end(), fixed_.begin(), fixed_.end(), mine.begin(), span_before);
+    check_sorted_disjoint(mine);
     claim(mine);
     struct Leave {
       const std::vector<Interval>& spans;
       ~Leave() { release(spans); }
     } leave{mine};
-    ptrs_[1] = gp;
     Batch b;
     b.count = int64_t(sizes_.size());
     b.sizes = sizes_.data();
     for (int s = 0; s < 9; ++s) b.slot[s] = ptrs_[s].empty() ? nullptr : ptrs_[s].data();
+    b.slot[1] = gp.data();
     b.lean = is_lean_ ? &lean_ : nullptr;
     bool applied = true;
     {
@@ -696,9 +699,11 @@ void take_rows(const char* x, const int64_t* index, char* out, int64_t rows, int
 // objects at the same data pointers (`expected`, `ptrs`), a gradient exactly where there was
 // one (`sizes`: the element count, -1 where none), each a CPU, strided, contiguous tensor of the
 // plan's dtype and its parameter's element count.  The Python path handles every other case (and
-// names what is wrong).  grads: the tensors (kept for the call), data: their addresses.
+// names what is wrong).  grads: the tensors (kept for the call), data: their addresses, counts:
+// their element counts.
 bool torch_grads_into(py::handle params, py::handle expected, py::handle ptrs, py::handle sizes, py::handle dtype,
-                      py::handle strided, std::vector<py::object>& grads, std::vector<void*>& data) {
+                      py::handle strided, std::vector<py::object>& grads, std::vector<void*>& data,
+                      std::vector<int64_t>& counts) {
   static PyObject *s_grad = interned("grad"), *s_data_ptr = interned("data_ptr"), *s_dtype = interned("dtype"),
                   *s_layout = interned("layout"), *s_is_cpu = interned("is_cpu"), *s_numel = interned("numel"),
                   *s_is_contiguous = interned("is_contiguous");
@@ -715,6 +720,7 @@ bool torch_grads_into(py::handle params, py::handle expected, py::handle ptrs, p
   };
   grads.reserve(size_t(n));
   data.reserve(size_t(n));
+  counts.reserve(size_t(n));
   for (Py_ssize_t i = 0; i < n; ++i) {
     PyObject* p = PyList_GET_ITEM(params.ptr(), i);
     if (p != PyTuple_GET_ITEM(expected.ptr(), i)) return false;
@@ -733,6 +739,7 @@ bool torch_grads_into(py::handle params, py::handle expected, py::handle ptrs, p
     const long long address = as_int(checked(PyObject_CallMethodNoArgs(g.ptr(), s_data_ptr)).ptr());
     if (address == 0 && size > 0) return false;
     data.push_back(reinterpret_cast<void*>(uintptr_t(address)));
+    counts.push_back(size);
     grads.push_back(std::move(g));
   }
   return true;
@@ -745,10 +752,11 @@ py::object torch_grads(py::handle params, py::handle expected, py::handle ptrs, 
   if (!api.PyArrayDescr_Check_(np_dtype.ptr())) throw py::type_error("np_dtype must be a numpy.dtype");
   std::vector<py::object> grads;
   std::vector<void*> data;
-  if (!torch_grads_into(params, expected, ptrs, sizes, dtype, strided, grads, data)) return py::none();
+  std::vector<int64_t> counts;
+  if (!torch_grads_into(params, expected, ptrs, sizes, dtype, strided, grads, data, counts)) return py::none();
   py::list out;
   for (size_t i = 0; i < grads.size(); ++i) {
-    Py_ssize_t dims[1] = {Py_ssize_t(as_count(grads[i]))};
+    Py_ssize_t dims[1] = {Py_ssize_t(counts[i])};
     Py_INCREF(np_dtype.ptr());  // stolen by the call
     py::object view = checked(api.PyArray_NewFromDescr_(api.PyArray_Type_, np_dtype.ptr(), 1, dims, nullptr, data[i],
                                                         py::detail::npy_api::NPY_ARRAY_C_CONTIGUOUS_ |

@@ -12,8 +12,8 @@ Bytes per element (read + written): a float32 model's Adam moves params 4+4, gra
 states; float32 state 8+8 (28 B), bfloat16 4+4 (20 B), 8-bit 2+2 plus 4 bytes of absmax per 256
 elements per state (16.1 B).  A bfloat16 model: params 2+2, grads 2, then the state (22, 14 or
 10.1 B).  The probe of an 8-bit step moves the same bytes but the absmax (16 or 10) with
-one bfloat16 state (no conversions); ``8-bit conversions`` runs the 8-bit loads and stores of two states with no rule:
-what the codes cost.
+one bfloat16 state (no conversions); ``8-bit conversions`` runs the 8-bit loads and stores of
+two states with no rule: what the codes cost.
 """
 from __future__ import annotations
 

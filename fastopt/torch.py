@@ -299,6 +299,7 @@ class FastoptOptimizer(torch.optim.Optimizer):
 
     def _step_group(self, group: Dict[str, Any], index: int) -> None:
         plan = self.__dict__.get("_plans", {}).get(index)
+        tried = False  # the group's tensors were found not to be the plan's
         if plan is not None and plan.fast is not None:  # the prepared step, while the group is as it found it
             try:  # every option but lr as the plan found it (lr goes to the kernel as it is now)
                 lr = float(group["lr"])
@@ -306,22 +307,18 @@ class FastoptOptimizer(torch.optim.Optimizer):
             except KeyError:
                 same = False
             if same and plan.prepared is not None:  # the kernel call kept in the extension
-                b = plan.buckets[0]
-                applied = plan.prepared.run(group["params"], b.step + 1, lr)
-                if applied:
-                    b.step += 1
-                    b.steps.fill(b.step)
-                    return None
+                applied = plan.prepared.run(group["params"], plan.buckets[0].step + 1, lr)
                 if applied is not None:
-                    self.skipped_steps += 1  # check_finite met a NaN or Inf
-                    return None
+                    return self._count(plan, applied)
+                tried = True
             elif same:
                 grads = _core._torch_grads(group["params"], *plan.expect)
                 if grads is not None:
                     return self._run_fast(plan, grads, lr)
+                tried = True
         h = self._hyper(group)
         # the gradients' views: read in the extension where the plan's tensors are unchanged
-        grads = _core._torch_grads(group["params"], *plan.expect) if plan is not None else None
+        grads = _core._torch_grads(group["params"], *plan.expect) if plan is not None and not tried else None
         tensors_same = grads is not None
         if grads is None:
             grads = self._grads(group, index)
