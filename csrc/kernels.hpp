@@ -9,6 +9,9 @@
 // library template is instantiated (the linker would keep one target's copy for all).
 #pragma once
 #include <cstdint>
+#if defined(__AVX2__)
+#include <immintrin.h>  // the 8-bit codes' vector paths (lean.hpp); always inlined, so no symbol is shared
+#endif
 
 #include "pool.hpp"
 #include "rules.hpp"

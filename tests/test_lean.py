@@ -60,6 +60,47 @@ def test_every_code_decodes_and_encodes_back(nonneg):
     assert q.absmax[0] == 3.0
 
 
+def boundaries(nonneg):
+    """Every code's value, the midpoints between neighbours (the ties), one float32 ulp either
+    side of each, and the specials, as values y = x * scale with scale 1 (the block maximum is
+    the largest code); signed ones with both signs."""
+    top = 122880.0 if nonneg else 448.0
+    codes = np.arange(256 if nonneg else 127, dtype=np.uint8)
+    v = R.q8_decode(codes, nonneg).astype(np.float64)
+    mids = (v[:-1] + v[1:]) / 2  # exact in float32: one bit more than the code
+    pts = np.concatenate([v, mids, [top * 1.5, 2.0 ** -20, 2.0 ** -30, 1e-45]]).astype(np.float32)
+    pts = np.concatenate([pts, np.nextafter(pts, np.float32(np.inf)), np.nextafter(pts, np.float32(0))])
+    if not nonneg:
+        pts = np.concatenate([pts, -pts])
+    pts = pts[np.abs(pts) <= top]
+    blocks = -(-pts.size // 255)  # each block of 256 starts with the block maximum, so scale is 1
+    x = np.zeros(blocks * 256, np.float32)
+    x[::256] = top
+    rest = np.flatnonzero(np.arange(x.size) % 256)
+    x[rest[:pts.size]] = pts
+    return x
+
+
+@pytest.mark.parametrize("nonneg", [False, True])
+def test_codes_at_every_rounding_boundary_on_every_isa(nonneg, restore_isa):
+    # ties round to the even code, a float32 ulp either side to the nearer one: on every
+    # instruction set (the AVX-512 path has loops of its own) and through the update's path
+    x = boundaries(nonneg)
+    codes, absmax = R.quantize_8bit(x, nonneg)
+    assert np.all(absmax == x[0])
+    for isa in _core.supported_isas():
+        _core._set_isa(isa)
+        q = quantize_8bit(x, nonneg)
+        assert np.array_equal(q.codes, codes), isa
+        assert np.array_equal(dequantize_8bit(q), R.dequantize_8bit(codes, absmax, nonneg)), isa
+        if not nonneg:  # the update's direct path: the probe adds 0 * g to each state
+            s = [Blockwise8(codes.copy(), absmax.copy()), Blockwise8(codes.copy(), absmax.copy())]
+            p = np.zeros(x.size, np.float32)
+            _core.stream_(p, p.copy(), s, 0.0)
+            want = R.quantize_8bit(R.dequantize_8bit(codes, absmax) + np.float32(0), False)[0]  # -0 + 0 is +0
+            assert all(np.array_equal(a.codes, want) for a in s), isa
+
+
 @pytest.mark.parametrize("nonneg", [False, True])
 def test_quantization_error_is_bounded(nonneg):
     x = spread(np.random.default_rng(2), 65536, nonneg)
