@@ -578,7 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--train", action="store_true",
                    help="instead: train an MLP end to end with fastopt, torch and scikit-learn (fastopt.trainbench)")
     b.add_argument("--cases", default="mnist,digits", help="with --train: mnist, digits or both")
-    b.add_argument("--rounds", type=_number(int, 1), default=3, help="with --train: interleaved rounds (the median)")
+    b.add_argument("--rounds", type=_number(int, 1), default=3, help="with --train or --lean: interleaved rounds (the median; --lean: 3 with --quick)")
     b.add_argument("--busy", action="store_true", help="with --train: also with one busy process running")
     b.add_argument("--lean", action="store_true",
                    help="instead: Adam with float32, bfloat16 and 8-bit state, float32 and bfloat16 models, against "
