@@ -309,14 +309,68 @@ inline void lean_store(const Batch& b, int s, int dtype, int64_t a, int64_t i0, 
 
 struct F32Store {
   using E = float;
+  static constexpr bool bits16 = false;
   static FASTOPT_ELEMENT float load(const E& x) { return x; }
   static FASTOPT_ELEMENT E store(float x) { return x; }
 };
 struct Bf16Store {
   using E = uint16_t;
+  static constexpr bool bits16 = true;
   static FASTOPT_ELEMENT float load(const E& x) { return bits_f32(uint32_t(x) << 16); }
   static FASTOPT_ELEMENT E store(float x) { return bf16_nearest(x); }
 };
+
+// All arrays bfloat16: two elements per 32-bit word, the low one widened by a shift and the high
+// one by a mask, each rounded as bf16_nearest rounds and put back in its half, so the loop's
+// vectors hold float32 lanes only (a 16-bit element type makes the compiler widen and narrow
+// with shuffles: 0.53 against 0.40 ns per element for Adam with AVX-512 in L1, 0.92 against 0.55
+// with AVX2).  The same operations per element, hence the same bits (tested).  Returns the
+// elements done: all but an odd last one.
+FASTOPT_ELEMENT uint32_t bf16_word(const uint16_t* x, int64_t i) {
+  uint32_t w;
+  std::memcpy(&w, x + 2 * i, 4);
+  return w;
+}
+FASTOPT_ELEMENT uint32_t bf16_round_high(float x) {  // bf16_nearest(x) << 16, the low half undefined
+  const uint32_t u = f32_bits(x);
+  return x != x ? (u | 0x400000u) : u + 0x7fffu + ((u >> 16) & 1u);
+}
+FASTOPT_ELEMENT void bf16_put(uint16_t* x, int64_t i, float lo, float hi) {
+  const uint32_t w = (bf16_round_high(lo) >> 16) | (bf16_round_high(hi) & 0xffff0000u);
+  std::memcpy(x + 2 * i, &w, 4);
+}
+FASTOPT_ELEMENT float bf16_low(uint32_t w) { return bits_f32(w << 16); }
+FASTOPT_ELEMENT float bf16_high(uint32_t w) { return bits_f32(w & 0xffff0000u); }
+
+template <int MODE, class Rule>
+__attribute__((noinline)) int64_t bf16_pairs(const Rule& rule, const Pre<float>& pre_in, uint16_t* __restrict p,
+                                             const uint16_t* __restrict g, uint16_t* __restrict s0,
+                                             uint16_t* __restrict s1, uint16_t* __restrict s2, int64_t n) {
+  const Rule r = rule;
+  const Pre<float> pre = pre_in;
+  const int64_t h = n / 2;
+#pragma omp simd
+  for (int64_t i = 0; i < h; ++i) {
+    const uint32_t wp = bf16_word(p, i), wg = bf16_word(g, i);
+    const uint32_t w0 = Rule::nstate > 0 ? bf16_word(s0, i) : 0u;
+    const uint32_t w1 = Rule::nstate > 1 ? bf16_word(s1, i) : 0u;
+    const uint32_t w2 = Rule::nstate > 2 ? bf16_word(s2, i) : 0u;
+    float pl = bf16_low(wp), ph = bf16_high(wp), gl = bf16_low(wg), gh = bf16_high(wg);
+    float al = bf16_low(w0), ah = bf16_high(w0), cl = bf16_low(w1), ch = bf16_high(w1);
+    float dl = bf16_low(w2), dh = bf16_high(w2);
+    if constexpr (MODE != kNoPre) {
+      gl = pre.template apply<MODE == kPrePenalty>(gl, pl);
+      gh = pre.template apply<MODE == kPrePenalty>(gh, ph);
+    }
+    r(pl, gl, al, cl, dl);
+    r(ph, gh, ah, ch, dh);
+    bf16_put(p, i, pl, ph);
+    if constexpr (Rule::nstate > 0) bf16_put(s0, i, al, ah);
+    if constexpr (Rule::nstate > 1) bf16_put(s1, i, cl, ch);
+    if constexpr (Rule::nstate > 2) bf16_put(s2, i, dl, dh);
+  }
+  return 2 * h;
+}
 
 template <int MODE, class PS, class SS, class Rule>
 __attribute__((noinline)) void direct_range(const Rule& rule, const Pre<float>& pre_in, typename PS::E* __restrict p,
@@ -324,8 +378,10 @@ __attribute__((noinline)) void direct_range(const Rule& rule, const Pre<float>& 
                                             typename SS::E* __restrict s1, typename SS::E* __restrict s2, int64_t n) {
   const Rule r = rule;
   const Pre<float> pre = pre_in;
+  int64_t i0 = 0;
+  if constexpr (PS::bits16 && SS::bits16) i0 = bf16_pairs<MODE>(rule, pre_in, p, g, s0, s1, s2, n);
 #pragma omp simd
-  for (int64_t i = 0; i < n; ++i) {
+  for (int64_t i = i0; i < n; ++i) {
     float pi = PS::load(p[i]);
     float gi = PS::load(g[i]);
     if constexpr (MODE != kNoPre) gi = pre.template apply<MODE == kPrePenalty>(gi, pi);

@@ -332,6 +332,40 @@ def test_8bit_direct_path_gives_the_buffered_paths_bits(name, param, restore_isa
             assert np.array_equal(a.view(np.uint8), b.view(np.uint8)), f"{isa}, direct={direct}, {threads} threads"
 
 
+BF16_PAIR_CASES = {  # a rule with one, two and three states, with and without gradient pre-processing
+    "sgd": (fastopt.sgd_, 1, dict(lr=0.1, momentum=0.9, nesterov=True, clip_value=0.5)),
+    "lion": (lambda *a, step, **k: fastopt.lion_(*a, **k), 1, dict(lr=1e-2, weight_decay=0.1)),  # no step count
+    "adam": (fastopt.adam_, 2, dict(lr=1e-2)),
+    "adamw-amsgrad": (fastopt.adam_, 3, dict(lr=1e-2, amsgrad=True, weight_decay=0.1, decoupled_weight_decay=True,
+                                             l1=1e-3, l2=1e-2, maximize=True)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BF16_PAIR_CASES))
+def test_bfloat16_model_and_state_equal_the_float32_step_rounded(name, restore_isa):
+    # all-bfloat16 steps run two elements per 32-bit word: the same float32 operations as the
+    # float32 kernel on the widened values, then round to nearest even (ml_dtypes), bit for bit;
+    # odd sizes, a view starting at an odd element (words not 4-byte aligned), every instruction set
+    fn, nstate, hyper = BF16_PAIR_CASES[name]
+    rng = np.random.default_rng(11)
+    for isa in _core.supported_isas():
+        _core._set_isa(isa)
+        for n, off in ((1, 0), (2, 1), (37, 1), (16384 * 3 + 301, 0), (70001, 1)):
+            base = [rng.standard_normal(n + off).astype(BF16) for _ in range(2 + nstate)]
+            base[1][::7] = 0
+            for s in base[2:]:
+                s[...] = np.abs(s)  # second moments and amsgrad's maximum are >= 0
+            p, g, *s = [a[off:] for a in base]
+            p32, g32, s32 = p.astype(np.float32), g.astype(np.float32), [a.astype(np.float32) for a in s]
+            for step in (1, 2):
+                fn([p32], [g32], *[[a] for a in s32], step=step, **hyper)
+                fn([p], [g], *[[a] for a in s], step=step, **hyper)
+                want = [p32.astype(BF16)] + [a.astype(BF16) for a in s32]
+                for k, (a, b) in enumerate(zip([p] + s, want)):
+                    assert np.array_equal(a.view(np.uint16), b.view(np.uint16)), f"{isa}, n={n}, array {k}"
+                p32, s32 = p.astype(np.float32), [a.astype(np.float32) for a in s]
+
+
 def test_8bit_direct_path_of_the_probe_gives_the_buffered_bits():
     rng = np.random.default_rng(3)
     n = 16384 + 700
