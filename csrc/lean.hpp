@@ -112,11 +112,14 @@ FASTOPT_ELEMENT uint8_t q8_encode_unsigned(float x, float scale) {
 constexpr float q8_magic(bool nn) { return nn ? 96.0f : 16384.0f; }
 constexpr uint32_t q8_round_add(bool nn) { return 0x7ffffu - ((nn ? 896u : 960u) << 20); }
 
+// q8_decode_dw / q8_encode_dw: one vector of codes (one per 32-bit lane) to and from values;
+// q8_decode_vec / q8_encode_vec: kQ8Width codes in memory order; q8_decode_split /
+// q8_encode_split: 2 kQ8Width codes, the even elements' values in one buffer and the odd ones'
+// in another (the layout of the all-bfloat16 loop's words, see bf16_pairs).
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 constexpr int kQ8Width = 16;
 template <bool NN>
-FASTOPT_ELEMENT void q8_decode_vec(const uint8_t* c, float inv, float* out) {
-  const __m512i x = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c)));
+FASTOPT_ELEMENT __m512 q8_decode_dw(__m512i x, float inv) {
   const __m512i mag = NN ? x : _mm512_and_si512(x, _mm512_set1_epi32(0x7f));
   const __mmask16 sub = _mm512_cmplt_epu32_mask(mag, _mm512_set1_epi32(8));
   __m512 v = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(mag, _mm512_set1_epi32(NN ? 896 : 960)), 20));
@@ -124,10 +127,10 @@ FASTOPT_ELEMENT void q8_decode_vec(const uint8_t* c, float inv, float* out) {
   if (!NN)  // the sign: bit 7 of the code to bit 31
     v = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_castps_si512(v), _mm512_slli_epi32(x, 24),
                                                       _mm512_set1_epi32(int32_t(0x80000000u)), 0xf8));
-  _mm512_storeu_ps(out, _mm512_mul_ps(v, _mm512_set1_ps(inv)));
+  return _mm512_mul_ps(v, _mm512_set1_ps(inv));
 }
 template <bool NN>
-FASTOPT_ELEMENT void q8_encode_vec(const float* x, float scale, uint8_t* c) {
+FASTOPT_ELEMENT __m512i q8_encode_dw(const float* x, float scale) {
   const __m512i ux = _mm512_castps_si512(_mm512_loadu_ps(x));
   const __m512i ax = NN ? ux : _mm512_and_si512(ux, _mm512_set1_epi32(0x7fffffff));
   const __m512 y = _mm512_mul_ps(_mm512_castsi512_ps(ax), _mm512_set1_ps(scale));
@@ -139,23 +142,41 @@ FASTOPT_ELEMENT void q8_encode_vec(const float* x, float scale, uint8_t* c) {
                               _mm512_set1_epi32(int32_t(f32_bits(q8_magic(NN)))));
   mag = _mm512_min_epu32(mag, _mm512_set1_epi32(NN ? 255 : 126));
   if (!NN) mag = _mm512_ternarylogic_epi32(mag, _mm512_srli_epi32(ux, 24), _mm512_set1_epi32(0x80), 0xf8);
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(c), _mm512_cvtepi32_epi8(mag));
+  return mag;
+}
+template <bool NN>
+FASTOPT_ELEMENT void q8_decode_vec(const uint8_t* c, float inv, float* out) {
+  _mm512_storeu_ps(out, q8_decode_dw<NN>(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c))), inv));
+}
+template <bool NN>
+FASTOPT_ELEMENT void q8_encode_vec(const float* x, float scale, uint8_t* c) {
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(c), _mm512_cvtepi32_epi8(q8_encode_dw<NN>(x, scale)));
+}
+template <bool NN>
+FASTOPT_ELEMENT void q8_decode_split(const uint8_t* c, float inv, float* even, float* odd) {
+  const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c)));
+  _mm512_storeu_ps(even, q8_decode_dw<NN>(_mm512_and_si512(w, _mm512_set1_epi32(0xff)), inv));
+  _mm512_storeu_ps(odd, q8_decode_dw<NN>(_mm512_srli_epi32(w, 8), inv));
+}
+template <bool NN>
+FASTOPT_ELEMENT void q8_encode_split(const float* even, const float* odd, float scale, uint8_t* c) {
+  const __m512i w = _mm512_or_si512(q8_encode_dw<NN>(even, scale), _mm512_slli_epi32(q8_encode_dw<NN>(odd, scale), 8));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(c), _mm512_cvtepi32_epi16(w));
 }
 #elif defined(__AVX2__)
 constexpr int kQ8Width = 8;
 template <bool NN>
-FASTOPT_ELEMENT void q8_decode_vec(const uint8_t* c, float inv, float* out) {
-  const __m256i x = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(c)));
+FASTOPT_ELEMENT __m256 q8_decode_dw(__m256i x, float inv) {
   const __m256i mag = NN ? x : _mm256_and_si256(x, _mm256_set1_epi32(0x7f));
   const __m256 sub = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(8), mag));
   const __m256 nrm = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(mag, _mm256_set1_epi32(NN ? 896 : 960)), 20));
   const __m256 den = _mm256_mul_ps(_mm256_cvtepi32_ps(mag), _mm256_set1_ps(NN ? 7.62939453125e-06f : 0.001953125f));
   __m256 v = _mm256_blendv_ps(nrm, den, sub);
   if (!NN) v = _mm256_or_ps(v, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_srli_epi32(x, 7), 31)));
-  _mm256_storeu_ps(out, _mm256_mul_ps(v, _mm256_set1_ps(inv)));
+  return _mm256_mul_ps(v, _mm256_set1_ps(inv));
 }
 template <bool NN>
-FASTOPT_ELEMENT void q8_encode_vec(const float* x, float scale, uint8_t* c) {
+FASTOPT_ELEMENT __m256i q8_encode_dw(const float* x, float scale) {
   const __m256i ux = _mm256_castps_si256(_mm256_loadu_ps(x));
   const __m256i ax = NN ? ux : _mm256_and_si256(ux, _mm256_set1_epi32(0x7fffffff));
   const __m256 y = _mm256_mul_ps(_mm256_castsi256_ps(ax), _mm256_set1_ps(scale));
@@ -168,8 +189,30 @@ FASTOPT_ELEMENT void q8_encode_vec(const float* x, float scale, uint8_t* c) {
   __m256i mag = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(nrm), _mm256_castsi256_ps(den), sub));
   mag = _mm256_min_epu32(mag, _mm256_set1_epi32(NN ? 255 : 126));
   if (!NN) mag = _mm256_or_si256(mag, _mm256_and_si256(_mm256_srli_epi32(ux, 24), _mm256_set1_epi32(0x80)));
-  const __m128i w = _mm_packus_epi32(_mm256_castsi256_si128(mag), _mm256_extracti128_si256(mag, 1));  // 0..255: no saturation
+  return mag;
+}
+FASTOPT_ELEMENT __m128i q8_pack_words(__m256i w) {  // 8 lanes of 0..65535 to 8 words (no saturation)
+  return _mm_packus_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+}
+template <bool NN>
+FASTOPT_ELEMENT void q8_decode_vec(const uint8_t* c, float inv, float* out) {
+  _mm256_storeu_ps(out, q8_decode_dw<NN>(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(c))), inv));
+}
+template <bool NN>
+FASTOPT_ELEMENT void q8_encode_vec(const float* x, float scale, uint8_t* c) {
+  const __m128i w = q8_pack_words(q8_encode_dw<NN>(x, scale));
   _mm_storel_epi64(reinterpret_cast<__m128i*>(c), _mm_packus_epi16(w, w));
+}
+template <bool NN>
+FASTOPT_ELEMENT void q8_decode_split(const uint8_t* c, float inv, float* even, float* odd) {
+  const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c)));
+  _mm256_storeu_ps(even, q8_decode_dw<NN>(_mm256_and_si256(w, _mm256_set1_epi32(0xff)), inv));
+  _mm256_storeu_ps(odd, q8_decode_dw<NN>(_mm256_srli_epi32(w, 8), inv));
+}
+template <bool NN>
+FASTOPT_ELEMENT void q8_encode_split(const float* even, const float* odd, float scale, uint8_t* c) {
+  const __m256i w = _mm256_or_si256(q8_encode_dw<NN>(even, scale), _mm256_slli_epi32(q8_encode_dw<NN>(odd, scale), 8));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(c), q8_pack_words(w));
 }
 #else
 constexpr int kQ8Width = 0;  // the scalar loops only
@@ -463,6 +506,59 @@ __attribute__((noinline)) void q8_direct_block(const Rule& rule, typename PS::E*
   mx[1] = m1;
 }
 
+#if defined(__AVX2__)
+// A bfloat16 model's block of n elements (a multiple of 2 kQ8Width) two elements per 32-bit word
+// as bf16_pairs walks them: the codes decoded into split buffers (the even elements' values in
+// the first half, the odd ones' in the second), the rule run on each word's two halves, the
+// blocks' maxima taken, the new states left in the split buffers for q8_encode_block_split.
+template <int NS, bool NN0, bool NN1, class Rule>
+__attribute__((noinline)) void q8_pairs_block(const Rule& rule, uint16_t* __restrict p, const uint16_t* __restrict g,
+                                              const uint8_t* __restrict c0, const uint8_t* __restrict c1, float inv0,
+                                              float inv1, float* __restrict s0, float* __restrict s1,
+                                              uint32_t* __restrict mx, int64_t n) {
+  const Rule r = rule;
+  const int64_t h = n / 2;
+  for (int64_t j = 0; j < h; j += kQ8Width) {
+    q8_decode_split<NN0>(c0 + 2 * j, inv0, s0 + j, s0 + h + j);
+    if constexpr (NS > 1) q8_decode_split<NN1>(c1 + 2 * j, inv1, s1 + j, s1 + h + j);
+  }
+  uint32_t m0 = 0, m1 = 0;
+#pragma omp simd reduction(max : m0, m1)
+  for (int64_t i = 0; i < h; ++i) {
+    const uint32_t wp = bf16_word(p, i), wg = bf16_word(g, i);
+    float pl = bf16_low(wp), ph = bf16_high(wp), gl = bf16_low(wg), gh = bf16_high(wg);
+    float al = s0[i], ah = s0[h + i];
+    float cl = NS > 1 ? s1[i] : 0.0f, ch = NS > 1 ? s1[h + i] : 0.0f;
+    float dl = 0.0f, dh = 0.0f;
+    r(pl, gl, al, cl, dl);
+    r(ph, gh, ah, ch, dh);
+    bf16_put(p, i, pl, ph);
+    s0[i] = al;
+    s0[h + i] = ah;
+    const uint32_t u0 = f32_bits(al) & 0x7fffffffu, v0 = f32_bits(ah) & 0x7fffffffu;
+    m0 = u0 > m0 ? u0 : m0;
+    m0 = v0 > m0 ? v0 : m0;
+    if constexpr (NS > 1) {
+      s1[i] = cl;
+      s1[h + i] = ch;
+      const uint32_t u1 = f32_bits(cl) & 0x7fffffffu, v1 = f32_bits(ch) & 0x7fffffffu;
+      m1 = u1 > m1 ? u1 : m1;
+      m1 = v1 > m1 ? v1 : m1;
+    }
+  }
+  mx[0] = m0;
+  mx[1] = m1;
+}
+template <bool NN>
+__attribute__((noinline)) void q8_encode_block_split(const float* __restrict x, float amax, uint8_t* __restrict c,
+                                                     float* __restrict absmax, int64_t n) {
+  const float scale = amax > 0.0f ? (NN ? kQUnsigned : kQSigned) / amax : 0.0f;  // as q8_encode
+  const int64_t h = n / 2;
+  for (int64_t j = 0; j < h; j += kQ8Width) q8_encode_split<NN>(x + j, x + h + j, scale, c + 2 * j);
+  *absmax = amax;
+}
+#endif
+
 template <class PS, int NS, bool NN0, bool NN1, class Rule>
 void q8_sweep(const Batch& b, const Rule& rule, int nt) {
   const Plan plan(b);
@@ -480,6 +576,17 @@ void q8_sweep(const Batch& b, const Rule& rule, int nt) {
       const int64_t n = it.len - off < kQBlock ? it.len - off : kQBlock;
       const float inv0 = a0[q] / (NN0 ? kQUnsigned : kQSigned);
       const float inv1 = NS > 1 ? a1[q] / (NN1 ? kQUnsigned : kQSigned) : 0.0f;
+#if defined(__AVX2__)
+      if constexpr (PS::bits16) {
+        if (n % (2 * kQ8Width) == 0) {
+          q8_pairs_block<NS, NN0, NN1>(rule, p + off, g + off, c0 + off, NS > 1 ? c1 + off : nullptr, inv0, inv1, buf0,
+                                       buf1, mx, n);
+          q8_encode_block_split<NN0>(buf0, bits_f32(mx[0]), c0 + off, a0 + q, n);
+          if constexpr (NS > 1) q8_encode_block_split<NN1>(buf1, bits_f32(mx[1]), c1 + off, a1 + q, n);
+          continue;
+        }
+      }
+#endif
       q8_direct_block<PS, NS, NN0, NN1>(rule, p + off, g + off, c0 + off, NS > 1 ? c1 + off : nullptr, inv0, inv1, buf0,
                                     buf1, mx, n);
       q8_encode(buf0, NN0, bits_f32(mx[0]), c0 + off, a0 + q, n);
