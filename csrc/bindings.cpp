@@ -1212,9 +1212,9 @@ PYBIND11_MODULE(_core, m) {
     if (n < 0) throw py::value_error("n must be >= 0 (0: the default), got " + std::to_string(n));
     return set_thread_parallel_min(n);
   }, py::arg("n"), "This thread's fewest elements for a call to use helper threads (0: the default); returns the previous value.");
-  m.def("_set_direct_8bit", &set_direct_8bit, py::arg("on"),
-        "Float32 models with 8-bit state: the direct path (True, the default) or the buffered one (the same "
-        "bits); returns the previous setting.");
+  m.def("_set_direct_lean", &set_direct_lean, py::arg("on"),
+        "8-bit state and stochastic rounding: the direct paths (True, the default) or the buffered one (the "
+        "same bits); returns the previous setting.");
   m.def("_thread_setting", &thread_setting, "set_num_threads' value, 0 when unset (the default applies).");
   m.def("isa", []() { return std::string(kernels().name); }, "The instruction set in use.");
   m.def("compiled_isas", &compiled_isas);

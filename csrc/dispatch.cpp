@@ -111,9 +111,9 @@ const KernelTable& kernels() {
 void set_isa(const std::string& name) { g_table.store(find_supported(name), std::memory_order_release); }
 
 namespace {
-std::atomic<bool> g_direct_8bit_off{false};
+std::atomic<bool> g_direct_lean_off{false};
 }
-bool set_direct_8bit(bool on) { return !g_direct_8bit_off.exchange(!on, std::memory_order_relaxed); }
-bool direct_8bit_off() { return g_direct_8bit_off.load(std::memory_order_relaxed); }
+bool set_direct_lean(bool on) { return !g_direct_lean_off.exchange(!on, std::memory_order_relaxed); }
+bool direct_lean_off() { return g_direct_lean_off.load(std::memory_order_relaxed); }
 
 }  // namespace fastopt

@@ -50,9 +50,9 @@ std::vector<std::string> supported_isas();
 const KernelTable& kernels();
 // Use the named instruction set; throws std::invalid_argument if unknown or unsupported.
 void set_isa(const std::string& name);
-// Whether float32 models with 8-bit state take the direct path (lean.hpp) or the buffered one
-// (the same bits; the switch lets tests and benchmarks compare them).  Returns the old setting.
-bool set_direct_8bit(bool on);
-bool direct_8bit_off();
+// Whether 8-bit state and stochastic rounding take their direct paths (lean.hpp) or the buffered
+// one (the same bits; the switch lets tests and benchmarks compare them).  Returns the old setting.
+bool set_direct_lean(bool on);
+bool direct_lean_off();
 
 }  // namespace fastopt

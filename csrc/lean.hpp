@@ -439,6 +439,64 @@ __attribute__((noinline)) void direct_range(const Rule& rule, const Pre<float>& 
   }
 }
 
+// Bfloat16 parameters (and bfloat16 or float32 state) rounded stochastically, in the rule's own
+// loop: element i of role s of array a takes the random bits bf16_stochastic takes from the
+// buffered path's narrow_bf16_sr (key sr_key(seed, a, s, high bits of i), the low bits of i), so
+// the same bits (tested against the buffered path).
+template <int MODE, class SS, class Rule>
+__attribute__((noinline)) void direct_sr_range(const Rule& rule, const Pre<float>& pre_in, uint16_t* __restrict p,
+                                               const uint16_t* __restrict g, typename SS::E* __restrict s0,
+                                               typename SS::E* __restrict s1, typename SS::E* __restrict s2,
+                                               int64_t n, uint32_t i0, const uint32_t* key) {
+  const Rule r = rule;
+  const Pre<float> pre = pre_in;
+  const uint32_t kp = key[0], k0 = key[1], k1 = key[2], k2 = key[3];
+#pragma omp simd
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t idx = i0 + uint32_t(i);
+    float pi = Bf16Store::load(p[i]);
+    float gi = Bf16Store::load(g[i]);
+    if constexpr (MODE != kNoPre) gi = pre.template apply<MODE == kPrePenalty>(gi, pi);
+    float a = Rule::nstate > 0 ? SS::load(s0[i]) : 0.0f;
+    float c = Rule::nstate > 1 ? SS::load(s1[i]) : 0.0f;
+    float d = Rule::nstate > 2 ? SS::load(s2[i]) : 0.0f;
+    r(pi, gi, a, c, d);
+    p[i] = bf16_stochastic(pi, kp, idx);
+    if constexpr (SS::bits16) {
+      if constexpr (Rule::nstate > 0) s0[i] = bf16_stochastic(a, k0, idx);
+      if constexpr (Rule::nstate > 1) s1[i] = bf16_stochastic(c, k1, idx);
+      if constexpr (Rule::nstate > 2) s2[i] = bf16_stochastic(d, k2, idx);
+    } else {
+      if constexpr (Rule::nstate > 0) s0[i] = a;
+      if constexpr (Rule::nstate > 1) s1[i] = c;
+      if constexpr (Rule::nstate > 2) s2[i] = d;
+    }
+  }
+}
+
+template <class SS, class Rule>
+void direct_sr_sweep(const Batch& b, const Rule& rule, const PreHyper& ph, int nt) {
+  const Plan plan(b);
+  const Pre<float> pre(ph);
+  const PreMode mode = pre_mode(ph);
+  const Lean& L = *b.lean;
+  for_items(plan, nt, [&](int64_t k) {
+    const Item& it = plan.items[k];
+    auto* p = static_cast<uint16_t*>(b.slot[0][it.array]) + it.start;
+    const auto* g = static_cast<const uint16_t*>(b.slot[1][it.array]) + it.start;
+    typename SS::E* s[3] = {nullptr, nullptr, nullptr};
+    for (int j = 0; j < Rule::nstate; ++j) s[j] = static_cast<typename SS::E*>(b.slot[2 + j][it.array]) + it.start;
+    // an item lies within one 2^32-element stretch (it starts at a multiple of kChunk), so one key per role
+    const int64_t hi = it.start >> 32;
+    const uint32_t key[4] = {sr_key(L.seed, it.array, 0, hi), sr_key(L.seed, it.array, 2, hi),
+                             sr_key(L.seed, it.array, 3, hi), sr_key(L.seed, it.array, 4, hi)};
+    const uint32_t i0 = uint32_t(uint64_t(it.start));
+    if (mode == kNoPre) direct_sr_range<kNoPre, SS>(rule, pre, p, g, s[0], s[1], s[2], it.len, i0, key);
+    else if (mode == kPre) direct_sr_range<kPre, SS>(rule, pre, p, g, s[0], s[1], s[2], it.len, i0, key);
+    else direct_sr_range<kPrePenalty, SS>(rule, pre, p, g, s[0], s[1], s[2], it.len, i0, key);
+  });
+}
+
 template <class PS, class SS, class Rule>
 void direct_sweep(const Batch& b, const Rule& rule, const PreHyper& ph, int nt) {
   const Plan plan(b);
@@ -632,7 +690,11 @@ void lean_sweep(const Batch& b, const Rule& rule, const PreHyper& ph, int nt) {
     if (L.param == BF16 && L.state == F32) return direct_sweep<Bf16Store, F32Store>(b, rule, ph, nt);
     if (L.param == BF16 && L.state == BF16) return direct_sweep<Bf16Store, Bf16Store>(b, rule, ph, nt);
   }
-  if (!direct_8bit_off() && q8_direct(b, rule, ph, nt)) return;
+  if (L.stochastic && L.out < 0 && !L.kahan && L.param == BF16 && L.grad == BF16 && !direct_lean_off()) {
+    if (L.state == BF16) return direct_sr_sweep<Bf16Store>(b, rule, ph, nt);
+    if (L.state == F32) return direct_sr_sweep<F32Store>(b, rule, ph, nt);
+  }
+  if (!direct_lean_off() && q8_direct(b, rule, ph, nt)) return;
   const Plan plan(b);
   const Pre<float> pre(ph);
   const PreMode mode = pre_mode(ph);

@@ -320,16 +320,38 @@ def test_8bit_direct_path_gives_the_buffered_paths_bits(name, param, restore_isa
         for isa in _core.supported_isas():
             _core._set_isa(isa)
             for direct, threads in ((True, 1), (True, 2), (False, 1)):
-                _core._set_direct_8bit(direct)
+                _core._set_direct_lean(direct)
                 kp, ks, _, _, _, _ = run_lean(name, param, "int8", sizes=sizes, threads=threads)
                 flat = [a.view(np.uint8) for a in kp] + [np.concatenate([a.codes.ravel(), a.absmax.view(np.uint8)])
                                    for role in ks if role for a in role]
                 runs.append((isa, direct, threads, flat))
     finally:
-        _core._set_direct_8bit(True)
+        _core._set_direct_lean(True)
     for isa, direct, threads, flat in runs[1:]:
         for a, b in zip(runs[0][3], flat):
             assert np.array_equal(a.view(np.uint8), b.view(np.uint8)), f"{isa}, direct={direct}, {threads} threads"
+
+
+@pytest.mark.parametrize("state", ["bfloat16", "float32"])
+@pytest.mark.parametrize("name", ["sgd", "lion", "adam", "adagrad", "radam"])
+def test_stochastic_rounding_direct_path_gives_the_buffered_paths_bits(name, state, restore_isa):
+    # bfloat16 parameters rounded stochastically take the direct path; the buffered one must give
+    # the same bits (the same random bits per element, role and array), on every instruction set
+    sizes = [2 * 16384 + 300, 1, 255, 257]
+    runs = []
+    try:
+        for isa in _core.supported_isas():
+            _core._set_isa(isa)
+            for direct, threads in ((True, 1), (True, 2), (False, 1)):
+                _core._set_direct_lean(direct)
+                kp, ks, _, _, _, _ = run_lean(name, "bfloat16", state, stochastic=True, sizes=sizes, threads=threads)
+                runs.append((isa, direct, threads, [as_bits(a) for a in kp] + [as_bits(a) for role in ks if role
+                                                                                for a in role]))
+    finally:
+        _core._set_direct_lean(True)
+    for isa, direct, threads, flat in runs[1:]:
+        for a, b in zip(runs[0][3], flat):
+            assert np.array_equal(a, b), f"{isa}, direct={direct}, {threads} threads"
 
 
 BF16_PAIR_CASES = {  # a rule with one, two and three states, with and without gradient pre-processing
@@ -374,13 +396,13 @@ def test_8bit_direct_path_of_the_probe_gives_the_buffered_bits():
     out = []
     try:
         for direct in (True, False):
-            _core._set_direct_8bit(direct)
+            _core._set_direct_lean(direct)
             p, s = p0.copy(), [Blockwise8(q.codes.copy(), q.absmax.copy(), False) for q in s0]
             for c in (0.5, -0.25):
                 _core.stream_(p, g, s, c)
             out.append([p.view(np.uint8)] + [np.concatenate([q.codes, q.absmax.view(np.uint8)]) for q in s])
     finally:
-        _core._set_direct_8bit(True)
+        _core._set_direct_lean(True)
     assert all(np.array_equal(a, b) for a, b in zip(*out))
 
 
