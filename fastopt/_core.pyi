@@ -24,9 +24,9 @@ def _prepare(arg0: collections.abc.Callable, *args, **kwargs) -> tuple[typing.An
     """
     fn(*args, **kwargs), keeping the update call it makes: (its result, a _Prepared).
     """
-def _set_direct_8bit(on: bool) -> bool:
+def _set_direct_lean(on: bool) -> bool:
     """
-    Float32 models with 8-bit state: the direct path (True, the default) or the buffered one (the same bits); returns the previous setting.
+    8-bit state and stochastic rounding: the direct paths (True, the default) or the buffered one (the same bits); returns the previous setting.
     """
 def _set_isa(name: str) -> None:
     ...
