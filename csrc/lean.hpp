@@ -443,6 +443,49 @@ __attribute__((noinline)) void direct_range(const Rule& rule, const Pre<float>& 
 // loop: element i of role s of array a takes the random bits bf16_stochastic takes from the
 // buffered path's narrow_bf16_sr (key sr_key(seed, a, s, high bits of i), the low bits of i), so
 // the same bits (tested against the buffered path).
+// bf16_pairs with stochastic rounding: the word's low element has index i0 + 2i, its high one
+// i0 + 2i + 1, each rounded as bf16_stochastic rounds it.
+FASTOPT_ELEMENT uint32_t bf16_sr_high(float x, uint32_t key, uint32_t idx) {  // bf16_stochastic(x) << 16, low half undefined
+  const uint32_t u = f32_bits(x);
+  return x != x ? (u | 0x400000u) : u + (mix32(key ^ (idx * 0x9e3779b9u)) & 0xffffu);
+}
+FASTOPT_ELEMENT void bf16_sr_put(uint16_t* x, int64_t i, float lo, float hi, uint32_t key, uint32_t idx) {
+  const uint32_t w = (bf16_sr_high(lo, key, idx) >> 16) | (bf16_sr_high(hi, key, idx + 1u) & 0xffff0000u);
+  std::memcpy(x + 2 * i, &w, 4);
+}
+template <int MODE, class Rule>
+__attribute__((noinline)) int64_t bf16_sr_pairs(const Rule& rule, const Pre<float>& pre_in, uint16_t* __restrict p,
+                                                const uint16_t* __restrict g, uint16_t* __restrict s0,
+                                                uint16_t* __restrict s1, uint16_t* __restrict s2, int64_t n,
+                                                uint32_t i0, const uint32_t* key) {
+  const Rule r = rule;
+  const Pre<float> pre = pre_in;
+  const uint32_t kp = key[0], k0 = key[1], k1 = key[2], k2 = key[3];
+  const int64_t h = n / 2;
+#pragma omp simd
+  for (int64_t i = 0; i < h; ++i) {
+    const uint32_t idx = i0 + 2u * uint32_t(i);
+    const uint32_t wp = bf16_word(p, i), wg = bf16_word(g, i);
+    const uint32_t w0 = Rule::nstate > 0 ? bf16_word(s0, i) : 0u;
+    const uint32_t w1 = Rule::nstate > 1 ? bf16_word(s1, i) : 0u;
+    const uint32_t w2 = Rule::nstate > 2 ? bf16_word(s2, i) : 0u;
+    float pl = bf16_low(wp), ph = bf16_high(wp), gl = bf16_low(wg), gh = bf16_high(wg);
+    float al = bf16_low(w0), ah = bf16_high(w0), cl = bf16_low(w1), ch = bf16_high(w1);
+    float dl = bf16_low(w2), dh = bf16_high(w2);
+    if constexpr (MODE != kNoPre) {
+      gl = pre.template apply<MODE == kPrePenalty>(gl, pl);
+      gh = pre.template apply<MODE == kPrePenalty>(gh, ph);
+    }
+    r(pl, gl, al, cl, dl);
+    r(ph, gh, ah, ch, dh);
+    bf16_sr_put(p, i, pl, ph, kp, idx);
+    if constexpr (Rule::nstate > 0) bf16_sr_put(s0, i, al, ah, k0, idx);
+    if constexpr (Rule::nstate > 1) bf16_sr_put(s1, i, cl, ch, k1, idx);
+    if constexpr (Rule::nstate > 2) bf16_sr_put(s2, i, dl, dh, k2, idx);
+  }
+  return 2 * h;
+}
+
 template <int MODE, class SS, class Rule>
 __attribute__((noinline)) void direct_sr_range(const Rule& rule, const Pre<float>& pre_in, uint16_t* __restrict p,
                                                const uint16_t* __restrict g, typename SS::E* __restrict s0,
@@ -451,8 +494,10 @@ __attribute__((noinline)) void direct_sr_range(const Rule& rule, const Pre<float
   const Rule r = rule;
   const Pre<float> pre = pre_in;
   const uint32_t kp = key[0], k0 = key[1], k1 = key[2], k2 = key[3];
+  int64_t start = 0;
+  if constexpr (SS::bits16) start = bf16_sr_pairs<MODE>(rule, pre_in, p, g, s0, s1, s2, n, i0, key);
 #pragma omp simd
-  for (int64_t i = 0; i < n; ++i) {
+  for (int64_t i = start; i < n; ++i) {
     const uint32_t idx = i0 + uint32_t(i);
     float pi = Bf16Store::load(p[i]);
     float gi = Bf16Store::load(g[i]);
