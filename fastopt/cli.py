@@ -115,11 +115,12 @@ def lean_bench_main(args: argparse.Namespace) -> int:
 def format_lean_table(rows) -> str:
     """ms per Adam step, bytes moved and kept, GB/s, the speed-up over torch's fused Adam on the
     same model dtype and the fraction of the probe moving the same bytes."""
-    lines = [f"{'peer':44} {'ms':>8} {'B/elem':>6} {'state B':>7} {'GB/s':>6} {'vs torch':>8} {'of probe':>8}"]
+    w = max([44] + [len(r["peer"]) for r in rows])
+    lines = [f"{'peer':{w}} {'ms':>8} {'B/elem':>6} {'state B':>7} {'GB/s':>6} {'vs torch':>8} {'of probe':>8}"]
     for r in rows:
         vs = f"{r['vs_torch_fused']:7.2f}x" if r["vs_torch_fused"] else f"{'':8}"
         frac = f"{r['of_probe']:8.0%}" if r["of_probe"] else f"{'':8}"
-        lines.append(f"{r['peer']:44} {r['ms']:8.2f} {r['bytes_per_element']:6.1f} {r['state_bytes_per_param']:7.2f} "
+        lines.append(f"{r['peer']:{w}} {r['ms']:8.2f} {r['bytes_per_element']:6.1f} {r['state_bytes_per_param']:7.2f} "
                      f"{r['GB/s']:6.1f} {vs} {frac}")
     n = rows[0]["elements"] if rows else 0
     lines.append(f"({n:,} elements, Adam; medians of interleaved rounds; torch-fused (A/A) times torch twice)")

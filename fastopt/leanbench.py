@@ -1,6 +1,7 @@
 """The lean-precision benchmark: one Adam step over n parameters with float32, bfloat16 and 8-bit
-state, on a float32 model and on a bfloat16 model, against torch's fused Adam, bitsandbytes'
-8-bit Adam (where it installs) and the bandwidth probe moving the same bytes.
+state, on a float32 model and on a bfloat16 model (also with stochastic rounding, as pure bfloat16
+training runs), against torch's fused Adam, bitsandbytes' 8-bit Adam (where it installs) and the
+bandwidth probe moving the same bytes.
 
 Every peer works on its own arrays of n elements, prepared once (fastopt's state placed as its
 optimizer classes place it, :func:`fastopt.precision.staggered`); the peers are interleaved round
@@ -90,6 +91,16 @@ def peers(n: int, include: Optional[List[str]] = None) -> List[Peer]:
                     s = s[:1]
                 out.append(Peer(pname, model, state, moved_bytes(model, state), None,
                                 lambda p=p, g=g, s=s: _core.stream_(p, g, s, 0.0)))
+            sname = f"fastopt {model} model, {state} state, stochastic rounding"
+            if model == "bfloat16" and state != "int8" and want(sname):  # pure bfloat16 training's rounding
+                p, g, s = _adam_arrays(n, model, state, rng)
+
+                def sr_step(p=p, g=g, s=s) -> None:
+                    counter["t"] += 1
+                    F.adam_(p, g, s[0], s[1], step=counter["t"] + 10, lr=1e-3, stochastic_rounding=True,
+                            seed=counter["t"])
+                out.append(Peer(sname, model, state, moved_bytes(model, state), f"probe {model} model, {state} state",
+                                sr_step))
             cname = f"8-bit conversions, {model} model (no rule)"
             if state == "int8" and want(cname):  # what decoding and encoding two 8-bit states cost
                 p, g, _ = _adam_arrays(n, model, state, rng)
