@@ -363,104 +363,65 @@ struct Bf16Store {
   static FASTOPT_ELEMENT E store(float x) { return bf16_nearest(x); }
 };
 
+// How a direct path's bfloat16 stores round: to nearest even (bf16_nearest), or stochastically
+// with the buffered path's random bits (bf16_stochastic as narrow_bf16_sr calls it: key
+// sr_key(seed, array, slot, high bits of the index), the index's low bits).  high(x, role, idx)
+// is the rounded value in the upper 16 bits (the lower ones undefined); role 0 is the parameters,
+// 1..3 the states; idx the element's index in its array (low 32 bits).
+struct RoundNearest {
+  static RoundNearest of(const Batch&, const Item&) { return {}; }
+  FASTOPT_ELEMENT uint32_t high(float x, int, uint32_t) const {
+    const uint32_t u = f32_bits(x);
+    return x != x ? (u | 0x400000u) : u + 0x7fffu + ((u >> 16) & 1u);
+  }
+};
+struct RoundStochastic {
+  uint32_t key[4];
+  static RoundStochastic of(const Batch& b, const Item& it) {
+    // an item lies within one 2^32-element stretch (it starts at a multiple of kChunk): one key per role
+    const uint32_t seed = b.lean->seed;
+    const int64_t hi = it.start >> 32;
+    return {{sr_key(seed, it.array, 0, hi), sr_key(seed, it.array, 2, hi), sr_key(seed, it.array, 3, hi),
+             sr_key(seed, it.array, 4, hi)}};
+  }
+  FASTOPT_ELEMENT uint32_t high(float x, int role, uint32_t idx) const {
+    const uint32_t u = f32_bits(x);
+    return x != x ? (u | 0x400000u) : u + (mix32(key[role] ^ (idx * 0x9e3779b9u)) & 0xffffu);
+  }
+};
+template <class S, class Round>
+FASTOPT_ELEMENT typename S::E store_as(float x, const Round& rd, int role, uint32_t idx) {
+  if constexpr (S::bits16) return uint16_t(rd.high(x, role, idx) >> 16);
+  else return x;
+}
+
 // All arrays bfloat16: two elements per 32-bit word, the low one widened by a shift and the high
-// one by a mask, each rounded as bf16_nearest rounds and put back in its half, so the loop's
-// vectors hold float32 lanes only (a 16-bit element type makes the compiler widen and narrow
-// with shuffles: 0.53 against 0.40 ns per element for Adam with AVX-512 in L1, 0.92 against 0.55
-// with AVX2).  The same operations per element, hence the same bits (tested).  Returns the
-// elements done: all but an odd last one.
+// one by a mask, each rounded as the element loop rounds it (the low one has index i0 + 2i, the
+// high one i0 + 2i + 1) and put back in its half, so the loop's vectors hold float32 lanes only
+// (a 16-bit element type makes the compiler widen and narrow with shuffles: 0.53 against 0.40 ns
+// per element for Adam with AVX-512 in L1, 0.92 against 0.55 with AVX2).  The same operations per
+// element, hence the same bits (tested).  Returns the elements done: all but an odd last one.
 FASTOPT_ELEMENT uint32_t bf16_word(const uint16_t* x, int64_t i) {
   uint32_t w;
   std::memcpy(&w, x + 2 * i, 4);
   return w;
 }
-FASTOPT_ELEMENT uint32_t bf16_round_high(float x) {  // bf16_nearest(x) << 16, the low half undefined
-  const uint32_t u = f32_bits(x);
-  return x != x ? (u | 0x400000u) : u + 0x7fffu + ((u >> 16) & 1u);
-}
-FASTOPT_ELEMENT void bf16_put(uint16_t* x, int64_t i, float lo, float hi) {
-  const uint32_t w = (bf16_round_high(lo) >> 16) | (bf16_round_high(hi) & 0xffff0000u);
+template <class Round>
+FASTOPT_ELEMENT void bf16_put(uint16_t* x, int64_t i, float lo, float hi, const Round& rd, int role, uint32_t idx) {
+  const uint32_t w = (rd.high(lo, role, idx) >> 16) | (rd.high(hi, role, idx + 1u) & 0xffff0000u);
   std::memcpy(x + 2 * i, &w, 4);
 }
 FASTOPT_ELEMENT float bf16_low(uint32_t w) { return bits_f32(w << 16); }
 FASTOPT_ELEMENT float bf16_high(uint32_t w) { return bits_f32(w & 0xffff0000u); }
 
-template <int MODE, class Rule>
+template <int MODE, class Round, class Rule>
 __attribute__((noinline)) int64_t bf16_pairs(const Rule& rule, const Pre<float>& pre_in, uint16_t* __restrict p,
                                              const uint16_t* __restrict g, uint16_t* __restrict s0,
-                                             uint16_t* __restrict s1, uint16_t* __restrict s2, int64_t n) {
+                                             uint16_t* __restrict s1, uint16_t* __restrict s2, int64_t n,
+                                             const Round& round, uint32_t i0) {
   const Rule r = rule;
   const Pre<float> pre = pre_in;
-  const int64_t h = n / 2;
-#pragma omp simd
-  for (int64_t i = 0; i < h; ++i) {
-    const uint32_t wp = bf16_word(p, i), wg = bf16_word(g, i);
-    const uint32_t w0 = Rule::nstate > 0 ? bf16_word(s0, i) : 0u;
-    const uint32_t w1 = Rule::nstate > 1 ? bf16_word(s1, i) : 0u;
-    const uint32_t w2 = Rule::nstate > 2 ? bf16_word(s2, i) : 0u;
-    float pl = bf16_low(wp), ph = bf16_high(wp), gl = bf16_low(wg), gh = bf16_high(wg);
-    float al = bf16_low(w0), ah = bf16_high(w0), cl = bf16_low(w1), ch = bf16_high(w1);
-    float dl = bf16_low(w2), dh = bf16_high(w2);
-    if constexpr (MODE != kNoPre) {
-      gl = pre.template apply<MODE == kPrePenalty>(gl, pl);
-      gh = pre.template apply<MODE == kPrePenalty>(gh, ph);
-    }
-    r(pl, gl, al, cl, dl);
-    r(ph, gh, ah, ch, dh);
-    bf16_put(p, i, pl, ph);
-    if constexpr (Rule::nstate > 0) bf16_put(s0, i, al, ah);
-    if constexpr (Rule::nstate > 1) bf16_put(s1, i, cl, ch);
-    if constexpr (Rule::nstate > 2) bf16_put(s2, i, dl, dh);
-  }
-  return 2 * h;
-}
-
-template <int MODE, class PS, class SS, class Rule>
-__attribute__((noinline)) void direct_range(const Rule& rule, const Pre<float>& pre_in, typename PS::E* __restrict p,
-                                            const typename PS::E* __restrict g, typename SS::E* __restrict s0,
-                                            typename SS::E* __restrict s1, typename SS::E* __restrict s2, int64_t n) {
-  const Rule r = rule;
-  const Pre<float> pre = pre_in;
-  int64_t i0 = 0;
-  if constexpr (PS::bits16 && SS::bits16) i0 = bf16_pairs<MODE>(rule, pre_in, p, g, s0, s1, s2, n);
-#pragma omp simd
-  for (int64_t i = i0; i < n; ++i) {
-    float pi = PS::load(p[i]);
-    float gi = PS::load(g[i]);
-    if constexpr (MODE != kNoPre) gi = pre.template apply<MODE == kPrePenalty>(gi, pi);
-    float a = Rule::nstate > 0 ? SS::load(s0[i]) : 0.0f;
-    float c = Rule::nstate > 1 ? SS::load(s1[i]) : 0.0f;
-    float d = Rule::nstate > 2 ? SS::load(s2[i]) : 0.0f;
-    r(pi, gi, a, c, d);
-    p[i] = PS::store(pi);
-    if constexpr (Rule::nstate > 0) s0[i] = SS::store(a);
-    if constexpr (Rule::nstate > 1) s1[i] = SS::store(c);
-    if constexpr (Rule::nstate > 2) s2[i] = SS::store(d);
-  }
-}
-
-// Bfloat16 parameters (and bfloat16 or float32 state) rounded stochastically, in the rule's own
-// loop: element i of role s of array a takes the random bits bf16_stochastic takes from the
-// buffered path's narrow_bf16_sr (key sr_key(seed, a, s, high bits of i), the low bits of i), so
-// the same bits (tested against the buffered path).
-// bf16_pairs with stochastic rounding: the word's low element has index i0 + 2i, its high one
-// i0 + 2i + 1, each rounded as bf16_stochastic rounds it.
-FASTOPT_ELEMENT uint32_t bf16_sr_high(float x, uint32_t key, uint32_t idx) {  // bf16_stochastic(x) << 16, low half undefined
-  const uint32_t u = f32_bits(x);
-  return x != x ? (u | 0x400000u) : u + (mix32(key ^ (idx * 0x9e3779b9u)) & 0xffffu);
-}
-FASTOPT_ELEMENT void bf16_sr_put(uint16_t* x, int64_t i, float lo, float hi, uint32_t key, uint32_t idx) {
-  const uint32_t w = (bf16_sr_high(lo, key, idx) >> 16) | (bf16_sr_high(hi, key, idx + 1u) & 0xffff0000u);
-  std::memcpy(x + 2 * i, &w, 4);
-}
-template <int MODE, class Rule>
-__attribute__((noinline)) int64_t bf16_sr_pairs(const Rule& rule, const Pre<float>& pre_in, uint16_t* __restrict p,
-                                                const uint16_t* __restrict g, uint16_t* __restrict s0,
-                                                uint16_t* __restrict s1, uint16_t* __restrict s2, int64_t n,
-                                                uint32_t i0, const uint32_t* key) {
-  const Rule r = rule;
-  const Pre<float> pre = pre_in;
-  const uint32_t kp = key[0], k0 = key[1], k1 = key[2], k2 = key[3];
+  const Round rd = round;
   const int64_t h = n / 2;
 #pragma omp simd
   for (int64_t i = 0; i < h; ++i) {
@@ -478,71 +439,42 @@ __attribute__((noinline)) int64_t bf16_sr_pairs(const Rule& rule, const Pre<floa
     }
     r(pl, gl, al, cl, dl);
     r(ph, gh, ah, ch, dh);
-    bf16_sr_put(p, i, pl, ph, kp, idx);
-    if constexpr (Rule::nstate > 0) bf16_sr_put(s0, i, al, ah, k0, idx);
-    if constexpr (Rule::nstate > 1) bf16_sr_put(s1, i, cl, ch, k1, idx);
-    if constexpr (Rule::nstate > 2) bf16_sr_put(s2, i, dl, dh, k2, idx);
+    bf16_put(p, i, pl, ph, rd, 0, idx);
+    if constexpr (Rule::nstate > 0) bf16_put(s0, i, al, ah, rd, 1, idx);
+    if constexpr (Rule::nstate > 1) bf16_put(s1, i, cl, ch, rd, 2, idx);
+    if constexpr (Rule::nstate > 2) bf16_put(s2, i, dl, dh, rd, 3, idx);
   }
   return 2 * h;
 }
 
-template <int MODE, class SS, class Rule>
-__attribute__((noinline)) void direct_sr_range(const Rule& rule, const Pre<float>& pre_in, uint16_t* __restrict p,
-                                               const uint16_t* __restrict g, typename SS::E* __restrict s0,
-                                               typename SS::E* __restrict s1, typename SS::E* __restrict s2,
-                                               int64_t n, uint32_t i0, const uint32_t* key) {
+template <int MODE, class PS, class SS, class Round, class Rule>
+__attribute__((noinline)) void direct_range(const Rule& rule, const Pre<float>& pre_in, typename PS::E* __restrict p,
+                                            const typename PS::E* __restrict g, typename SS::E* __restrict s0,
+                                            typename SS::E* __restrict s1, typename SS::E* __restrict s2, int64_t n,
+                                            const Round& round, uint32_t i0) {
   const Rule r = rule;
   const Pre<float> pre = pre_in;
-  const uint32_t kp = key[0], k0 = key[1], k1 = key[2], k2 = key[3];
+  const Round rd = round;
   int64_t start = 0;
-  if constexpr (SS::bits16) start = bf16_sr_pairs<MODE>(rule, pre_in, p, g, s0, s1, s2, n, i0, key);
+  if constexpr (PS::bits16 && SS::bits16) start = bf16_pairs<MODE>(rule, pre_in, p, g, s0, s1, s2, n, round, i0);
 #pragma omp simd
   for (int64_t i = start; i < n; ++i) {
     const uint32_t idx = i0 + uint32_t(i);
-    float pi = Bf16Store::load(p[i]);
-    float gi = Bf16Store::load(g[i]);
+    float pi = PS::load(p[i]);
+    float gi = PS::load(g[i]);
     if constexpr (MODE != kNoPre) gi = pre.template apply<MODE == kPrePenalty>(gi, pi);
     float a = Rule::nstate > 0 ? SS::load(s0[i]) : 0.0f;
     float c = Rule::nstate > 1 ? SS::load(s1[i]) : 0.0f;
     float d = Rule::nstate > 2 ? SS::load(s2[i]) : 0.0f;
     r(pi, gi, a, c, d);
-    p[i] = bf16_stochastic(pi, kp, idx);
-    if constexpr (SS::bits16) {
-      if constexpr (Rule::nstate > 0) s0[i] = bf16_stochastic(a, k0, idx);
-      if constexpr (Rule::nstate > 1) s1[i] = bf16_stochastic(c, k1, idx);
-      if constexpr (Rule::nstate > 2) s2[i] = bf16_stochastic(d, k2, idx);
-    } else {
-      if constexpr (Rule::nstate > 0) s0[i] = a;
-      if constexpr (Rule::nstate > 1) s1[i] = c;
-      if constexpr (Rule::nstate > 2) s2[i] = d;
-    }
+    p[i] = store_as<PS>(pi, rd, 0, idx);
+    if constexpr (Rule::nstate > 0) s0[i] = store_as<SS>(a, rd, 1, idx);
+    if constexpr (Rule::nstate > 1) s1[i] = store_as<SS>(c, rd, 2, idx);
+    if constexpr (Rule::nstate > 2) s2[i] = store_as<SS>(d, rd, 3, idx);
   }
 }
 
-template <class SS, class Rule>
-void direct_sr_sweep(const Batch& b, const Rule& rule, const PreHyper& ph, int nt) {
-  const Plan plan(b);
-  const Pre<float> pre(ph);
-  const PreMode mode = pre_mode(ph);
-  const Lean& L = *b.lean;
-  for_items(plan, nt, [&](int64_t k) {
-    const Item& it = plan.items[k];
-    auto* p = static_cast<uint16_t*>(b.slot[0][it.array]) + it.start;
-    const auto* g = static_cast<const uint16_t*>(b.slot[1][it.array]) + it.start;
-    typename SS::E* s[3] = {nullptr, nullptr, nullptr};
-    for (int j = 0; j < Rule::nstate; ++j) s[j] = static_cast<typename SS::E*>(b.slot[2 + j][it.array]) + it.start;
-    // an item lies within one 2^32-element stretch (it starts at a multiple of kChunk), so one key per role
-    const int64_t hi = it.start >> 32;
-    const uint32_t key[4] = {sr_key(L.seed, it.array, 0, hi), sr_key(L.seed, it.array, 2, hi),
-                             sr_key(L.seed, it.array, 3, hi), sr_key(L.seed, it.array, 4, hi)};
-    const uint32_t i0 = uint32_t(uint64_t(it.start));
-    if (mode == kNoPre) direct_sr_range<kNoPre, SS>(rule, pre, p, g, s[0], s[1], s[2], it.len, i0, key);
-    else if (mode == kPre) direct_sr_range<kPre, SS>(rule, pre, p, g, s[0], s[1], s[2], it.len, i0, key);
-    else direct_sr_range<kPrePenalty, SS>(rule, pre, p, g, s[0], s[1], s[2], it.len, i0, key);
-  });
-}
-
-template <class PS, class SS, class Rule>
+template <class PS, class SS, class Round, class Rule>
 void direct_sweep(const Batch& b, const Rule& rule, const PreHyper& ph, int nt) {
   const Plan plan(b);
   const Pre<float> pre(ph);
@@ -553,9 +485,11 @@ void direct_sweep(const Batch& b, const Rule& rule, const PreHyper& ph, int nt) 
     const auto* g = static_cast<const typename PS::E*>(b.slot[1][it.array]) + it.start;
     typename SS::E* s[3] = {nullptr, nullptr, nullptr};
     for (int j = 0; j < Rule::nstate; ++j) s[j] = static_cast<typename SS::E*>(b.slot[2 + j][it.array]) + it.start;
-    if (mode == kNoPre) direct_range<kNoPre, PS, SS>(rule, pre, p, g, s[0], s[1], s[2], it.len);
-    else if (mode == kPre) direct_range<kPre, PS, SS>(rule, pre, p, g, s[0], s[1], s[2], it.len);
-    else direct_range<kPrePenalty, PS, SS>(rule, pre, p, g, s[0], s[1], s[2], it.len);
+    const Round rd = Round::of(b, it);
+    const uint32_t i0 = uint32_t(uint64_t(it.start));
+    if (mode == kNoPre) direct_range<kNoPre, PS, SS>(rule, pre, p, g, s[0], s[1], s[2], it.len, rd, i0);
+    else if (mode == kPre) direct_range<kPre, PS, SS>(rule, pre, p, g, s[0], s[1], s[2], it.len, rd, i0);
+    else direct_range<kPrePenalty, PS, SS>(rule, pre, p, g, s[0], s[1], s[2], it.len, rd, i0);
   });
 }
 
@@ -635,7 +569,7 @@ __attribute__((noinline)) void q8_pairs_block(const Rule& rule, uint16_t* __rest
     float dl = 0.0f, dh = 0.0f;
     r(pl, gl, al, cl, dl);
     r(ph, gh, ah, ch, dh);
-    bf16_put(p, i, pl, ph);
+    bf16_put(p, i, pl, ph, RoundNearest{}, 0, 0u);
     s0[i] = al;
     s0[h + i] = ah;
     const uint32_t u0 = f32_bits(al) & 0x7fffffffu, v0 = f32_bits(ah) & 0x7fffffffu;
@@ -731,13 +665,13 @@ template <class Rule>
 void lean_sweep(const Batch& b, const Rule& rule, const PreHyper& ph, int nt) {
   const Lean& L = *b.lean;
   if (!L.stochastic && L.out < 0 && !L.kahan && L.grad == L.param) {
-    if (L.param == F32 && L.state == BF16) return direct_sweep<F32Store, Bf16Store>(b, rule, ph, nt);
-    if (L.param == BF16 && L.state == F32) return direct_sweep<Bf16Store, F32Store>(b, rule, ph, nt);
-    if (L.param == BF16 && L.state == BF16) return direct_sweep<Bf16Store, Bf16Store>(b, rule, ph, nt);
+    if (L.param == F32 && L.state == BF16) return direct_sweep<F32Store, Bf16Store, RoundNearest>(b, rule, ph, nt);
+    if (L.param == BF16 && L.state == F32) return direct_sweep<Bf16Store, F32Store, RoundNearest>(b, rule, ph, nt);
+    if (L.param == BF16 && L.state == BF16) return direct_sweep<Bf16Store, Bf16Store, RoundNearest>(b, rule, ph, nt);
   }
   if (L.stochastic && L.out < 0 && !L.kahan && L.param == BF16 && L.grad == BF16 && !direct_lean_off()) {
-    if (L.state == BF16) return direct_sr_sweep<Bf16Store>(b, rule, ph, nt);
-    if (L.state == F32) return direct_sr_sweep<F32Store>(b, rule, ph, nt);
+    if (L.state == BF16) return direct_sweep<Bf16Store, Bf16Store, RoundStochastic>(b, rule, ph, nt);
+    if (L.state == F32) return direct_sweep<Bf16Store, F32Store, RoundStochastic>(b, rule, ph, nt);
   }
   if (!direct_lean_off() && q8_direct(b, rule, ph, nt)) return;
   const Plan plan(b);
