@@ -309,11 +309,9 @@ def test_lean_steps_bit_identical_across_threads_and_isas(state, stochastic, res
             assert np.array_equal(a, b), f"{isa} on {threads} threads differs"
 
 
-@pytest.mark.parametrize("param", ["float32", "bfloat16"])
-@pytest.mark.parametrize("name", ["sgd", "lion", "adagrad", "adam", "adamax", "radam", "adadelta", "rmsprop-plain"])
-def test_8bit_direct_path_gives_the_buffered_paths_bits(name, param, restore_isa):
-    # a float32 or bfloat16 model with 8-bit state takes the direct path; the buffered one must
-    # give the same bits
+def assert_direct_path_gives_the_buffered_bits(name, param, state, stochastic=False):
+    """Steps on the direct path (1 and 2 threads) and on the buffered one (1 thread), on every
+    instruction set: all the same bits (parameters, states, 8-bit codes and absmax)."""
     sizes = [2 * 16384 + 300, 1, 255, 257]
     runs = []
     try:
@@ -321,37 +319,31 @@ def test_8bit_direct_path_gives_the_buffered_paths_bits(name, param, restore_isa
             _core._set_isa(isa)
             for direct, threads in ((True, 1), (True, 2), (False, 1)):
                 _core._set_direct_lean(direct)
-                kp, ks, _, _, _, _ = run_lean(name, param, "int8", sizes=sizes, threads=threads)
-                flat = [a.view(np.uint8) for a in kp] + [np.concatenate([a.codes.ravel(), a.absmax.view(np.uint8)])
-                                   for role in ks if role for a in role]
+                kp, ks, _, _, _, _ = run_lean(name, param, state, stochastic=stochastic, sizes=sizes, threads=threads)
+                flat = [a.reshape(-1).view(np.uint8) for a in kp] + [  # bytes: -0.0 and NaN compare too
+                    np.concatenate([a.codes.ravel(), a.absmax.view(np.uint8)]) if state == "int8"
+                    else a.reshape(-1).view(np.uint8) for role in ks if role for a in role]
                 runs.append((isa, direct, threads, flat))
     finally:
         _core._set_direct_lean(True)
     for isa, direct, threads, flat in runs[1:]:
         for a, b in zip(runs[0][3], flat):
-            assert np.array_equal(a.view(np.uint8), b.view(np.uint8)), f"{isa}, direct={direct}, {threads} threads"
+            assert np.array_equal(a, b), f"{isa}, direct={direct}, {threads} threads"
+
+
+@pytest.mark.parametrize("param", ["float32", "bfloat16"])
+@pytest.mark.parametrize("name", ["sgd", "lion", "adagrad", "adam", "adamax", "radam", "adadelta", "rmsprop-plain"])
+def test_8bit_direct_path_gives_the_buffered_paths_bits(name, param, restore_isa):
+    # a float32 or bfloat16 model with 8-bit state takes the direct path
+    assert_direct_path_gives_the_buffered_bits(name, param, "int8")
 
 
 @pytest.mark.parametrize("state", ["bfloat16", "float32"])
 @pytest.mark.parametrize("name", ["sgd", "lion", "adam", "adagrad", "radam"])
 def test_stochastic_rounding_direct_path_gives_the_buffered_paths_bits(name, state, restore_isa):
-    # bfloat16 parameters rounded stochastically take the direct path; the buffered one must give
-    # the same bits (the same random bits per element, role and array), on every instruction set
-    sizes = [2 * 16384 + 300, 1, 255, 257]
-    runs = []
-    try:
-        for isa in _core.supported_isas():
-            _core._set_isa(isa)
-            for direct, threads in ((True, 1), (True, 2), (False, 1)):
-                _core._set_direct_lean(direct)
-                kp, ks, _, _, _, _ = run_lean(name, "bfloat16", state, stochastic=True, sizes=sizes, threads=threads)
-                runs.append((isa, direct, threads, [as_bits(a) for a in kp] + [as_bits(a) for role in ks if role
-                                                                                for a in role]))
-    finally:
-        _core._set_direct_lean(True)
-    for isa, direct, threads, flat in runs[1:]:
-        for a, b in zip(runs[0][3], flat):
-            assert np.array_equal(a, b), f"{isa}, direct={direct}, {threads} threads"
+    # bfloat16 parameters rounded stochastically take the direct path (the same random bits per
+    # element, role and array)
+    assert_direct_path_gives_the_buffered_bits(name, "bfloat16", state, stochastic=True)
 
 
 BF16_PAIR_CASES = {  # a rule with one, two and three states, with and without gradient pre-processing
