@@ -80,6 +80,11 @@ FASTOPT_ELEMENT float q8_decode_signed(uint32_t c) {
 FASTOPT_ELEMENT float q8_decode_unsigned(uint32_t c) {
   return c < 8u ? float(int32_t(c)) * 7.62939453125e-06f : bits_f32((c + 896u) << 20);  // 2^-17 steps below 2^-14
 }
+template <bool NN>
+FASTOPT_ELEMENT float q8_decode(uint32_t c) {
+  if constexpr (NN) return q8_decode_unsigned(c);
+  else return q8_decode_signed(c);
+}
 FASTOPT_ELEMENT uint8_t q8_encode_signed(float x, float scale) {
   const uint32_t ux = f32_bits(x);
   const float y = bits_f32(ux & 0x7fffffffu) * scale;
@@ -264,7 +269,7 @@ inline void q8_decode_block(const uint8_t* __restrict c, float inv, float* __res
   for (; i + kQ8Width <= n; i += kQ8Width) q8_decode_vec<NN>(c + i, inv, out + i);
 #endif
 #pragma omp simd
-  for (int64_t j = i; j < n; ++j) out[j] = (NN ? q8_decode_unsigned(c[j]) : q8_decode_signed(c[j])) * inv;
+  for (int64_t j = i; j < n; ++j) out[j] = q8_decode<NN>(c[j]) * inv;
 }
 __attribute__((noinline)) inline void q8_load(const uint8_t* __restrict c, float absmax, bool nonneg,
                                               float* __restrict out, int64_t n) {
@@ -399,7 +404,7 @@ FASTOPT_ELEMENT typename S::E store_as(float x, const Round& rd, int role, uint3
 // one by a mask, each rounded as the element loop rounds it (the low one has index i0 + 2i, the
 // high one i0 + 2i + 1) and put back in its half, so the loop's vectors hold float32 lanes only
 // (a 16-bit element type makes the compiler widen and narrow with shuffles: 0.53 against 0.40 ns
-// per element for Adam with AVX-512 in L1, 0.92 against 0.55 with AVX2).  The same operations per
+// per element for Adam with AVX-512 in L2, 0.92 against 0.55 with AVX2).  The same operations per
 // element, hence the same bits (tested).  Returns the elements done: all but an odd last one.
 FASTOPT_ELEMENT uint32_t bf16_word(const uint16_t* x, int64_t i) {
   uint32_t w;
@@ -499,11 +504,6 @@ void direct_sweep(const Batch& b, const Rule& rule, const PreHyper& ph, int nt) 
 // The same decode, rule, maximum and encode as the buffered path below, hence the same bits,
 // with one pass less over each state.
 
-template <bool NN>
-FASTOPT_ELEMENT float q8_decode(uint32_t c) {
-  if constexpr (NN) return q8_decode_unsigned(c);
-  else return q8_decode_signed(c);
-}
 
 template <class PS, int NS, bool NN0, bool NN1, class Rule>
 __attribute__((noinline)) void q8_direct_block(const Rule& rule, typename PS::E* __restrict p,
