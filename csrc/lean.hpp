@@ -85,6 +85,21 @@ FASTOPT_ELEMENT float q8_decode(uint32_t c) {
   if constexpr (NN) return q8_decode_unsigned(c);
   else return q8_decode_signed(c);
 }
+// The fast decode.  A code's bits moved into a float32's exponent and mantissa fields (E4M3's sign
+// bit to the sign's) make a float32 equal to the code's value times 2^-120 (E4M3) or 2^-112
+// (E5M3), the subnormal codes included, which land on float32 subnormals scaled alike.  So
+// q8_scaled(c) * (inv * 2^120 or 2^112) is the real product q8_decode(c) * inv, rounded once: the
+// same bits, in two or three instructions a vector and no select.  It needs the subnormals read as
+// they are (not under DAZ) and inv * 2^k finite (inv below 2^8 or 2^16, or not finite: a NaN or an
+// infinite inv gives the same NaNs and infinities both ways); q8_fast says where it holds.
+template <bool NN>
+FASTOPT_ELEMENT float q8_scaled(uint8_t c) {
+  if constexpr (NN) return bits_f32(uint32_t(c) << 20);
+  else return bits_f32((uint32_t(int32_t(int8_t(c))) << 20) & 0x87ffffffu);
+}
+template <bool NN>
+inline float q8_factor(float inv) { return inv * (NN ? 0x1p112f : 0x1p120f); }
+inline bool q8_fast(float inv, float factor, bool daz) { return !daz && !(factor == INFINITY && inv != INFINITY); }
 FASTOPT_ELEMENT uint8_t q8_encode_signed(float x, float scale) {
   const uint32_t ux = f32_bits(x);
   const float y = bits_f32(ux & 0x7fffffffu) * scale;
@@ -104,36 +119,25 @@ FASTOPT_ELEMENT uint8_t q8_encode_unsigned(float x, float scale) {
   return uint8_t(mag > 255u ? 255u : mag);
 }
 
-// ---- the codes a vector at a time (AVX-512: 16, AVX2: 8) ---------------------------------
-// The same values as the functions above, bit for bit (tested against them and the reference on
+// ---- the encode a vector at a time (AVX-512: 16, AVX2: 8) ---------------------------------
+// The same codes as the functions above, bit for bit (tested against them and the reference on
 // every code and on values around every rounding boundary, on every instruction set).  Written
-// out because the compiler widens a loop's codes a byte vector at a time, in several shuffles per
-// float vector, and keeps the subnormal path's float-to-integer conversion; here a code widens in
-// one instruction, and a subnormal rounds by one addition: y + 2^14 (0 <= y < 2^-6) is y rounded
-// to a multiple of 2^-9, ties to even, and its low bits are the code.  For the unsigned code
-// y + 96 rounds to 2^-17 the same way and, 96 lying mid-binade, gives the scalar code's results
-// for y < 0 too (0 down to -2^-18, then 255), though no rule makes such a value.  The normal
-// path subtracts the exponent bias before its shift (y >= 2^-6 there, so nothing borrows).
+// out because the compiler packs a loop's codes a byte vector at a time, in several shuffles per
+// float vector, and keeps the subnormal path's float-to-integer conversion; here a subnormal
+// rounds by one addition: y + 2^14 (0 <= y < 2^-6) is y rounded to a multiple of 2^-9, ties to
+// even, and its low bits are the code.  For the unsigned code y + 96 rounds to 2^-17 the same way
+// and, 96 lying mid-binade, gives the scalar code's results for y < 0 too (0 down to -2^-18, then
+// 255), though no rule makes such a value.  The normal path subtracts the exponent bias before
+// its shift (y >= 2^-6 there, so nothing borrows).  (Decoding needs no such code: q8_scaled.)
 constexpr float q8_magic(bool nn) { return nn ? 96.0f : 16384.0f; }
 constexpr uint32_t q8_round_add(bool nn) { return 0x7ffffu - ((nn ? 896u : 960u) << 20); }
 
-// q8_decode_dw / q8_encode_dw: one vector of codes (one per 32-bit lane) to and from values;
-// q8_decode_vec / q8_encode_vec: kQ8Width codes in memory order; q8_decode_split /
-// q8_encode_split: 2 kQ8Width codes, the even elements' values in one buffer and the odd ones'
-// in another (the layout of the all-bfloat16 loop's words, see bf16_pairs).
+// q8_encode_dw: one vector of codes (one per 32-bit lane; with AVX-512 the unsigned ones not yet
+// clamped to 255, which q8_encode_vec's conversion does by saturating); q8_encode_vec: kQ8Width codes in memory
+// order; q8_encode_split: 2 kQ8Width codes from the even elements' values in one buffer and the
+// odd ones' in another (the layout of the all-bfloat16 loop's words, see bf16_pairs).
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 constexpr int kQ8Width = 16;
-template <bool NN>
-FASTOPT_ELEMENT __m512 q8_decode_dw(__m512i x, float inv) {
-  const __m512i mag = NN ? x : _mm512_and_si512(x, _mm512_set1_epi32(0x7f));
-  const __mmask16 sub = _mm512_cmplt_epu32_mask(mag, _mm512_set1_epi32(8));
-  __m512 v = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(mag, _mm512_set1_epi32(NN ? 896 : 960)), 20));
-  v = _mm512_mask_mul_ps(v, sub, _mm512_cvtepi32_ps(mag), _mm512_set1_ps(NN ? 7.62939453125e-06f : 0.001953125f));
-  if (!NN)  // the sign: bit 7 of the code to bit 31
-    v = _mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_castps_si512(v), _mm512_slli_epi32(x, 24),
-                                                      _mm512_set1_epi32(int32_t(0x80000000u)), 0xf8));
-  return _mm512_mul_ps(v, _mm512_set1_ps(inv));
-}
 template <bool NN>
 FASTOPT_ELEMENT __m512i q8_encode_dw(const float* x, float scale) {
   const __m512i ux = _mm512_castps_si512(_mm512_loadu_ps(x));
@@ -145,41 +149,27 @@ FASTOPT_ELEMENT __m512i q8_encode_dw(const float* x, float scale) {
   __m512i mag = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(uy, _mm512_set1_epi32(int32_t(q8_round_add(NN)))), lsb), 20);
   mag = _mm512_mask_sub_epi32(mag, sub, _mm512_castps_si512(_mm512_add_ps(y, _mm512_set1_ps(q8_magic(NN)))),
                               _mm512_set1_epi32(int32_t(f32_bits(q8_magic(NN)))));
-  mag = _mm512_min_epu32(mag, _mm512_set1_epi32(NN ? 255 : 126));
-  if (!NN) mag = _mm512_ternarylogic_epi32(mag, _mm512_srli_epi32(ux, 24), _mm512_set1_epi32(0x80), 0xf8);
-  return mag;
-}
-template <bool NN>
-FASTOPT_ELEMENT void q8_decode_vec(const uint8_t* c, float inv, float* out) {
-  _mm512_storeu_ps(out, q8_decode_dw<NN>(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c))), inv));
+  if (NN) return mag;  // clamped to 255 by the caller
+  mag = _mm512_min_epu32(mag, _mm512_set1_epi32(126));
+  return _mm512_ternarylogic_epi32(mag, _mm512_srli_epi32(ux, 24), _mm512_set1_epi32(0x80), 0xf8);
 }
 template <bool NN>
 FASTOPT_ELEMENT void q8_encode_vec(const float* x, float scale, uint8_t* c) {
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(c), _mm512_cvtepi32_epi8(q8_encode_dw<NN>(x, scale)));
+  const __m512i mag = q8_encode_dw<NN>(x, scale);  // unsigned codes: the conversion saturates at 255
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(c), NN ? _mm512_cvtusepi32_epi8(mag) : _mm512_cvtepi32_epi8(mag));
 }
 template <bool NN>
-FASTOPT_ELEMENT void q8_decode_split(const uint8_t* c, float inv, float* even, float* odd) {
-  const __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(c)));
-  _mm512_storeu_ps(even, q8_decode_dw<NN>(_mm512_and_si512(w, _mm512_set1_epi32(0xff)), inv));
-  _mm512_storeu_ps(odd, q8_decode_dw<NN>(_mm512_srli_epi32(w, 8), inv));
+FASTOPT_ELEMENT __m512i q8_encode_clamped(const float* x, float scale) {
+  const __m512i mag = q8_encode_dw<NN>(x, scale);
+  return NN ? _mm512_min_epu32(mag, _mm512_set1_epi32(255)) : mag;
 }
 template <bool NN>
 FASTOPT_ELEMENT void q8_encode_split(const float* even, const float* odd, float scale, uint8_t* c) {
-  const __m512i w = _mm512_or_si512(q8_encode_dw<NN>(even, scale), _mm512_slli_epi32(q8_encode_dw<NN>(odd, scale), 8));
+  const __m512i w = _mm512_or_si512(q8_encode_clamped<NN>(even, scale), _mm512_slli_epi32(q8_encode_clamped<NN>(odd, scale), 8));
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(c), _mm512_cvtepi32_epi16(w));
 }
 #elif defined(__AVX2__)
 constexpr int kQ8Width = 8;
-template <bool NN>
-FASTOPT_ELEMENT __m256 q8_decode_dw(__m256i x, float inv) {
-  const __m256i mag = NN ? x : _mm256_and_si256(x, _mm256_set1_epi32(0x7f));
-  const __m256 sub = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(8), mag));
-  const __m256 nrm = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(mag, _mm256_set1_epi32(NN ? 896 : 960)), 20));
-  const __m256 den = _mm256_mul_ps(_mm256_cvtepi32_ps(mag), _mm256_set1_ps(NN ? 7.62939453125e-06f : 0.001953125f));
-  __m256 v = _mm256_blendv_ps(nrm, den, sub);
-  if (!NN) v = _mm256_or_ps(v, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_srli_epi32(x, 7), 31)));
-  return _mm256_mul_ps(v, _mm256_set1_ps(inv));
-}
 template <bool NN>
 FASTOPT_ELEMENT __m256i q8_encode_dw(const float* x, float scale) {
   const __m256i ux = _mm256_castps_si256(_mm256_loadu_ps(x));
@@ -200,19 +190,9 @@ FASTOPT_ELEMENT __m128i q8_pack_words(__m256i w) {  // 8 lanes of 0..65535 to 8 
   return _mm_packus_epi32(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
 }
 template <bool NN>
-FASTOPT_ELEMENT void q8_decode_vec(const uint8_t* c, float inv, float* out) {
-  _mm256_storeu_ps(out, q8_decode_dw<NN>(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(c))), inv));
-}
-template <bool NN>
 FASTOPT_ELEMENT void q8_encode_vec(const float* x, float scale, uint8_t* c) {
   const __m128i w = q8_pack_words(q8_encode_dw<NN>(x, scale));
   _mm_storel_epi64(reinterpret_cast<__m128i*>(c), _mm_packus_epi16(w, w));
-}
-template <bool NN>
-FASTOPT_ELEMENT void q8_decode_split(const uint8_t* c, float inv, float* even, float* odd) {
-  const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(c)));
-  _mm256_storeu_ps(even, q8_decode_dw<NN>(_mm256_and_si256(w, _mm256_set1_epi32(0xff)), inv));
-  _mm256_storeu_ps(odd, q8_decode_dw<NN>(_mm256_srli_epi32(w, 8), inv));
 }
 template <bool NN>
 FASTOPT_ELEMENT void q8_encode_split(const float* even, const float* odd, float scale, uint8_t* c) {
@@ -263,18 +243,20 @@ __attribute__((noinline)) inline void kahan_residual(const float* __restrict x, 
 }
 
 template <bool NN>
-inline void q8_decode_block(const uint8_t* __restrict c, float inv, float* __restrict out, int64_t n) {
-  int64_t i = 0;
-#if defined(__AVX2__)
-  for (; i + kQ8Width <= n; i += kQ8Width) q8_decode_vec<NN>(c + i, inv, out + i);
-#endif
+inline void q8_decode_block(const uint8_t* __restrict c, float inv, float* __restrict out, int64_t n, bool daz) {
+  const float k = q8_factor<NN>(inv);
+  if (q8_fast(inv, k, daz)) {
 #pragma omp simd
-  for (int64_t j = i; j < n; ++j) out[j] = q8_decode<NN>(c[j]) * inv;
+    for (int64_t i = 0; i < n; ++i) out[i] = q8_scaled<NN>(c[i]) * k;
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) out[i] = q8_decode<NN>(c[i]) * inv;
+  }
 }
 __attribute__((noinline)) inline void q8_load(const uint8_t* __restrict c, float absmax, bool nonneg,
-                                              float* __restrict out, int64_t n) {
-  if (nonneg) q8_decode_block<true>(c, absmax / kQUnsigned, out, n);
-  else q8_decode_block<false>(c, absmax / kQSigned, out, n);
+                                              float* __restrict out, int64_t n, bool daz) {
+  if (nonneg) q8_decode_block<true>(c, absmax / kQUnsigned, out, n, daz);
+  else q8_decode_block<false>(c, absmax / kQSigned, out, n, daz);
 }
 
 // The block's largest |x|, a NaN if any x is NaN: the largest of the bits of |x| as unsigned
@@ -315,7 +297,9 @@ inline void quantize_8bit(const float* x, int64_t n, bool nonneg, uint8_t* codes
   for (int64_t i = 0; i < n; i += kQBlock) q8_store(x + i, nonneg, codes + i, absmax + i / kQBlock, n - i < kQBlock ? n - i : kQBlock);
 }
 inline void dequantize_8bit(const uint8_t* codes, const float* absmax, int64_t n, bool nonneg, float* out) {
-  for (int64_t i = 0; i < n; i += kQBlock) q8_load(codes + i, absmax[i / kQBlock], nonneg, out + i, n - i < kQBlock ? n - i : kQBlock);
+  const bool daz = denormals_are_zero();
+  for (int64_t i = 0; i < n; i += kQBlock)
+    q8_load(codes + i, absmax[i / kQBlock], nonneg, out + i, n - i < kQBlock ? n - i : kQBlock, daz);
 }
 
 // Array `a`'s elements [i0, i0 + n) of slot s into buf (or a pointer to them where they are float32).
@@ -502,31 +486,40 @@ void direct_sweep(const Batch& b, const Rule& rule, const PreHyper& ph, int nt) 
 // Per block of kQBlock elements: the codes are decoded in the rule's own loop, which keeps the
 // new state in an L1 buffer and takes its block maximum as it goes; then the buffer is encoded.
 // The same decode, rule, maximum and encode as the buffered path below, hence the same bits,
-// with one pass less over each state.
+// with one pass less over each state.  FAST: the block decodes by q8_scaled (factor f: inv *
+// 2^k), else by q8_decode (f: inv).
 
+template <bool FAST, bool NN>
+FASTOPT_ELEMENT float q8_value(uint8_t c, float f) {
+  if constexpr (FAST) return q8_scaled<NN>(c) * f;
+  else return q8_decode<NN>(c) * f;
+}
+// The same for the low (HIGH false) or high code of a 16-bit word w, as q8_value(uint8_t(w)) or
+// q8_value(uint8_t(w >> 8)), with the byte moved by shifts within the word's 32-bit lane.
+template <bool FAST, bool NN, bool HIGH>
+FASTOPT_ELEMENT float q8_word_value(uint32_t w, float f) {
+  if constexpr (FAST) {
+    const uint32_t top = w << (HIGH ? 16 : 24);  // the code in bits 24..31
+    const uint32_t u = NN ? (top >> 4) & 0x0ff00000u : uint32_t(int32_t(top) >> 4) & 0x87f00000u;
+    return bits_f32(u) * f;
+  } else {
+    return q8_decode<NN>((HIGH ? w >> 8 : w) & 0xffu) * f;
+  }
+}
 
-template <class PS, int NS, bool NN0, bool NN1, class Rule>
+template <class PS, int NS, bool NN0, bool NN1, bool FAST, class Rule>
 __attribute__((noinline)) void q8_direct_block(const Rule& rule, typename PS::E* __restrict p,
                                                const typename PS::E* __restrict g, const uint8_t* __restrict c0,
-                                               const uint8_t* __restrict c1, float inv0, float inv1,
+                                               const uint8_t* __restrict c1, float f0, float f1,
                                                float* __restrict s0, float* __restrict s1, uint32_t* __restrict mx,
                                                int64_t n) {
   const Rule r = rule;
-#if defined(__AVX2__)  // the codes decoded into the buffers first (see q8_decode_vec)
-  q8_decode_block<NN0>(c0, inv0, s0, n);
-  if constexpr (NS > 1) q8_decode_block<NN1>(c1, inv1, s1, n);
-#endif
   uint32_t m0 = 0, m1 = 0;
 #pragma omp simd reduction(max : m0, m1)
   for (int64_t i = 0; i < n; ++i) {
     float pi = PS::load(p[i]), gi = PS::load(g[i]);
-#if defined(__AVX2__)
-    float a = s0[i];
-    float c = NS > 1 ? s1[i] : 0.0f;
-#else
-    float a = q8_decode<NN0>(c0[i]) * inv0;
-    float c = NS > 1 ? q8_decode<NN1>(c1[i]) * inv1 : 0.0f;
-#endif
+    float a = q8_value<FAST, NN0>(c0[i], f0);
+    float c = NS > 1 ? q8_value<FAST, NN1>(c1[i], f1) : 0.0f;
     float d = 0.0f;
     r(pi, gi, a, c, d);
     p[i] = PS::store(pi);
@@ -544,28 +537,31 @@ __attribute__((noinline)) void q8_direct_block(const Rule& rule, typename PS::E*
 }
 
 #if defined(__AVX2__)
+FASTOPT_ELEMENT uint32_t code_word(const uint8_t* c, int64_t i) {
+  uint16_t w;
+  std::memcpy(&w, c + 2 * i, 2);
+  return w;
+}
 // A bfloat16 model's block of n elements (a multiple of 2 kQ8Width) two elements per 32-bit word
-// as bf16_pairs walks them: the codes decoded into split buffers (the even elements' values in
-// the first half, the odd ones' in the second), the rule run on each word's two halves, the
-// blocks' maxima taken, the new states left in the split buffers for q8_encode_block_split.
-template <int NS, bool NN0, bool NN1, class Rule>
+// as bf16_pairs walks them, and each state's two codes per 16-bit word: the rule run on each
+// word's two halves, the new states left in split buffers (the even elements' values in the first
+// half, the odd ones' in the second) for q8_encode_block_split, the blocks' maxima taken.
+template <int NS, bool NN0, bool NN1, bool FAST, class Rule>
 __attribute__((noinline)) void q8_pairs_block(const Rule& rule, uint16_t* __restrict p, const uint16_t* __restrict g,
-                                              const uint8_t* __restrict c0, const uint8_t* __restrict c1, float inv0,
-                                              float inv1, float* __restrict s0, float* __restrict s1,
+                                              const uint8_t* __restrict c0, const uint8_t* __restrict c1, float f0,
+                                              float f1, float* __restrict s0, float* __restrict s1,
                                               uint32_t* __restrict mx, int64_t n) {
   const Rule r = rule;
   const int64_t h = n / 2;
-  for (int64_t j = 0; j < h; j += kQ8Width) {
-    q8_decode_split<NN0>(c0 + 2 * j, inv0, s0 + j, s0 + h + j);
-    if constexpr (NS > 1) q8_decode_split<NN1>(c1 + 2 * j, inv1, s1 + j, s1 + h + j);
-  }
   uint32_t m0 = 0, m1 = 0;
 #pragma omp simd reduction(max : m0, m1)
   for (int64_t i = 0; i < h; ++i) {
-    const uint32_t wp = bf16_word(p, i), wg = bf16_word(g, i);
+    const uint32_t wp = bf16_word(p, i), wg = bf16_word(g, i), w0 = code_word(c0, i);
+    const uint32_t w1 = NS > 1 ? code_word(c1, i) : 0u;
     float pl = bf16_low(wp), ph = bf16_high(wp), gl = bf16_low(wg), gh = bf16_high(wg);
-    float al = s0[i], ah = s0[h + i];
-    float cl = NS > 1 ? s1[i] : 0.0f, ch = NS > 1 ? s1[h + i] : 0.0f;
+    float al = q8_word_value<FAST, NN0, false>(w0, f0), ah = q8_word_value<FAST, NN0, true>(w0, f0);
+    float cl = NS > 1 ? q8_word_value<FAST, NN1, false>(w1, f1) : 0.0f;
+    float ch = NS > 1 ? q8_word_value<FAST, NN1, true>(w1, f1) : 0.0f;
     float dl = 0.0f, dh = 0.0f;
     r(pl, gl, al, cl, dl);
     r(ph, gh, ah, ch, dh);
@@ -596,6 +592,22 @@ __attribute__((noinline)) void q8_encode_block_split(const float* __restrict x, 
 }
 #endif
 
+// One block of q8_sweep's: the rule and the new states' maxima (q8_pairs_block or q8_direct_block).
+template <class PS, int NS, bool NN0, bool NN1, bool FAST, class Rule>
+void q8_rule_block(const Rule& rule, typename PS::E* p, const typename PS::E* g, uint8_t* c0, uint8_t* c1, float f0,
+                   float f1, float* s0, float* s1, uint32_t* mx, int64_t n, bool& split) {
+#if defined(__AVX2__)
+  if constexpr (PS::bits16) {
+    if (n % (2 * kQ8Width) == 0) {
+      split = true;
+      return q8_pairs_block<NS, NN0, NN1, FAST>(rule, p, g, c0, c1, f0, f1, s0, s1, mx, n);
+    }
+  }
+#endif
+  split = false;
+  q8_direct_block<PS, NS, NN0, NN1, FAST>(rule, p, g, c0, c1, f0, f1, s0, s1, mx, n);
+}
+
 template <class PS, int NS, bool NN0, bool NN1, class Rule>
 void q8_sweep(const Batch& b, const Rule& rule, int nt) {
   const Plan plan(b);
@@ -607,27 +619,29 @@ void q8_sweep(const Batch& b, const Rule& rule, int nt) {
     float* a0 = static_cast<float*>(b.slot[5][it.array]) + it.start / kQBlock;
     uint8_t* c1 = NS > 1 ? static_cast<uint8_t*>(b.slot[3][it.array]) + it.start : nullptr;
     float* a1 = NS > 1 ? static_cast<float*>(b.slot[6][it.array]) + it.start / kQBlock : nullptr;
+    const bool daz = denormals_are_zero();  // this thread's
     alignas(64) float buf0[kQBlock], buf1[kQBlock];
     uint32_t mx[2];
     for (int64_t off = 0, q = 0; off < it.len; off += kQBlock, ++q) {
       const int64_t n = it.len - off < kQBlock ? it.len - off : kQBlock;
       const float inv0 = a0[q] / (NN0 ? kQUnsigned : kQSigned);
       const float inv1 = NS > 1 ? a1[q] / (NN1 ? kQUnsigned : kQSigned) : 0.0f;
+      const float k0 = q8_factor<NN0>(inv0), k1 = q8_factor<NN1>(inv1);
+      bool split;
+      uint8_t* d1 = NS > 1 ? c1 + off : nullptr;
+      if (q8_fast(inv0, k0, daz) && (NS < 2 || q8_fast(inv1, k1, daz)))
+        q8_rule_block<PS, NS, NN0, NN1, true>(rule, p + off, g + off, c0 + off, d1, k0, k1, buf0, buf1, mx, n, split);
+      else
+        q8_rule_block<PS, NS, NN0, NN1, false>(rule, p + off, g + off, c0 + off, d1, inv0, inv1, buf0, buf1, mx, n, split);
 #if defined(__AVX2__)
-      if constexpr (PS::bits16) {
-        if (n % (2 * kQ8Width) == 0) {
-          q8_pairs_block<NS, NN0, NN1>(rule, p + off, g + off, c0 + off, NS > 1 ? c1 + off : nullptr, inv0, inv1, buf0,
-                                       buf1, mx, n);
-          q8_encode_block_split<NN0>(buf0, bits_f32(mx[0]), c0 + off, a0 + q, n);
-          if constexpr (NS > 1) q8_encode_block_split<NN1>(buf1, bits_f32(mx[1]), c1 + off, a1 + q, n);
-          continue;
-        }
+      if (split) {
+        q8_encode_block_split<NN0>(buf0, bits_f32(mx[0]), c0 + off, a0 + q, n);
+        if constexpr (NS > 1) q8_encode_block_split<NN1>(buf1, bits_f32(mx[1]), d1, a1 + q, n);
+        continue;
       }
 #endif
-      q8_direct_block<PS, NS, NN0, NN1>(rule, p + off, g + off, c0 + off, NS > 1 ? c1 + off : nullptr, inv0, inv1, buf0,
-                                    buf1, mx, n);
       q8_encode(buf0, NN0, bits_f32(mx[0]), c0 + off, a0 + q, n);
-      if constexpr (NS > 1) q8_encode(buf1, NN1, bits_f32(mx[1]), c1 + off, a1 + q, n);
+      if constexpr (NS > 1) q8_encode(buf1, NN1, bits_f32(mx[1]), d1, a1 + q, n);
     }
   });
 }

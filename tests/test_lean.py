@@ -102,6 +102,68 @@ def test_codes_at_every_rounding_boundary_on_every_isa(nonneg, restore_isa):
 
 
 @pytest.mark.parametrize("nonneg", [False, True])
+def test_every_code_decodes_for_every_kind_of_block_maximum(nonneg, restore_isa):
+    # the decode multiplies the code's bits by absmax / 448 * 2^120 (or / 122880 * 2^112) where
+    # that is finite, else decodes as the reference does: both sides of that line, a subnormal
+    # and a zero block maximum, infinity and NaN, on every instruction set
+    codes = np.tile(np.arange(256, dtype=np.uint8), 12)
+    top = np.float32(122880.0 if nonneg else 448.0)
+    edge = top * np.float32(2.0 ** (16 if nonneg else 8))  # the smallest absmax whose factor overflows
+    absmax = np.array([3.0, edge, np.nextafter(edge, np.float32(0)), np.float32(3e38), 1e-40, 0.0, np.inf, np.nan,
+                       1.0, 2.0 ** -126, 65504.0, 7e9], np.float32)
+    with np.errstate(invalid="ignore"):  # 0 * inf
+        want = R.dequantize_8bit(codes, absmax, nonneg)
+    for isa in _core.supported_isas():
+        _core._set_isa(isa)
+        got = dequantize_8bit(Blockwise8(codes, absmax, nonneg))
+        assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), isa
+
+
+@pytest.mark.parametrize("param", ["float32", "bfloat16"])
+@pytest.mark.parametrize("name, used", [("lion", 1), ("adam", 2), ("adagrad", 1), ("adadelta", 2)])
+def test_8bit_blocks_beyond_the_fast_decode_match_reference(name, used, param):
+    # blocks whose maximum makes the fast decode's factor overflow take the reference's decode,
+    # within an array whose other blocks take the fast one: the same values either way (the
+    # states the rule uses, each kept from step to step)
+    kp, ks, _, rp, rs, _ = run_lean(name, param, "int8", huge_blocks=True)
+    for a, b in zip(kp, rp):
+        assert_close_stored(as_bits(a), b, "params")
+    for krole, rrole in zip(ks[:used], rs[:used]):
+        for k, r in zip(krole or [], rrole or []):
+            assert np.array_equal(k.absmax, r[1])
+            assert_close_stored(k.codes, r[0], "codes")
+        if krole:  # the large arrays hold both kinds of block
+            assert max(k.absmax.max() for k in krole) > 2.0 ** 30 > min(k.absmax.min() for k in krole)
+
+
+def test_8bit_decode_is_exact_when_subnormals_read_as_zero(restore_isa):
+    # a thread that reads subnormals as zero (MXCSR's DAZ, as torch.set_flush_denormal(True) sets)
+    # would read the fast decode's subnormal-code bits as zero: it decodes as the reference does
+    torch = pytest.importorskip("torch")
+    x = boundaries(False)
+    codes, absmax = R.quantize_8bit(x, False)
+    sub = (codes & 0x7F) < 8
+    assert sub.sum() > 20 and np.all(R.dequantize_8bit(codes, absmax)[sub & (codes & 0x7F > 0)] != 0)
+    want = R.dequantize_8bit(codes, absmax)
+    step_want = R.quantize_8bit(want + np.float32(0), False)[0]
+    fastopt.set_num_threads(1)  # the kernels run on this thread
+    if not torch.set_flush_denormal(True):
+        pytest.skip("this CPU cannot read subnormals as zero")
+    try:
+        for isa in _core.supported_isas():
+            _core._set_isa(isa)
+            got = dequantize_8bit(Blockwise8(codes, absmax))
+            s = [Blockwise8(codes.copy(), absmax.copy()), Blockwise8(codes.copy(), absmax.copy())]
+            p = np.zeros(x.size, np.float32)
+            _core.stream_(p, p.copy(), s, 0.0)
+            assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), isa
+            assert all(np.array_equal(a.codes, step_want) for a in s), isa
+    finally:
+        torch.set_flush_denormal(False)
+        fastopt.set_num_threads(0)
+
+
+@pytest.mark.parametrize("nonneg", [False, True])
 def test_quantization_error_is_bounded(nonneg):
     x = spread(np.random.default_rng(2), 65536, nonneg)
     y = dequantize_8bit(quantize_8bit(x, nonneg))
@@ -182,11 +244,16 @@ def kernel_state(kind, ref, nonneg):
 
 
 def run_lean(name, param, state, low=None, stochastic=False, steps=3, sizes=SIZES, threads=None, seed=7,
-             kahan=False):
+             kahan=False, huge_blocks=False):
+    """huge_blocks: every other block of 256 of each state scaled by 2^40 (second moments 2^80)."""
     kernel, hyper, nonneg = LEAN_CASES[name]
     rng = np.random.default_rng(len(name))
     p0 = [rng.standard_normal(n).astype(np.float32) for n in sizes]
     s0 = [None if nn is None else [spread(rng, n, nn) for n in sizes] for nn in nonneg]  # None: not used
+    if huge_blocks:
+        for role, nn in zip(s0, nonneg):
+            for x in role or []:
+                x.reshape(-1)[(np.arange(x.size) // 256) % 2 == 1] *= np.float32(2.0 ** (80 if nn else 40))
     if name == "rmsprop":  # centered: the mean gradient's square below the mean square
         s0[1] = [np.sqrt(x) * np.float32(0.5) for x in s0[0]]
     grads = [[(rng.standard_normal(n) * 0.5).astype(np.float32) for n in sizes] for _ in range(steps)]
