@@ -1,7 +1,5 @@
 #include "dispatch.hpp"
 
-#include <xmmintrin.h>
-
 #include <atomic>
 #include <cstdlib>
 #include <stdexcept>
@@ -117,6 +115,5 @@ std::atomic<bool> g_direct_lean_off{false};
 }
 bool set_direct_lean(bool on) { return !g_direct_lean_off.exchange(!on, std::memory_order_relaxed); }
 bool direct_lean_off() { return g_direct_lean_off.load(std::memory_order_relaxed); }
-bool denormals_are_zero() { return (_mm_getcsr() & 0x40u) != 0; }
 
 }  // namespace fastopt

@@ -54,8 +54,5 @@ void set_isa(const std::string& name);
 // one (the same bits; the switch lets tests and benchmarks compare them).  Returns the old setting.
 bool set_direct_lean(bool on);
 bool direct_lean_off();
-// Whether the calling thread reads subnormal floats as zero (MXCSR's DAZ bit): the 8-bit codes'
-// fast decode (lean.hpp, q8_scaled) needs them read as they are.
-bool denormals_are_zero();
 
 }  // namespace fastopt

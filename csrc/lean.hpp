@@ -87,11 +87,15 @@ FASTOPT_ELEMENT float q8_decode(uint32_t c) {
 }
 // The fast decode.  A code's bits moved into a float32's exponent and mantissa fields (E4M3's sign
 // bit to the sign's) make a float32 equal to the code's value times 2^-120 (E4M3) or 2^-112
-// (E5M3), the subnormal codes included, which land on float32 subnormals scaled alike.  So
-// q8_scaled(c) * (inv * 2^120 or 2^112) is the real product q8_decode(c) * inv, rounded once: the
-// same bits, in two or three instructions a vector and no select.  It needs the subnormals read as
-// they are (not under DAZ) and inv * 2^k finite (inv below 2^8 or 2^16, or not finite: a NaN or an
-// infinite inv gives the same NaNs and infinities both ways); q8_fast says where it holds.
+// (E5M3).  So q8_scaled(c) * (inv * 2^120 or 2^112) is the real product q8_decode(c) * inv,
+// rounded once: the same bits, in two or three instructions a vector and no select.  It holds
+// where inv * 2^k is finite (inv below 2^8 or 2^16, or not finite: a NaN or an infinite inv gives
+// the same NaNs and infinities both ways) and for the normal codes; the subnormal ones (magnitude
+// 1..7) would land on float32 subnormals, which a thread that reads them as zero (DAZ, as
+// torch.set_flush_denormal(True) sets) would zero and which cost CPUs that fix them up in
+// microcode a hundred cycles or more a multiplication.  Such codes are rare in blocks in use (a
+// state under 2^-15 of its block's maximum), so q8_fast takes the fast decode for a block of
+// normal codes (a scan of a few byte instructions per 64 codes) and the reference's for others.
 template <bool NN>
 FASTOPT_ELEMENT float q8_scaled(uint8_t c) {
   if constexpr (NN) return bits_f32(uint32_t(c) << 20);
@@ -99,7 +103,39 @@ FASTOPT_ELEMENT float q8_scaled(uint8_t c) {
 }
 template <bool NN>
 inline float q8_factor(float inv) { return inv * (NN ? 0x1p112f : 0x1p120f); }
-inline bool q8_fast(float inv, float factor, bool daz) { return !daz && !(factor == INFINITY && inv != INFINITY); }
+// Whether codes c[0..n) include a subnormal one (E4M3: magnitude 1..7; E5M3: 1..7): the exponent
+// bits zero and the mantissa bits not.
+template <bool NN>
+inline bool q8_any_subnormal(const uint8_t* __restrict c, int64_t n) {
+  constexpr uint8_t exp_bits = NN ? 0xf8u : 0x78u;
+  int64_t i = 0;
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+  __mmask64 any = 0;
+  for (; i + 64 <= n; i += 64) {
+    const __m512i x = _mm512_loadu_si512(c + i);
+    any |= _mm512_mask_test_epi8_mask(_mm512_testn_epi8_mask(x, _mm512_set1_epi8(char(exp_bits))), x,
+                                       _mm512_set1_epi8(7));
+  }
+  if (any) return true;
+#elif defined(__AVX2__)
+  __m256i any = _mm256_setzero_si256();
+  for (; i + 32 <= n; i += 32) {
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c + i));
+    const __m256i zero = _mm256_setzero_si256();
+    const __m256i exp0 = _mm256_cmpeq_epi8(_mm256_and_si256(x, _mm256_set1_epi8(char(exp_bits))), zero);
+    const __m256i man0 = _mm256_cmpeq_epi8(_mm256_and_si256(x, _mm256_set1_epi8(7)), zero);
+    any = _mm256_or_si256(any, _mm256_andnot_si256(man0, exp0));
+  }
+  if (!_mm256_testz_si256(any, any)) return true;
+#endif
+  bool tail = false;
+  for (; i < n; ++i) tail |= (c[i] & exp_bits) == 0 && (c[i] & 7u) != 0;
+  return tail;
+}
+template <bool NN>
+inline bool q8_fast(float inv, float factor, const uint8_t* c, int64_t n) {
+  return !(factor == INFINITY && inv != INFINITY) && !q8_any_subnormal<NN>(c, n);
+}
 FASTOPT_ELEMENT uint8_t q8_encode_signed(float x, float scale) {
   const uint32_t ux = f32_bits(x);
   const float y = bits_f32(ux & 0x7fffffffu) * scale;
@@ -243,9 +279,9 @@ __attribute__((noinline)) inline void kahan_residual(const float* __restrict x, 
 }
 
 template <bool NN>
-inline void q8_decode_block(const uint8_t* __restrict c, float inv, float* __restrict out, int64_t n, bool daz) {
+inline void q8_decode_block(const uint8_t* __restrict c, float inv, float* __restrict out, int64_t n) {
   const float k = q8_factor<NN>(inv);
-  if (q8_fast(inv, k, daz)) {
+  if (q8_fast<NN>(inv, k, c, n)) {
 #pragma omp simd
     for (int64_t i = 0; i < n; ++i) out[i] = q8_scaled<NN>(c[i]) * k;
   } else {
@@ -254,9 +290,9 @@ inline void q8_decode_block(const uint8_t* __restrict c, float inv, float* __res
   }
 }
 __attribute__((noinline)) inline void q8_load(const uint8_t* __restrict c, float absmax, bool nonneg,
-                                              float* __restrict out, int64_t n, bool daz) {
-  if (nonneg) q8_decode_block<true>(c, absmax / kQUnsigned, out, n, daz);
-  else q8_decode_block<false>(c, absmax / kQSigned, out, n, daz);
+                                              float* __restrict out, int64_t n) {
+  if (nonneg) q8_decode_block<true>(c, absmax / kQUnsigned, out, n);
+  else q8_decode_block<false>(c, absmax / kQSigned, out, n);
 }
 
 // The block's largest |x|, a NaN if any x is NaN: the largest of the bits of |x| as unsigned
@@ -297,9 +333,7 @@ inline void quantize_8bit(const float* x, int64_t n, bool nonneg, uint8_t* codes
   for (int64_t i = 0; i < n; i += kQBlock) q8_store(x + i, nonneg, codes + i, absmax + i / kQBlock, n - i < kQBlock ? n - i : kQBlock);
 }
 inline void dequantize_8bit(const uint8_t* codes, const float* absmax, int64_t n, bool nonneg, float* out) {
-  const bool daz = denormals_are_zero();
-  for (int64_t i = 0; i < n; i += kQBlock)
-    q8_load(codes + i, absmax[i / kQBlock], nonneg, out + i, n - i < kQBlock ? n - i : kQBlock, daz);
+  for (int64_t i = 0; i < n; i += kQBlock) q8_load(codes + i, absmax[i / kQBlock], nonneg, out + i, n - i < kQBlock ? n - i : kQBlock);
 }
 
 // Array `a`'s elements [i0, i0 + n) of slot s into buf (or a pointer to them where they are float32).
@@ -619,7 +653,6 @@ void q8_sweep(const Batch& b, const Rule& rule, int nt) {
     float* a0 = static_cast<float*>(b.slot[5][it.array]) + it.start / kQBlock;
     uint8_t* c1 = NS > 1 ? static_cast<uint8_t*>(b.slot[3][it.array]) + it.start : nullptr;
     float* a1 = NS > 1 ? static_cast<float*>(b.slot[6][it.array]) + it.start / kQBlock : nullptr;
-    const bool daz = denormals_are_zero();  // this thread's
     alignas(64) float buf0[kQBlock], buf1[kQBlock];
     uint32_t mx[2];
     for (int64_t off = 0, q = 0; off < it.len; off += kQBlock, ++q) {
@@ -629,7 +662,7 @@ void q8_sweep(const Batch& b, const Rule& rule, int nt) {
       const float k0 = q8_factor<NN0>(inv0), k1 = q8_factor<NN1>(inv1);
       bool split;
       uint8_t* d1 = NS > 1 ? c1 + off : nullptr;
-      if (q8_fast(inv0, k0, daz) && (NS < 2 || q8_fast(inv1, k1, daz)))
+      if (q8_fast<NN0>(inv0, k0, c0 + off, n) && (NS < 2 || q8_fast<NN1>(inv1, k1, d1, n)))
         q8_rule_block<PS, NS, NN0, NN1, true>(rule, p + off, g + off, c0 + off, d1, k0, k1, buf0, buf1, mx, n, split);
       else
         q8_rule_block<PS, NS, NN0, NN1, false>(rule, p + off, g + off, c0 + off, d1, inv0, inv1, buf0, buf1, mx, n, split);

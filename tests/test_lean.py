@@ -103,14 +103,18 @@ def test_codes_at_every_rounding_boundary_on_every_isa(nonneg, restore_isa):
 
 @pytest.mark.parametrize("nonneg", [False, True])
 def test_every_code_decodes_for_every_kind_of_block_maximum(nonneg, restore_isa):
-    # the decode multiplies the code's bits by absmax / 448 * 2^120 (or / 122880 * 2^112) where
-    # that is finite, else decodes as the reference does: both sides of that line, a subnormal
-    # and a zero block maximum, infinity and NaN, on every instruction set
-    codes = np.tile(np.arange(256, dtype=np.uint8), 12)
+    # a block of normal codes decodes as its bits times absmax / 448 * 2^120 (or / 122880 *
+    # 2^112) where that is finite; a block holding a subnormal code, or whose factor overflows, as
+    # the reference does: every code in blocks of both kinds, both sides of the overflow line, a
+    # subnormal and a zero block maximum, infinity and NaN, on every instruction set
+    every = np.arange(256, dtype=np.uint8)
+    normal = np.where(((every & 0x7F if not nonneg else every) - 1).astype(np.uint8) < 7, 0, every).astype(np.uint8)
     top = np.float32(122880.0 if nonneg else 448.0)
     edge = top * np.float32(2.0 ** (16 if nonneg else 8))  # the smallest absmax whose factor overflows
-    absmax = np.array([3.0, edge, np.nextafter(edge, np.float32(0)), np.float32(3e38), 1e-40, 0.0, np.inf, np.nan,
-                       1.0, 2.0 ** -126, 65504.0, 7e9], np.float32)
+    maxima = [3.0, edge, np.nextafter(edge, np.float32(0)), np.float32(3e38), 1e-40, 0.0, np.inf, np.nan,
+              1.0, 2.0 ** -126, 65504.0, 7e9]
+    codes = np.concatenate([normal, every] * len(maxima))
+    absmax = np.repeat(np.array(maxima, np.float32), 2)
     with np.errstate(invalid="ignore"):  # 0 * inf
         want = R.dequantize_8bit(codes, absmax, nonneg)
     for isa in _core.supported_isas():
@@ -138,14 +142,21 @@ def test_8bit_blocks_beyond_the_fast_decode_match_reference(name, used, param):
 
 def test_8bit_decode_is_exact_when_subnormals_read_as_zero(restore_isa):
     # a thread that reads subnormals as zero (MXCSR's DAZ, as torch.set_flush_denormal(True) sets)
-    # would read the fast decode's subnormal-code bits as zero: it decodes as the reference does
+    # would read subnormal codes' bits as zero in the fast decode: their blocks decode as the
+    # reference does
     torch = pytest.importorskip("torch")
     x = boundaries(False)
     codes, absmax = R.quantize_8bit(x, False)
     sub = (codes & 0x7F) < 8
-    assert sub.sum() > 20 and np.all(R.dequantize_8bit(codes, absmax)[sub & (codes & 0x7F > 0)] != 0)
+    assert sub.sum() > 20 and np.all(R.dequantize_8bit(codes, absmax)[sub & ((codes & 0x7F) > 0)] != 0)
     want = R.dequantize_8bit(codes, absmax)
     step_want = R.quantize_8bit(want + np.float32(0), False)[0]
+    # and one subnormal code at each place of a block of normal ones (the scan finds each)
+    lone = {nn: np.full((256, 256), 0x40, np.uint8) for nn in (False, True)}
+    for nn, c in lone.items():
+        c[np.arange(256), np.arange(256)] = 3 if nn else 0x85
+    lone_absmax = np.linspace(1, 2, 256, dtype=np.float32)
+    lone_want = {nn: R.dequantize_8bit(c.ravel(), lone_absmax, nn) for nn, c in lone.items()}
     fastopt.set_num_threads(1)  # the kernels run on this thread
     if not torch.set_flush_denormal(True):
         pytest.skip("this CPU cannot read subnormals as zero")
@@ -158,6 +169,9 @@ def test_8bit_decode_is_exact_when_subnormals_read_as_zero(restore_isa):
             _core.stream_(p, p.copy(), s, 0.0)
             assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), isa
             assert all(np.array_equal(a.codes, step_want) for a in s), isa
+            for nn, c in lone.items():
+                got = dequantize_8bit(Blockwise8(c.ravel(), lone_absmax, nn))
+                assert np.array_equal(got.view(np.uint32), lone_want[nn].view(np.uint32)), (isa, nn)
     finally:
         torch.set_flush_denormal(False)
         fastopt.set_num_threads(0)
