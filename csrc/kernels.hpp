@@ -263,7 +263,7 @@ __attribute__((noinline)) void lamb_moments(const LambRule<T>& rule, const Pre<T
 }
 
 template <class T>
-void lamb(const Batch& b, const LambHyper& h, const PreHyper& ph, int nt) {
+void lamb_group(const Batch& b, const LambHyper& h, const PreHyper& ph, int nt) {
   const Plan plan(b);
   const LambRule<T> r(h);
   const Pre<T> pre(ph);
@@ -303,6 +303,34 @@ void lamb(const Batch& b, const LambHyper& h, const PreHyper& ph, int nt) {
       for (int64_t i = 0; i < it.len; ++i) p[i] = p[i] + c * rule.direction(p[i], m[i], v[i]);
     }
   });
+}
+
+// Arrays [a0, a1) of b.
+inline Batch sub_batch(const Batch& b, int64_t a0, int64_t a1) {
+  Batch s = b;
+  s.count = a1 - a0;
+  s.sizes = b.sizes + a0;
+  for (auto& slot : s.slot)
+    if (slot) slot += a0;
+  return s;
+}
+
+// LAMB walks the arrays in groups of consecutive ones whose parameters and moments take at most
+// kLambGroupBytes (an array larger than that alone), both passes over one group before the next,
+// so that the second pass finds them in cache where the group fits (a list of many arrays, as a
+// network's).  Norms and updates are per array, so the grouping changes no bit.
+#ifndef FASTOPT_LAMB_GROUP
+#define FASTOPT_LAMB_GROUP (8 << 20)
+#endif
+constexpr int64_t kLambGroupBytes = FASTOPT_LAMB_GROUP;
+template <class T>
+void lamb(const Batch& b, const LambHyper& h, const PreHyper& ph, int nt) {
+  const int64_t per = 3 * int64_t(sizeof(T));
+  for (int64_t a0 = 0, a1; a0 < b.count; a0 = a1) {
+    int64_t bytes = b.sizes[a0] * per;
+    for (a1 = a0 + 1; a1 < b.count && bytes + b.sizes[a1] * per <= kLambGroupBytes; ++a1) bytes += b.sizes[a1] * per;
+    lamb_group<T>(a0 == 0 && a1 == b.count ? b : sub_batch(b, a0, a1), h, ph, nt);
+  }
 }
 
 }  // namespace FASTOPT_ISA_NS

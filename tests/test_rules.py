@@ -88,6 +88,31 @@ def test_thread_counts_and_call_patterns_bit_identical(case, restore_threads):
             assert np.array_equal(a, b)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("hyper", [h for n, h in CASES if n == "lamb"])
+def test_lamb_over_groups_of_arrays(hyper, dtype, restore_threads):
+    # LAMB walks a list in groups of arrays whose parameters and moments fit in 8 MiB (an array
+    # larger than that alone), both passes per group: the same bits as one call per array, on
+    # 1 and 2 threads, and the reference's values
+    import fastopt
+    sizes = [800_000, 10, 300_000, 0, 300_000, 300_000, 5, 3 * 16384 + 5]  # several groups either dtype
+    runs = []
+    for threads, per_array in [(1, False), (2, False), (2, True)]:
+        fastopt.set_num_threads(threads)
+        params, states, rng = make_arrays(sizes, dtype, 2)
+        grads = [[rng.standard_normal(n).astype(dtype) for n in sizes] for _ in range(3)]
+        run_fastopt("lamb", hyper, params, grads, states, per_array=per_array)
+        runs.append(params + [x for ss in states for x in ss])
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            assert np.array_equal(a, b)
+    params, states, rng = make_arrays(sizes, dtype, 2)
+    grads = [[rng.standard_normal(n).astype(dtype) for n in sizes] for _ in range(3)]
+    run_reference("lamb", hyper, params, grads, states)
+    for a, b in zip(runs[0][:len(sizes)], params):
+        np.testing.assert_allclose(a, b, **tol(dtype))
+
+
 def test_single_array_and_nd_shapes():
     """One array instead of a list, and any C-contiguous shape, are the same update."""
     import fastopt
