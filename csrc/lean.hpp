@@ -169,9 +169,9 @@ constexpr float q8_magic(bool nn) { return nn ? 96.0f : 16384.0f; }
 constexpr uint32_t q8_round_add(bool nn) { return 0x7ffffu - ((nn ? 896u : 960u) << 20); }
 
 // q8_encode_dw: one vector of codes (one per 32-bit lane; with AVX-512 the unsigned ones not yet
-// clamped to 255, which q8_encode_vec's conversion does by saturating); q8_encode_vec: kQ8Width codes in memory
-// order; q8_encode_split: 2 kQ8Width codes from the even elements' values in one buffer and the
-// odd ones' in another (the layout of the all-bfloat16 loop's words, see bf16_pairs).
+// clamped to 255, which q8_encode_vec's conversion does by saturating); q8_encode_vec: kQ8Width
+// codes in memory order; q8_encode_split: 2 kQ8Width codes from the even elements' values in one
+// buffer and the odd ones' in another (the layout of the all-bfloat16 loop's words, see bf16_pairs).
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 constexpr int kQ8Width = 16;
 template <bool NN>
