@@ -329,7 +329,7 @@ void lamb(const Batch& b, const LambHyper& h, const PreHyper& ph, int nt) {
   for (int64_t a0 = 0, a1; a0 < b.count; a0 = a1) {
     int64_t bytes = b.sizes[a0] * per;
     for (a1 = a0 + 1; a1 < b.count && bytes + b.sizes[a1] * per <= kLambGroupBytes; ++a1) bytes += b.sizes[a1] * per;
-    lamb_group<T>(a0 == 0 && a1 == b.count ? b : sub_batch(b, a0, a1), h, ph, nt);
+    lamb_group<T>(sub_batch(b, a0, a1), h, ph, nt);
   }
 }
 

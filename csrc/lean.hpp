@@ -626,19 +626,26 @@ __attribute__((noinline)) void q8_encode_block_split(const float* __restrict x, 
 }
 #endif
 
-// One block of q8_sweep's: the rule and the new states' maxima (q8_pairs_block or q8_direct_block).
+// Whether q8_sweep walks a block of n elements two per 32-bit word (q8_pairs_block, then
+// q8_encode_block_split) rather than one by one (q8_direct_block, then q8_encode).
+template <class PS>
+constexpr bool q8_split([[maybe_unused]] int64_t n) {
+#if defined(__AVX2__)
+  return PS::bits16 && n % (2 * kQ8Width) == 0;
+#else
+  return false;
+#endif
+}
+
+// One block of q8_sweep's: the rule and the new states' maxima.
 template <class PS, int NS, bool NN0, bool NN1, bool FAST, class Rule>
 void q8_rule_block(const Rule& rule, typename PS::E* p, const typename PS::E* g, uint8_t* c0, uint8_t* c1, float f0,
-                   float f1, float* s0, float* s1, uint32_t* mx, int64_t n, bool& split) {
+                   float f1, float* s0, float* s1, uint32_t* mx, int64_t n) {
 #if defined(__AVX2__)
   if constexpr (PS::bits16) {
-    if (n % (2 * kQ8Width) == 0) {
-      split = true;
-      return q8_pairs_block<NS, NN0, NN1, FAST>(rule, p, g, c0, c1, f0, f1, s0, s1, mx, n);
-    }
+    if (q8_split<PS>(n)) return q8_pairs_block<NS, NN0, NN1, FAST>(rule, p, g, c0, c1, f0, f1, s0, s1, mx, n);
   }
 #endif
-  split = false;
   q8_direct_block<PS, NS, NN0, NN1, FAST>(rule, p, g, c0, c1, f0, f1, s0, s1, mx, n);
 }
 
@@ -660,14 +667,13 @@ void q8_sweep(const Batch& b, const Rule& rule, int nt) {
       const float inv0 = a0[q] / (NN0 ? kQUnsigned : kQSigned);
       const float inv1 = NS > 1 ? a1[q] / (NN1 ? kQUnsigned : kQSigned) : 0.0f;
       const float k0 = q8_factor<NN0>(inv0), k1 = q8_factor<NN1>(inv1);
-      bool split;
       uint8_t* d1 = NS > 1 ? c1 + off : nullptr;
       if (q8_fast<NN0>(inv0, k0, c0 + off, n) && (NS < 2 || q8_fast<NN1>(inv1, k1, d1, n)))
-        q8_rule_block<PS, NS, NN0, NN1, true>(rule, p + off, g + off, c0 + off, d1, k0, k1, buf0, buf1, mx, n, split);
+        q8_rule_block<PS, NS, NN0, NN1, true>(rule, p + off, g + off, c0 + off, d1, k0, k1, buf0, buf1, mx, n);
       else
-        q8_rule_block<PS, NS, NN0, NN1, false>(rule, p + off, g + off, c0 + off, d1, inv0, inv1, buf0, buf1, mx, n, split);
+        q8_rule_block<PS, NS, NN0, NN1, false>(rule, p + off, g + off, c0 + off, d1, inv0, inv1, buf0, buf1, mx, n);
 #if defined(__AVX2__)
-      if (split) {
+      if (q8_split<PS>(n)) {
         q8_encode_block_split<NN0>(buf0, bits_f32(mx[0]), c0 + off, a0 + q, n);
         if constexpr (NS > 1) q8_encode_block_split<NN1>(buf1, bits_f32(mx[1]), d1, a1 + q, n);
         continue;
