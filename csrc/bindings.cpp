@@ -1208,6 +1208,11 @@ PYBIND11_MODULE(_core, m) {
                                                     std::to_string(n));
     set_num_threads(int(n));
   }, py::arg("n"));
+  m.def("_set_thread_omp_team", &set_thread_omp_team, py::arg("on"),
+        "This thread's calls on the process's OpenMP team (True; where there is one) or on fastopt's own (False, "
+        "the default); returns the previous setting.");
+  m.def("_omp_team_available", &omp_team_available,
+        "Whether an OpenMP runtime (libgomp's GOMP_parallel) is loaded in this process, outside a forked child.");
   m.def("_set_thread_parallel_min", [](int64_t n) {
     if (n < 0) throw py::value_error("n must be >= 0 (0: the default), got " + std::to_string(n));
     return set_thread_parallel_min(n);

@@ -9,8 +9,12 @@
 // while after a job, then sleep on a condition variable.
 #include "pool.hpp"
 
+#include <dlfcn.h>
+#include <link.h>
 #include <pthread.h>
 #include <sched.h>
+
+#include <cstring>
 
 #include <atomic>
 #include <chrono>
@@ -198,8 +202,48 @@ Pool& pool() {
 
 }  // namespace
 
+namespace {
+thread_local bool t_omp_team = false;
+std::atomic<bool> g_forked{false};  // in a forked child the parent's OpenMP team is not used
+
+// libgomp's entry for `#pragma omp parallel`: fn(data) on num_threads threads, the caller among
+// them, returning when all have.
+using GompParallel = void (*)(void (*)(void*), void*, unsigned, unsigned);
+
+int find_gomp(struct dl_phdr_info* info, size_t, void* out) {
+  const char* name = info->dlpi_name;
+  if (!name || !*name || (!std::strstr(name, "libgomp") && !std::strstr(name, "libiomp"))) return 0;
+  void* h = dlopen(name, RTLD_LAZY | RTLD_NOLOAD);  // already loaded: only a handle to it
+  if (!h) return 0;
+  void* f = dlsym(h, "GOMP_parallel");
+  dlclose(h);  // the library stays: the process still holds it
+  if (!f) return 0;
+  *static_cast<void**>(out) = f;
+  return 1;
+}
+
+GompParallel gomp_parallel() {
+  static const GompParallel f = [] {
+    void* p = dlsym(RTLD_DEFAULT, "GOMP_parallel");
+    if (!p) dl_iterate_phdr(find_gomp, &p);
+    if (p) pthread_atfork(nullptr, nullptr, [] { g_forked.store(true); });
+    return reinterpret_cast<GompParallel>(p);
+  }();
+  return f;
+}
+}  // namespace
+
+bool omp_team_available() { return gomp_parallel() != nullptr && !g_forked.load(std::memory_order_relaxed); }
+
+bool set_thread_omp_team(bool on) {
+  const bool prev = t_omp_team;
+  t_omp_team = on && omp_team_available();
+  return prev;
+}
+
 void parallel_run(int nthreads, TaskFn fn, void* ctx) {
   if (nthreads <= 1) return fn(ctx);
+  if (t_omp_team && !g_forked.load(std::memory_order_relaxed)) return gomp_parallel()(fn, ctx, unsigned(nthreads), 0);
   pool().run(nthreads, fn, ctx);
 }
 

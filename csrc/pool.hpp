@@ -34,6 +34,15 @@ int64_t parallel_min(int64_t fallback);
 // This thread's minimum (0: the default again); returns the previous one.
 int64_t set_thread_parallel_min(int64_t n);
 
+// The calling thread's calls on the process's OpenMP team instead of fastopt's own (fastopt.torch
+// does this while torch runs more than one thread: right after a parallel torch op that team's
+// workers are spinning on the cores, and they take the step's items at once, where fastopt's
+// helpers would wait for the cores).  Found among the libraries already loaded (libgomp, or a
+// runtime that provides its GOMP_parallel entry); false where there is none.  Returns the
+// previous setting.
+bool set_thread_omp_team(bool on);
+bool omp_team_available();
+
 // Workers started so far (the team grows on demand), and microseconds a worker spins after a
 // call before it sleeps.
 int pool_workers();

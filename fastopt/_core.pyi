@@ -20,6 +20,10 @@ class _Prepared:
         """
         The step on the group's gradients: True, False (check_finite met a NaN or Inf) or None (the group changed: nothing done).
         """
+def _omp_team_available() -> bool:
+    """
+    Whether an OpenMP runtime (libgomp's GOMP_parallel) is loaded in this process, outside a forked child.
+    """
 def _prepare(arg0: collections.abc.Callable, *args, **kwargs) -> tuple[typing.Any, typing.Any]:
     """
     fn(*args, **kwargs), keeping the update call it makes: (its result, a _Prepared).
@@ -30,6 +34,10 @@ def _set_direct_lean(on: bool) -> bool:
     """
 def _set_isa(name: str) -> None:
     ...
+def _set_thread_omp_team(on: bool) -> bool:
+    """
+    This thread's calls on the process's OpenMP team (True; where there is one) or on fastopt's own (False, the default); returns the previous setting.
+    """
 def _set_thread_parallel_min(n: typing.SupportsInt | typing.SupportsIndex) -> int:
     """
     This thread's fewest elements for a call to use helper threads (0: the default); returns the previous value.

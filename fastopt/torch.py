@@ -42,10 +42,18 @@ TORCH_OPTIONS = {"foreach": None, "fused": None, "capturable": False, "different
 _DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 
 #: the fewest elements a step's call must have before fastopt's helper threads join it, while
-#: torch runs more than one thread: right after a parallel torch op (its OpenMP workers still
-#: spinning), Adam on 64K-128K elements took 15-20% longer on two threads than on one, 256K the
-#: same, 512K and more less on two (2-core AMD EPYC).  The kernels' own default is 64K.
+#: torch runs more than one thread and its team cannot be used (below): right after a parallel
+#: torch op (its OpenMP workers still spinning), Adam on 64K-128K elements took 15-20% longer on
+#: two threads than on one, 256K the same, 512K and more less on two (2-core AMD EPYC).  The
+#: kernels' own default is 64K.
 TORCH_PARALLEL_MIN = 1 << 18
+
+#: whether a step runs on torch's own OpenMP team while torch runs more than one thread: right
+#: after a parallel torch op (the backward) that team's workers are spinning on the cores and take
+#: the step's items at once, where fastopt's helpers would wait for the cores.  Adam right after a
+#: torch matmul, 2 threads, 2-core AMD EPYC: 256K elements 140 us on fastopt's team, 99 us on one
+#: thread, 60 us on torch's; 1M 638, 593 and 350 us.
+TORCH_TEAM = "parallel backend: OpenMP" in torch.__config__.parallel_info() and _core._omp_team_available()
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -241,13 +249,17 @@ class FastoptOptimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         # Beside torch's OpenMP workers, which spin for milliseconds after each parallel op (the
-        # backward just before), helpers join only calls of TORCH_PARALLEL_MIN elements or more.
-        prev = _core._set_thread_parallel_min(TORCH_PARALLEL_MIN if torch.get_num_threads() > 1 else 0)
+        # backward just before), the step runs on that team (TORCH_TEAM), else helpers join only
+        # calls of TORCH_PARALLEL_MIN elements or more.
+        many = torch.get_num_threads() > 1
+        team = _core._set_thread_omp_team(many and TORCH_TEAM)
+        prev = _core._set_thread_parallel_min(TORCH_PARALLEL_MIN if many and not TORCH_TEAM else 0)
         try:
             for i, group in enumerate(self.param_groups):
                 self._step_group(group, i)  # the kernels write through NumPy views: no autograd involved
         finally:
             _core._set_thread_parallel_min(prev)
+            _core._set_thread_omp_team(team)
         return loss
 
     # A group's plan: the NumPy views of its parameters and states, bucketed by dtype and step

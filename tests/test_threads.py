@@ -210,8 +210,125 @@ def test_torch_step_restores_the_thread_parallel_min(restore_threads):
     opt = ft.Adam([t], lr=1e-3)
     t.grad = torch.randn(1000)
     opt.step()
-    assert _core._set_thread_parallel_min(0) == 0
-    t.grad = torch.randn(1000).to_sparse()  # refused: the step raises, the setting is restored
+    assert _core._set_thread_parallel_min(0) == 0 and _core._set_thread_omp_team(False) is False
+    t.grad = torch.randn(1000).to_sparse()  # refused: the step raises, the settings are restored
     with pytest.raises(ValueError, match="sparse"):
         opt.step()
-    assert _core._set_thread_parallel_min(0) == 0
+    assert _core._set_thread_parallel_min(0) == 0 and _core._set_thread_omp_team(False) is False
+
+
+def _torch_team():
+    """torch, where its intra-op threads are an OpenMP team that fastopt finds; else skip."""
+    torch = pytest.importorskip("torch")
+    if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        pytest.skip("torch's parallel backend is not OpenMP")
+    assert _core._omp_team_available()  # torch's libgomp is loaded: it must be found
+    return torch
+
+
+@pytest.mark.parametrize("kernel", ["adam", "lamb", "clip_grad_norm", "adam_int8"])
+def test_omp_team_is_per_thread_and_changes_no_result(restore_threads, kernel):
+    """A thread's calls on the process's OpenMP team (fastopt.torch's step sets it): the same bits
+    as on fastopt's own team, for a sweep, a two-pass rule with norms, a reduction and the 8-bit
+    path; the setting returns its previous value and does not leak to other threads."""
+    _torch_team()
+    fastopt.set_num_threads(2)
+    n = 3 * BIG + 5
+
+    def run():
+        p, g, m, v = _adam_problem(n)
+        if kernel == "adam":
+            fastopt.adam_(p, g, m, v, step=3)
+            return [p, m, v]
+        if kernel == "lamb":  # a list: norms per array, two passes per group of arrays
+            ps, gs, ms, vs = ([a, a[: BIG + 1].copy()] for a in (p, g, m, v))
+            fastopt.lamb_(ps, gs, ms, vs, step=3)
+            return ps + ms + vs
+        if kernel == "clip_grad_norm":
+            return [np.array(fastopt.clip_grad_norm_(g, 1e-2)), g]
+        from fastopt import optim
+        opt = optim.Adam([p], lr=1e-3, state_dtype="int8")
+        for _ in range(2):
+            opt.step([g])
+        return [p] + [opt.state[0][k].dequantize() for k in ("exp_avg", "exp_avg_sq")]
+
+    want = run()
+    seen = []
+    assert _core._set_thread_omp_team(True) is False
+    try:
+        t = threading.Thread(target=lambda: seen.append(_core._set_thread_omp_team(False)))
+        t.start()
+        t.join()
+        got = run()
+    finally:
+        assert _core._set_thread_omp_team(False) is True
+    assert seen == [False]
+    assert len(got) == len(want)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+
+
+_TEAM_STEP = """
+import os, sys, torch, numpy as np, fastopt, fastopt.torch as ft
+from fastopt import _core
+torch.set_num_threads(2); fastopt.set_num_threads(2)
+ft.TORCH_TEAM = {team}
+torch.manual_seed(0)
+w = [torch.nn.Parameter(torch.randn(3 * 2**18 + 5)) for _ in range(2)]
+ref = [torch.nn.Parameter(x.detach().clone()) for x in w]
+opt, ropt = ft.Adam(w, lr=1e-2), torch.optim.Adam(ref, lr=1e-2)
+def steps(k):
+    for _ in range(k):
+        for a, b in zip(w, ref):
+            g = torch.randn_like(a)
+            a.grad, b.grad = g, g.clone()
+        opt.step(); ropt.step()
+        for a, b in zip(w, ref):
+            torch.testing.assert_close(a, b, rtol=2e-5, atol=1e-6)
+steps(3)
+print("workers", fastopt.config()["thread_pool"]["workers"])
+if {fork}:
+    rng = np.random.default_rng(0)
+    p0, g0 = (rng.standard_normal(3 * 2**18).astype(np.float32) for _ in range(2))
+    want = [p0.copy(), g0, np.zeros_like(p0), np.zeros_like(p0)]
+    fastopt.adam_(*want, step=1)
+    _core._set_thread_omp_team(True)  # as inside a step: the forking thread's setting is on
+    pid = os.fork()
+    if pid == 0:
+        try:
+            # torch's OpenMP team did not survive the fork (torch's own parallel ops need
+            # torch.set_num_threads(1) here); fastopt's calls go to its rebuilt team
+            assert not _core._omp_team_available()
+            got = [p0.copy(), g0, np.zeros_like(p0), np.zeros_like(p0)]
+            fastopt.adam_(*got, step=1)  # the inherited setting is on: the call must not use the team
+            np.testing.assert_array_equal(got[0], want[0])
+            assert _core._set_thread_omp_team(True) is True  # the inherited setting ...
+            assert _core._set_thread_omp_team(False) is False  # ... and turning it on again is refused
+            os._exit(0)
+        except BaseException:
+            os._exit(3)
+    _, status = os.waitpid(pid, 0)
+    print("child", os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.parametrize("team", [True, False])
+def test_torch_step_runs_on_torchs_team(team):
+    """fastopt.torch's step while torch runs 2 threads: on torch's OpenMP team fastopt's own team
+    never starts a worker (TORCH_TEAM off: it does), and the parameters follow torch.optim.Adam
+    (the kernel tests' float32 tolerance)."""
+    _torch_team()
+    r = _run(_TEAM_STEP.format(team=team, fork=False), timeout=120)
+    assert r.returncode == 0, r.stderr
+    workers = int(r.stdout.split("workers")[1].split()[0])
+    assert (workers == 0) if team else (workers >= 1)
+
+
+def test_torch_step_in_a_forked_child_uses_fastopts_team():
+    """After steps on torch's team, a forked child (multiprocessing's fork start) whose forking
+    thread had the team on runs its calls on fastopt's rebuilt team: they finish, with the bits
+    the parent's calls gave."""
+    _torch_team()
+    r = _run(_TEAM_STEP.format(team=True, fork=True), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "child 0" in r.stdout, r.stdout + r.stderr
