@@ -210,30 +210,36 @@ std::atomic<bool> g_forked{false};  // in a forked child the parent's OpenMP tea
 // them, returning when all have.
 using GompParallel = void (*)(void (*)(void*), void*, unsigned, unsigned);
 
-int find_gomp(struct dl_phdr_info* info, size_t, void* out) {
+struct OmpRuntime {
+  GompParallel parallel = nullptr;
+  int (*max_threads)() = nullptr;  // omp_get_max_threads: the team size torch.set_num_threads set
+};
+
+int find_omp(struct dl_phdr_info* info, size_t, void* out) {
   const char* name = info->dlpi_name;
   if (!name || !*name || (!std::strstr(name, "libgomp") && !std::strstr(name, "libiomp"))) return 0;
   void* h = dlopen(name, RTLD_LAZY | RTLD_NOLOAD);  // already loaded: only a handle to it
   if (!h) return 0;
-  void* f = dlsym(h, "GOMP_parallel");
+  auto* rt = static_cast<OmpRuntime*>(out);
+  rt->parallel = reinterpret_cast<GompParallel>(dlsym(h, "GOMP_parallel"));
+  rt->max_threads = reinterpret_cast<int (*)()>(dlsym(h, "omp_get_max_threads"));
   dlclose(h);  // the library stays: the process still holds it
-  if (!f) return 0;
-  *static_cast<void**>(out) = f;
-  return 1;
+  return rt->parallel && rt->max_threads ? 1 : 0;
 }
 
-GompParallel gomp_parallel() {
-  static const GompParallel f = [] {
-    void* p = dlsym(RTLD_DEFAULT, "GOMP_parallel");
-    if (!p) dl_iterate_phdr(find_gomp, &p);
-    if (p) pthread_atfork(nullptr, nullptr, [] { g_forked.store(true); });
-    return reinterpret_cast<GompParallel>(p);
+const OmpRuntime& omp_runtime() {
+  static const OmpRuntime rt = [] {
+    OmpRuntime r;
+    dl_iterate_phdr(find_omp, &r);
+    if (!r.parallel || !r.max_threads) r = OmpRuntime{};
+    else pthread_atfork(nullptr, nullptr, [] { g_forked.store(true); });
+    return r;
   }();
-  return f;
+  return rt;
 }
 }  // namespace
 
-bool omp_team_available() { return gomp_parallel() != nullptr && !g_forked.load(std::memory_order_relaxed); }
+bool omp_team_available() { return omp_runtime().parallel && !g_forked.load(std::memory_order_relaxed); }
 
 bool set_thread_omp_team(bool on) {
   const bool prev = t_omp_team;
@@ -243,7 +249,14 @@ bool set_thread_omp_team(bool on) {
 
 void parallel_run(int nthreads, TaskFn fn, void* ctx) {
   if (nthreads <= 1) return fn(ctx);
-  if (t_omp_team && !g_forked.load(std::memory_order_relaxed)) return gomp_parallel()(fn, ctx, unsigned(nthreads), 0);
+  if (t_omp_team && !g_forked.load(std::memory_order_relaxed)) {
+    // No more threads than the team has (torch.set_num_threads), so none is started for the call.
+    const OmpRuntime& rt = omp_runtime();
+    const int team = rt.max_threads();
+    if (team < nthreads) nthreads = team;
+    if (nthreads <= 1) return fn(ctx);
+    return rt.parallel(fn, ctx, unsigned(nthreads), 0);
+  }
   pool().run(nthreads, fn, ctx);
 }
 

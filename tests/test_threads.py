@@ -332,3 +332,25 @@ def test_torch_step_in_a_forked_child_uses_fastopts_team():
     r = _run(_TEAM_STEP.format(team=True, fork=True), timeout=120)
     assert r.returncode == 0, r.stderr
     assert "child 0" in r.stdout, r.stdout + r.stderr
+
+
+def test_torch_step_uses_no_more_threads_than_torchs_team():
+    """fastopt set to 4 threads, torch to 2: the step on torch's team starts no thread (without
+    the cap the OpenMP runtime would start two more for a 4-thread region)."""
+    _torch_team()
+    code = """
+import os, torch, fastopt, fastopt.torch as ft
+torch.set_num_threads(2); fastopt.set_num_threads(4)
+torch.mm(torch.randn(256, 256), torch.randn(256, 256))  # torch's team exists
+before = len(os.listdir("/proc/self/task"))
+w = torch.nn.Parameter(torch.randn(2**20))
+w.grad = torch.randn(2**20)
+opt = ft.Adam([w], lr=1e-3)
+for _ in range(3):
+    opt.step()
+print("threads", before, len(os.listdir("/proc/self/task")), fastopt.config()["thread_pool"]["workers"])
+"""
+    r = _run(code, timeout=120)
+    assert r.returncode == 0, r.stderr
+    before, after, workers = map(int, r.stdout.split("threads")[1].split())
+    assert after == before and workers == 0
