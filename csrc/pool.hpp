@@ -6,7 +6,8 @@
 // follow fastopt.set_num_threads, OMP_NUM_THREADS and threadpoolctl at every call.  This team
 // waits passively after a short, measured spin, is rebuilt in a forked child, runs a call on
 // the calling thread alone when another call holds the team, and never takes the process down
-// when the OS refuses a thread (the call runs on the threads that exist).
+// when the OS refuses a thread (the call runs on the threads that exist).  The one exception is
+// opt-in and per thread: fastopt.torch's step runs on torch's OpenMP team (set_thread_omp_team).
 #pragma once
 #include <cstdint>
 
