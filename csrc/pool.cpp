@@ -215,25 +215,42 @@ struct OmpRuntime {
   int (*max_threads)() = nullptr;  // omp_get_max_threads: the team size torch.set_num_threads set
 };
 
+// A loaded library whose name holds one of `names`, and the runtime's entries as that library
+// resolves them: its own, or those of the first of its dependencies that has them.
+struct OmpSearch {
+  const char* names[2];
+  OmpRuntime rt;
+};
+
 int find_omp(struct dl_phdr_info* info, size_t, void* out) {
+  auto* s = static_cast<OmpSearch*>(out);
   const char* name = info->dlpi_name;
-  if (!name || !*name || (!std::strstr(name, "libgomp") && !std::strstr(name, "libiomp"))) return 0;
+  if (!name || !*name) return 0;
+  bool match = false;
+  for (const char* n : s->names) match = match || (n && std::strstr(name, n));
+  if (!match) return 0;
   void* h = dlopen(name, RTLD_LAZY | RTLD_NOLOAD);  // already loaded: only a handle to it
   if (!h) return 0;
-  auto* rt = static_cast<OmpRuntime*>(out);
-  rt->parallel = reinterpret_cast<GompParallel>(dlsym(h, "GOMP_parallel"));
-  rt->max_threads = reinterpret_cast<int (*)()>(dlsym(h, "omp_get_max_threads"));
+  s->rt.parallel = reinterpret_cast<GompParallel>(dlsym(h, "GOMP_parallel"));
+  s->rt.max_threads = reinterpret_cast<int (*)()>(dlsym(h, "omp_get_max_threads"));
   dlclose(h);  // the library stays: the process still holds it
-  return rt->parallel && rt->max_threads ? 1 : 0;
+  if (s->rt.parallel && s->rt.max_threads) return 1;
+  s->rt = OmpRuntime{};
+  return 0;
 }
 
+// torch's team: the runtime libtorch_cpu itself calls.  A process can hold several (scikit-learn's
+// wheels bring their own libgomp, and one imported first comes first in the list), and another's
+// team would be a second, cold set of threads beside torch's spinning ones.  Without torch, the
+// first OpenMP runtime loaded.
 const OmpRuntime& omp_runtime() {
   static const OmpRuntime rt = [] {
-    OmpRuntime r;
-    dl_iterate_phdr(find_omp, &r);
-    if (!r.parallel || !r.max_threads) r = OmpRuntime{};
-    else pthread_atfork(nullptr, nullptr, [] { g_forked.store(true); });
-    return r;
+    OmpSearch torch_lib{{"libtorch_cpu", nullptr}, {}};
+    OmpSearch any{{"libgomp", "libiomp"}, {}};
+    OmpSearch* found = dl_iterate_phdr(find_omp, &torch_lib) ? &torch_lib : dl_iterate_phdr(find_omp, &any) ? &any : nullptr;
+    if (!found) return OmpRuntime{};
+    pthread_atfork(nullptr, nullptr, [] { g_forked.store(true); });
+    return found->rt;
   }();
   return rt;
 }

@@ -38,8 +38,8 @@ int64_t set_thread_parallel_min(int64_t n);
 // The calling thread's calls on the process's OpenMP team instead of fastopt's own (fastopt.torch
 // does this while torch runs more than one thread: right after a parallel torch op that team's
 // workers are spinning on the cores, and they take the step's items at once, where fastopt's
-// helpers would wait for the cores).  Found among the libraries already loaded (libgomp, or a
-// runtime that provides its GOMP_parallel entry); false where there is none.  A call then uses
+// helpers would wait for the cores).  The runtime libtorch_cpu calls, else the first loaded
+// (libgomp, or one that provides its GOMP_parallel entry); false where there is none.  A call then uses
 // at most the team's size (omp_get_max_threads: torch.set_num_threads), so it starts no thread.
 // Returns the previous setting.
 bool set_thread_omp_team(bool on);

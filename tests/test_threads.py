@@ -334,11 +334,16 @@ def test_torch_step_in_a_forked_child_uses_fastopts_team():
     assert "child 0" in r.stdout, r.stdout + r.stderr
 
 
-def test_torch_step_uses_no_more_threads_than_torchs_team():
+@pytest.mark.parametrize("first", ["", "import sklearn.cluster"])
+def test_torch_step_uses_no_more_threads_than_torchs_team(first):
     """fastopt set to 4 threads, torch to 2: the step on torch's team starts no thread (without
-    the cap the OpenMP runtime would start two more for a 4-thread region)."""
+    the cap the OpenMP runtime would start two more for a 4-thread region).  Also with
+    scikit-learn imported first, whose wheels bring a libgomp of their own that then comes first
+    among the loaded libraries: the step must use the one torch uses, not start another team."""
     _torch_team()
-    code = """
+    if first:
+        pytest.importorskip("sklearn")
+    code = first + """
 import os, torch, fastopt, fastopt.torch as ft
 torch.set_num_threads(2); fastopt.set_num_threads(4)
 torch.mm(torch.randn(256, 256), torch.randn(256, 256))  # torch's team exists
