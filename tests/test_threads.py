@@ -269,7 +269,7 @@ def test_omp_team_is_per_thread_and_changes_no_result(restore_threads, kernel):
 
 
 _TEAM_STEP = """
-import os, sys, torch, numpy as np, fastopt, fastopt.torch as ft
+import os, torch, numpy as np, fastopt, fastopt.torch as ft
 from fastopt import _core
 torch.set_num_threads(2); fastopt.set_num_threads(2)
 ft.TORCH_TEAM = {team}
