@@ -400,6 +400,9 @@ std::string num(double x) {
     if (!(ok)) throw py::value_error(msg);    \
   } while (0)
 void check_lr(double lr) { FASTOPT_REQUIRE(lr >= 0.0 && std::isfinite(lr), "lr must be a finite number >= 0, got " + num(lr)); }
+void check_mu_product(double mu_product) {
+  FASTOPT_REQUIRE(mu_product >= 0.0 && mu_product < 1.0, "mu_product must be in [0, 1), got " + num(mu_product));
+}
 void check_nonneg(const char* name, double x) {
   FASTOPT_REQUIRE(x >= 0.0 && std::isfinite(x), std::string(name) + " must be a finite number >= 0, got " + num(x));
 }
@@ -478,13 +481,17 @@ template <class H, class = void>
 struct HasLr : std::false_type {};
 template <class H>
 struct HasLr<H, std::void_t<decltype(std::declval<H&>().lr)>> : std::true_type {};
+template <class H, class = void>
+struct HasMuProduct : std::false_type {};
+template <class H>
+struct HasMuProduct<H, std::void_t<decltype(std::declval<H&>().mu_product)>> : std::true_type {};
 
 bool torch_grads_into(py::handle params, py::handle expected, py::handle ptrs, py::handle sizes, py::handle dtype,
                       py::handle strided, std::vector<py::object>& grads, std::vector<void*>& data,
                       std::vector<int64_t>& counts);
 
 // An update call as the kernel's binding validated it, kept to run again with new gradients, step
-// and lr: the arrays of every other role stay as they were (this object keeps them alive).  The
+// and lr (and NAdam's mu_product): the arrays of every other role stay as they were (this object keeps them alive).  The
 // gradients come from torch tensors, read and checked at each run as fastopt.torch's plan
 // expects them (torch_grads_into); a run where they differ returns None and writes nothing.
 class Prepared {
@@ -505,10 +512,12 @@ class Prepared {
     for (const py::object& o : a.inner()) keep_.push_back(o);
     for (const Interval& iv : a.spans)
       if (std::strcmp(iv.label.name, "grads") != 0) fixed_.push_back(iv);  // sorted, as a's
-    call_ = [get, h, pre](const Batch& b, int dtype, int64_t step, double lr, int nt) {
+    takes_mu_ = HasMuProduct<H>::value;
+    call_ = [get, h, pre](const Batch& b, int dtype, int64_t step, double lr, double mu_product, int nt) {
       H hh = h;
       if constexpr (HasStep<H>::value) hh.step = step;
       if constexpr (HasLr<H>::value) hh.lr = lr;
+      if constexpr (HasMuProduct<H>::value) hh.mu_product = mu_product;
       get(kernels())[dtype](b, hh, pre, nt);
     };
   }
@@ -520,9 +529,12 @@ class Prepared {
 
   // The step on the group's current gradients: True (applied), False (check_finite met a NaN or
   // Inf) or None (the group is not as the plan found it: nothing done).
-  py::object run(py::handle params, int64_t step, double lr) {
+  py::object run(py::handle params, int64_t step, double lr, std::optional<double> mu_product) {
     check_step(step);
     check_lr(lr);
+    if (takes_mu_ != mu_product.has_value())
+      throw py::value_error(takes_mu_ ? "this update takes mu_product" : "this update takes no mu_product");
+    if (mu_product) check_mu_product(*mu_product);
     if (torch_.size() != 5) throw py::value_error("expect_torch() first");
     std::vector<py::object> grads;
     std::vector<void*> gp;
@@ -558,13 +570,13 @@ class Prepared {
       py::gil_scoped_release nogil;
       const int nt = num_threads();
       if (check_finite_ && !grads_finite(b, grad_dtype_, nt)) applied = false;
-      else call_(b, dtype_, step, lr, nt);
+      else call_(b, dtype_, step, lr, mu_product.value_or(0.0), nt);
     }
     return py::bool_(applied);
   }
 
  private:
-  bool taken_ = false, is_lean_ = false, check_finite_ = false;
+  bool taken_ = false, is_lean_ = false, check_finite_ = false, takes_mu_ = false;
   int dtype_ = F32, grad_dtype_ = F32;
   int64_t grad_size_ = 4;
   std::vector<int64_t> sizes_;
@@ -572,7 +584,7 @@ class Prepared {
   Lean lean_;
   std::vector<Interval> fixed_;
   std::vector<py::object> keep_;
-  std::function<void(const Batch&, int, int64_t, double, int)> call_;
+  std::function<void(const Batch&, int, int64_t, double, double, int)> call_;
   py::tuple torch_;
 };
 
@@ -930,7 +942,7 @@ PYBIND11_MODULE(_core, m) {
     check_eps(eps);
     check_nonneg("weight_decay", weight_decay);
     check_nonneg("momentum_decay", momentum_decay);
-    FASTOPT_REQUIRE(mu_product >= 0.0 && mu_product < 1.0, "mu_product must be in [0, 1), got " + num(mu_product));
+    check_mu_product(mu_product);
     const PreHyper pre = FASTOPT_PRE;
     FASTOPT_LEAN;
     Arrays a({{"params", params, true}, {"grads", grads, false}, {"exp_avgs", exp_avgs, true},
@@ -1184,8 +1196,9 @@ PYBIND11_MODULE(_core, m) {
            py::arg("dtype"), py::arg("strided"),
            "What run() checks of the group: its parameters, their addresses, gradient sizes (-1: none), dtype.")
       .def("run", &Prepared::run, py::arg("params"), py::arg("step"), py::arg("lr"),
+           py::arg("mu_product") = py::none(),
            "The step on the group's gradients: True, False (check_finite met a NaN or Inf) or None (the group "
-           "changed: nothing done).");
+           "changed: nothing done).  mu_product: NAdam's, required by its update and refused by others.");
   m.def("_prepare", [](py::function fn, py::args args, py::kwargs kwargs) {
     py::object kept = py::cast(new Prepared(), py::return_value_policy::take_ownership);
     struct Reset {

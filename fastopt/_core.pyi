@@ -16,9 +16,9 @@ class _Prepared:
         """
         What run() checks of the group: its parameters, their addresses, gradient sizes (-1: none), dtype.
         """
-    def run(self, params: typing.Any, step: typing.SupportsInt | typing.SupportsIndex, lr: typing.SupportsFloat | typing.SupportsIndex) -> typing.Any:
+    def run(self, params: typing.Any, step: typing.SupportsInt | typing.SupportsIndex, lr: typing.SupportsFloat | typing.SupportsIndex, mu_product: typing.SupportsFloat | typing.SupportsIndex | None = None) -> typing.Any:
         """
-        The step on the group's gradients: True, False (check_finite met a NaN or Inf) or None (the group changed: nothing done).
+        The step on the group's gradients: True, False (check_finite met a NaN or Inf) or None (the group changed: nothing done).  mu_product: NAdam's, required by its update and refused by others.
         """
 def _omp_team_available() -> bool:
     """

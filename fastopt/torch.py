@@ -319,9 +319,14 @@ class FastoptOptimizer(torch.optim.Optimizer):
             except KeyError:
                 same = False
             if same and plan.prepared is not None:  # the kernel call kept in the extension
-                applied = plan.prepared.run(group["params"], plan.buckets[0].step + 1, lr)
+                b = plan.buckets[0]
+                if b.scalars:  # NAdam's mu_product
+                    scalars = self.rule._step_scalars(plan.h, b.step + 1, b.scalars)
+                    applied = plan.prepared.run(group["params"], b.step + 1, lr, *scalars.values())
+                else:
+                    scalars, applied = None, plan.prepared.run(group["params"], b.step + 1, lr)
                 if applied is not None:
-                    return self._count(plan, applied)
+                    return self._count(plan, applied, scalars)
                 tried = True
             elif same:
                 grads = _core._torch_grads(group["params"], *plan.expect)
@@ -397,19 +402,25 @@ class FastoptOptimizer(torch.optim.Optimizer):
         if self.rule.takes_step:
             kw["step"] = b.step + 1
         args = (b.master if b.master is not None else b.params, grads, *b.state_lists)
+        scalars = self.rule._step_scalars(plan.h, b.step + 1, b.scalars) if b.scalars else None
+        if scalars:  # NAdam's mu_product: a keyword of each step (and of each kept call's run)
+            kw.update(scalars)
         if plan.h["stochastic_rounding"]:  # a seed per step: no kept call
             kw["seed"] = P.step_seed(plan.h["seed"], b.step + 1)
             applied = self.rule.kernel(*args, **kw)
         else:
             applied, plan.prepared = _core._prepare(self.rule.kernel, *args, **kw)
             plan.prepared.expect_torch(*plan.expect[:5])
-        self._count(plan, applied)
+        self._count(plan, applied, scalars)
 
-    def _count(self, plan: "_Plan", applied: bool) -> None:
+    def _count(self, plan: "_Plan", applied: bool, scalars: Optional[Dict[str, float]] = None) -> None:
         if applied:
             b = plan.buckets[0]
             b.step += 1
             b.steps.fill(b.step)  # a fill costs an eighth of an in-place add on NumPy's side
+            for k, v in (scalars or {}).items():  # every parameter's own scalar tensor, likewise
+                b.scalars[k] = v
+                b.scalar_values[k].fill(v)
         else:
             self.skipped_steps += 1  # check_finite met a NaN or Inf
 
@@ -497,8 +508,7 @@ class _Plan:
         self.prepared: Optional[Any] = None  # the kernel call kept in the extension (_core._Prepared)
         self.options = _hyper_keys(rule)[2]
         self.values = self.options(h)  # the group's options but lr, as a tuple: compared each step
-        if (len(self.buckets) == 1 and not rule.scalar_states and rule._update.__func__ is
-                _optim.Optimizer._update.__func__ and h["clipnorm"] is None and h["global_clipnorm"] is None):
+        if len(self.buckets) == 1 and rule._one_call(h) and h["clipnorm"] is None and h["global_clipnorm"] is None:
             self.fast = {**rule._kernel_kwargs(h, {"step": 0}), **rule._fused_options(h, [])}
             if h["master_weights"]:
                 self.fast["low_params"] = self.buckets[0].params

@@ -285,7 +285,7 @@ def test_check_finite_skips_a_prepared_step():
     assert int(opt.state[w]["step"]) == 3 and not torch.equal(w.detach(), before)
 
 
-@pytest.mark.parametrize("name", ["Adam", "SGD", "Adagrad", "RMSprop"])
+@pytest.mark.parametrize("name", ["Adam", "SGD", "Adagrad", "RMSprop", "NAdam"])
 def test_random_changes_between_steps_match_torch_optim(name):
     # a seeded random walk of what training loops do between steps; fastopt.torch (its kept call
     # and every fall-back) against torch.optim after each step, in float64
@@ -295,7 +295,9 @@ def test_random_changes_between_steps_match_torch_optim(name):
             for i, s in enumerate(shapes)]
     theirs = [p.detach().clone().requires_grad_() for p in ours]
     hyper = {"Adam": {"lr": 1e-2}, "SGD": {"lr": 1e-2, "momentum": 0.9}, "Adagrad": {"lr": 1e-2},
-             "RMSprop": {"lr": 1e-3, "momentum": 0.5}}[name]
+             "RMSprop": {"lr": 1e-3, "momentum": 0.5}, "NAdam": {"lr": 1e-2}}[name]
+    # torch keeps NAdam's mu_product in float32 (see the module's docstring)
+    tol = {"rtol": 1e-7, "atol": 1e-9} if name == "NAdam" else {"rtol": 1e-12, "atol": 1e-12}
     fo, to = getattr(ft, name)(ours, **hyper), getattr(torch.optim, name)(theirs, **hyper)
     for t in range(60):
         action = rng.integers(0, 7)
@@ -318,7 +320,7 @@ def test_random_changes_between_steps_match_torch_optim(name):
                 o.param_groups[0]["lr"] *= 0.9
         elif action == 4:
             key, value = {"Adam": ("betas", (0.8, 0.99)), "SGD": ("momentum", 0.5), "Adagrad": ("lr_decay", 1e-3),
-                          "RMSprop": ("alpha", 0.9)}[name]
+                          "RMSprop": ("alpha", 0.9), "NAdam": ("momentum_decay", 1e-2)}[name]
             for o in (fo, to):
                 o.param_groups[0][key] = value
         elif action == 5:
@@ -328,7 +330,7 @@ def test_random_changes_between_steps_match_torch_optim(name):
         fo.step()
         to.step()
         for a, b in zip(ours, theirs):
-            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, msg=f"step {t}, action {action}")
+            torch.testing.assert_close(a, b, **tol, msg=f"step {t}, action {action}")
 
 
 def test_torch_grads_views_or_none():
@@ -391,6 +393,47 @@ def test_prepared_call_runs_the_kept_update_on_new_gradients():
         _core._prepare(lambda: None)
     with pytest.raises(ValueError, match="lr must be"):  # the kernel's own checks, nothing kept
         _core._prepare(F.adam_, [w.detach().numpy()], [w.grad.numpy().copy()], [m], [v], step=1, lr=-1.0)
+
+
+def test_nadam_runs_its_kept_call_with_each_steps_mu_product():
+    import fastopt.functional as F
+    from fastopt import _core
+    rng = np.random.default_rng(3)
+    w = torch.from_numpy(rng.standard_normal(300)).requires_grad_()
+    m, v = np.zeros(300), np.zeros(300)
+    ref = [w.detach().numpy().copy(), m.copy(), v.copy()]
+    w.grad = torch.from_numpy(rng.standard_normal(300))
+    mu = F.nadam_mu(1)
+    applied, kept = _core._prepare(F.nadam_, [w.detach().numpy()], [w.grad.numpy()], [m], [v], step=1, mu_product=mu)
+    F.nadam_([ref[0]], [w.grad.numpy()], [ref[1]], [ref[2]], step=1, mu_product=mu)
+    assert applied is True
+    kept.expect_torch((w,), (w.data_ptr(),), (300,), torch.float64, torch.strided)
+    for step in (2, 3):  # the kept call with this step's mu_product: the functional call's bits
+        w.grad = torch.from_numpy(rng.standard_normal(300))
+        mu *= F.nadam_mu(step)
+        assert kept.run([w], step, 2e-3, mu) is True
+        F.nadam_([ref[0]], [w.grad.numpy()], [ref[1]], [ref[2]], step=step, mu_product=mu)
+        for got, want in zip((w.detach().numpy(), m, v), ref):
+            np.testing.assert_array_equal(got, want)
+    before = w.detach().clone()
+    with pytest.raises(ValueError, match="takes mu_product"):
+        kept.run([w], 4, 2e-3)
+    with pytest.raises(ValueError, match=r"mu_product must be in \[0, 1\)"):
+        kept.run([w], 4, 2e-3, 1.0)
+    adam_m, adam_v = np.zeros(300), np.zeros(300)
+    _, adam = _core._prepare(F.adam_, [w.detach().numpy()], [w.grad.numpy()], [adam_m], [adam_v], step=1, lr=0.0)
+    adam.expect_torch((w,), (w.data_ptr(),), (300,), torch.float64, torch.strided)
+    with pytest.raises(ValueError, match="takes no mu_product"):
+        adam.run([w], 2, 1e-2, 0.5)
+    assert torch.equal(w.detach(), before)
+    # through fastopt.torch: the group's kept call from the second step, mu_product as torch.optim's
+    a, b, ta, fb = _pair("NAdam", lr=1e-2)
+    _train(a, ta, 3)
+    _train(b, fb, 3)
+    assert fb._plans[0].prepared is not None
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        torch.testing.assert_close(pb, pa, **TOL[torch.float32])
+        assert float(fb.state[pb]["mu_product"]) == pytest.approx(float(ta.state[pa]["mu_product"]), rel=1e-6)
 
 
 def test_step_hooks_and_separate_step_tensors():

@@ -281,8 +281,26 @@ class Optimizer:
     @classmethod
     def _update(cls, group: Dict[str, Any], state: Dict[str, Any], grads: List[np.ndarray],
                 opts: Dict[str, Any]) -> bool:
-        """One fused kernel call for the group; False if ``check_finite`` skipped it."""
-        return cls._run(group, state, grads, cls._kernel_kwargs(group, state), opts)
+        """One fused kernel call for the group; False if ``check_finite`` skipped it.  The
+        scalar states (``_step_scalars``) are the kernel's keywords and change only if it stepped."""
+        scalars = cls._step_scalars(group, state["step"], state)
+        ok = cls._run(group, state, grads, {**cls._kernel_kwargs(group, state), **scalars}, opts)
+        if ok:
+            state.update(scalars)
+        return ok
+
+    @classmethod
+    def _step_scalars(cls, group: Dict[str, Any], step: int, scalars: Dict[str, Any]) -> Dict[str, float]:
+        """The scalar states after step number ``step`` (the kernel's keywords), from their values
+        before it (``scalars``); none for most rules."""
+        return {}
+
+    @classmethod
+    def _one_call(cls, group: Dict[str, Any]) -> bool:
+        """Whether a step of the group is ``kernel`` called once with ``_kernel_kwargs`` and
+        ``_step_scalars`` (what fastopt.torch keeps prepared); a class whose ``_update`` does more
+        says so here."""
+        return cls._update.__func__ is Optimizer._update.__func__  # type: ignore[attr-defined]
 
     @classmethod
     def views(cls, state: Dict[str, Any], name: str) -> Optional[List[np.ndarray]]:

@@ -125,15 +125,19 @@ class NAdam(Optimizer):
 
     @classmethod
     def _update(cls, group, state, grads, opts):
-        kw = cls._kernel_kwargs(group, state)
-        if kw["convention"] == "optax":  # optax.nadam: Adam's Nesterov form
+        if group["convention"] == "optax":  # optax.nadam: Adam's Nesterov form
+            kw = cls._kernel_kwargs(group, state)
             adam = {k: kw[k] for k in ("lr", "betas", "eps", "weight_decay", "decoupled_weight_decay", "step")}
             return cls._run(group, state, grads, {**adam, "convention": "optax", "nesterov": True}, opts, F.adam_)
-        kw["mu_product"] = state["mu_product"] * F.nadam_mu(state["step"], kw["betas"][0], kw["momentum_decay"])
-        ok = cls._run(group, state, grads, kw, opts)
-        if ok:
-            state["mu_product"] = kw["mu_product"]
-        return ok
+        return super()._update(group, state, grads, opts)
+
+    @classmethod
+    def _step_scalars(cls, group, step, scalars):
+        return {"mu_product": scalars["mu_product"] * F.nadam_mu(step, group["betas"][0], group["momentum_decay"])}
+
+    @classmethod
+    def _one_call(cls, group):
+        return group["convention"] != "optax"
 
 
 class RAdam(Optimizer):
