@@ -6,6 +6,7 @@ zero-argument callable doing one optimizer step in place on arrays prepared here
 from __future__ import annotations
 
 import math
+import random
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -303,10 +304,42 @@ def time_call(fn: Callable[[], object], min_time: float = 0.2, max_reps: int = 1
         for _ in range(inner):
             fn()
         samples.append((time.perf_counter() - t) / inner)
-    samples.sort()
+    return _timing(samples, reps * inner)
+
+
+def _timing(samples: List[float], calls: int) -> Timing:
+    samples = sorted(samples)
     med = statistics.median(samples)
     p10, p90 = samples[len(samples) // 10], samples[(len(samples) * 9) // 10]
-    return Timing(samples[0], med, (p90 - p10) / med if med else 0.0, reps * inner)
+    return Timing(samples[0], med, (p90 - p10) / med if med else 0.0, calls)
+
+
+def time_interleaved(fns: Dict[str, Callable[[], object]], rounds: int = 7, min_time: float = 0.3,
+                     warmup: int = 2, seed: int = 0) -> Dict[str, Timing]:
+    """Every callable timed in ``rounds`` rounds, each round all of them in a new (seeded) random
+    order, so that a slower or faster moment of a shared machine falls on every peer alike: one
+    sample per peer and round, of enough calls for ``min_time / rounds`` seconds (at least 0.1 ms,
+    for the clock).  Best and median are per call; the spread is over the rounds."""
+    inner = {}
+    for name, fn in fns.items():
+        for _ in range(warmup):
+            fn()
+        t0 = time.perf_counter()
+        fn()
+        one = max(time.perf_counter() - t0, 1e-9)
+        inner[name] = max(1, int(max(min_time / rounds, 1e-4) / one))
+    samples: Dict[str, List[float]] = {name: [] for name in fns}
+    order = list(fns)
+    rng = random.Random(seed)
+    for _ in range(rounds):
+        rng.shuffle(order)
+        for name in order:
+            fn, k = fns[name], inner[name]
+            t0 = time.perf_counter()
+            for _ in range(k):
+                fn()
+            samples[name].append((time.perf_counter() - t0) / k)
+    return {name: _timing(v, rounds * inner[name]) for name, v in samples.items()}
 
 
 def set_threads(n: int) -> None:

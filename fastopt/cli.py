@@ -60,8 +60,7 @@ def train_bench_main(args: argparse.Namespace) -> int:
     for c in cases:
         if c not in T.CASES:
             raise SystemExit(f"fastopt bench: unknown case {c!r}; choose from {', '.join(T.CASES)}")
-    if args.rounds < 1:
-        raise SystemExit("fastopt bench: --rounds must be >= 1")
+    args.rounds = args.rounds or 3
     peers = [(p, p, {}) for p in T.PEERS if p == "fastopt" or _importable(p)]
     settings = [False, True] if args.busy else [False]
     bar = _progress(len(settings) * args.rounds * len(cases) * len(peers), not args.no_progress)
@@ -106,7 +105,7 @@ def lean_bench_main(args: argparse.Namespace) -> int:
     if not _importable("ml_dtypes"):
         raise SystemExit("fastopt bench --lean: bfloat16 arrays need ml-dtypes (pip install ml-dtypes, or fastopt[lean])")
     n = args.elements if args.elements else (1 << 20 if args.quick else 64 * 2**20)
-    rows = L.run(n, rounds=3 if args.quick else args.rounds)
+    rows = L.run(n, rounds=3 if args.quick else args.rounds or 3)
     print(format_lean_table(rows))
     _save_json(args.json, "lean", rows)
     return 0
@@ -156,24 +155,32 @@ def bench_main(args: argparse.Namespace) -> int:
     threads = sorted({all_threads if t == "all" else int(t) for t in args.threads.split(",")})
     dtypes = [np.dtype(d).type for d in args.dtype.split(",")]
     cases = [(r, d, k, t) for r in rules for d in dtypes for k in range(len(sizes)) for t in threads]
-    bar = _progress(len(cases) * len(peers), not args.no_progress)
+    rounds = args.rounds or (3 if args.quick else 7)
+    bar = _progress(len(cases), not args.no_progress)
     results = []
     for rule, dtype, k, nt in cases:
         B.set_threads(nt)
         size_list = sizes[k]
         label = labels.get(k) or _fmt_size(size_list[0])
         row = {"rule": rule, "dtype": np.dtype(dtype).name, "size": label, "elements": int(sum(size_list)),
-               "arrays": len(size_list), "threads": nt, "peers": {}}
+               "arrays": len(size_list), "threads": nt, "rounds": rounds, "peers": {}}
+        bar.set_description(f"{rule} {row['dtype']} {label} {nt}t")
+        # every peer on the same parameters and gradients (the state is each one's own, except the
+        # probe's and NumPy's, which are fastopt's), interleaved round by round; fastopt twice, an
+        # A/A control of the machine's noise
+        pr = B.Problem.make(rule, dtype, size_list)
+        fns = {}
         for peer in peers:
-            bar.set_description(f"{rule} {row['dtype']} {label} {nt}t {peer}")
-            pr = B.Problem.make(rule, dtype, size_list)
             fn = B.make_peer(pr, peer)
             if fn is not None:
-                t = B.time_call(fn, min_time=args.min_time)
-                row["peers"][peer] = {"best_s": t.best, "median_s": t.median, "spread": t.spread, "reps": t.reps,
-                                      "GBps": pr.bytes / t.best / 1e9}
-            del pr, fn
-            bar.update()
+                fns[peer] = fn
+                if peer == "fastopt":
+                    fns[AA] = B.make_peer(pr, peer)
+        for peer, t in B.time_interleaved(fns, rounds=rounds, min_time=args.min_time).items():
+            row["peers"][peer] = {"best_s": t.best, "median_s": t.median, "spread": t.spread, "reps": t.reps,
+                                  "GBps": pr.bytes / t.best / 1e9}
+        del pr, fns
+        bar.update()
         results.append(row)
     bar.close()
     B.set_threads(all_threads)
@@ -190,32 +197,35 @@ def _config():
     return config()
 
 
-#: a measurement is flagged when its repeats spread more than this (median / best - 1) ...
+#: the name of fastopt's second timing in a case's table (an A/A control)
+AA = "fastopt (A/A)"
+#: a measurement is flagged when its samples spread more than this ((p90 - p10) / median; over the rounds) ...
 NOISY_SPREAD = 0.5
 #: ... or when it beats the bandwidth probe by more than this factor (the probe was slowed)
 NOISY_PROBE = 1.3
 
 
 def format_table(results) -> str:
-    """time, GB/s, fraction of the probe's bandwidth, and fastopt's speed-up over each peer; rows
-    too noisy to trust end in "noisy" and a warning follows the table."""
+    """time, GB/s (from the best time), fraction of the probe's bandwidth and fastopt's speed-up
+    over each peer (from the medians of the interleaved rounds); rows too noisy to trust end in
+    "noisy" and a warning follows the table."""
     lines = [f"{'rule':8} {'dtype':7} {'size':>8} {'thr':>3} {'peer':14} {'best':>10} {'median':>10} {'spread':>6} "
              f"{'GB/s':>7} {'of probe':>8} {'fastopt x':>9}"]
     flagged = 0
     for row in results:
         peers = row["peers"]
-        probe = peers.get("probe", {}).get("GBps")
-        ours = peers.get("fastopt", {}).get("best_s")
+        probe = peers.get("probe", {}).get("median_s")
+        ours = peers.get("fastopt", {}).get("median_s")
         for name, r in peers.items():
-            frac = f"{r['GBps'] / probe:8.0%}" if probe else f"{'':8}"
-            speed = f"{r['best_s'] / ours:9.2f}" if ours and name not in ("fastopt", "probe") else f"{'':9}"
-            noisy = r["spread"] > NOISY_SPREAD or (probe and name != "probe" and r["GBps"] > NOISY_PROBE * probe)
+            frac = f"{probe / r['median_s']:8.0%}" if probe else f"{'':8}"
+            speed = f"{r['median_s'] / ours:9.2f}" if ours and name not in ("fastopt", "probe") else f"{'':9}"
+            noisy = r["spread"] > NOISY_SPREAD or (probe and name != "probe" and r["median_s"] * NOISY_PROBE < probe)
             flagged += bool(noisy)
             lines.append(f"{row['rule']:8} {row['dtype']:7} {row['size']:>8} {row['threads']:>3} {name:14} "
                          f"{_fmt_time(r['best_s']):>10} {_fmt_time(r['median_s']):>10} {r['spread']:6.0%} "
                          f"{r['GBps']:7.1f} {frac} {speed}" + ("  noisy" if noisy else ""))
     if flagged:
-        lines.append(f"warning: {flagged} measurement(s) marked noisy (repeats spread over {NOISY_SPREAD:.0%}, or "
+        lines.append(f"warning: {flagged} measurement(s) marked noisy (samples spread over {NOISY_SPREAD:.0%}, or "
                      f"faster than {NOISY_PROBE}x the bandwidth probe): the machine was busy; rerun them")
     return "\n".join(lines)
 
@@ -579,7 +589,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--train", action="store_true",
                    help="instead: train an MLP end to end with fastopt, torch and scikit-learn (fastopt.trainbench)")
     b.add_argument("--cases", default="mnist,digits", help="with --train: mnist, digits or both")
-    b.add_argument("--rounds", type=_number(int, 1), default=3, help="with --train or --lean: interleaved rounds (the median; --lean: 3 with --quick)")
+    b.add_argument("--rounds", type=_number(int, 1), default=None,
+                   help="interleaved rounds (the median): 7 for the rules' table (3 with --quick), 3 with --train "
+                        "or --lean (--lean: 3 with --quick)")
     b.add_argument("--busy", action="store_true", help="with --train: also with one busy process running")
     b.add_argument("--lean", action="store_true",
                    help="instead: Adam with float32, bfloat16 and 8-bit state, float32 and bfloat16 models, against "

@@ -240,6 +240,30 @@ def test_bench_command_runs(tmp_path, capsys):
     data = json.loads((tmp_path / "b.json").read_text())
     assert {r["rule"] for r in data["results"]} == {"adam", "sgd"}
     assert all("probe" in r["peers"] and "fastopt" in r["peers"] for r in data["results"])
+    # interleaved rounds (3 with --quick) and fastopt timed twice, an A/A control
+    assert all(r["rounds"] == 3 and "fastopt (A/A)" in r["peers"] for r in data["results"])
+    assert "fastopt (A/A)" in capsys.readouterr().out
+
+
+def test_time_interleaved_shuffles_the_peers_each_round():
+    import time
+    from fastopt import benchmarks as B
+    calls = []
+
+    def peer(name, seconds):
+        return lambda: (calls.append(name), time.sleep(seconds))
+
+    # every call over 0.1 ms: one call a sample, so each round is one call of each peer
+    fns = {name: peer(name, 2e-4) for name in "abcd"}
+    fns["slow"] = peer("slow", 3e-3)
+    out = B.time_interleaved(fns, rounds=6, min_time=0.0, warmup=1)
+    assert set(out) == set(fns)
+    timed = calls[2 * len(fns):]  # after each peer's warm-up and trial call
+    rounds = [timed[k * len(fns):(k + 1) * len(fns)] for k in range(6)]
+    assert len(timed) == 6 * len(fns) and all(sorted(r) == sorted(fns) for r in rounds)
+    assert len({tuple(r) for r in rounds}) > 1  # a new order each round (seeded)
+    assert out["slow"].reps == 6 and out["slow"].best >= 3e-3 and out["slow"].median >= out["slow"].best
+    assert all(out[n].median < out["slow"].median for n in "abcd")
 
 
 def test_lean_bench_command_runs(tmp_path, capsys):
