@@ -20,6 +20,7 @@ template <class T> void sgd(const Batch& b, const SgdHyper& h, const PreHyper& p
     return;
   }
   if (h.momentum != 0.0) sweep<T>(b, SgdRule<T, true>(h), pre, nt);
+  else if (h.weight_decay == 0.0) sweep<T>(b, GdRule<T>(GdHyper{h.lr}), pre, nt);  // the same p + (-lr) g, no select
   else sweep<T>(b, SgdRule<T, false>(h), pre, nt);
 }
 template <class T> void adam(const Batch& b, const AdamHyper& h, const PreHyper& pre, int nt) {
