@@ -491,9 +491,10 @@ bool torch_grads_into(py::handle params, py::handle expected, py::handle ptrs, p
                       std::vector<int64_t>& counts);
 
 // An update call as the kernel's binding validated it, kept to run again with new gradients, step
-// and lr (and NAdam's mu_product): the arrays of every other role stay as they were (this object keeps them alive).  The
-// gradients come from torch tensors, read and checked at each run as fastopt.torch's plan
-// expects them (torch_grads_into); a run where they differ returns None and writes nothing.
+// and lr (and NAdam's mu_product): the arrays of every other role stay as they were (this object
+// keeps them alive).  The gradients come from torch tensors, read and checked at each run as
+// fastopt.torch's plan expects them (torch_grads_into); a run where they differ returns None and
+// writes nothing.
 class Prepared {
  public:
   template <class H, class Get>

@@ -289,24 +289,6 @@ class Timing:
     reps: int
 
 
-def time_call(fn: Callable[[], object], min_time: float = 0.2, max_reps: int = 1000, warmup: int = 2) -> Timing:
-    """Best and median of repeated calls after warm-up; batches tiny calls so the clock resolves them."""
-    for _ in range(warmup):
-        fn()
-    t0 = time.perf_counter()
-    fn()
-    one = max(time.perf_counter() - t0, 1e-9)
-    inner = max(1, int(1e-4 / one))  # >= 0.1 ms per sample
-    reps = max(5, min(max_reps, int(min_time / (one * inner))))
-    samples = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        samples.append((time.perf_counter() - t) / inner)
-    return _timing(samples, reps * inner)
-
-
 def _timing(samples: List[float], calls: int) -> Timing:
     samples = sorted(samples)
     med = statistics.median(samples)
