@@ -142,3 +142,27 @@ def test_check_finite_skips_every_array():
     grads[1][54321] = 0.0
     assert fastopt.adam_(params, grads, m, v, step=1, check_finite=True) is True
     assert not np.array_equal(params[1], before[1])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_plain_sgd_is_gd_bit_for_bit(dtype):
+    """sgd_ without momentum or weight decay runs gd's loop: p + (-lr) g, the bits of gd_ and of
+    the reference, non-finite values included; with weight decay it is g + wd p first."""
+    import fastopt
+    from fastopt import reference
+    rng = np.random.default_rng(5)
+    p = rng.standard_normal(1000).astype(dtype)
+    p[:4] = [np.inf, -np.inf, np.nan, 0.0]
+    g = rng.standard_normal(1000).astype(dtype)
+    a, b, ref = p.copy(), p.copy(), p.copy()
+    fastopt.sgd_([a], [g], None, step=1, lr=0.1)
+    fastopt.gd_([b], [g], lr=0.1)
+    reference.sgd(ref, g, None, step=1, lr=0.1)
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, ref)
+    c, ref = p.copy(), p.copy()
+    fastopt.sgd_([c], [g], None, step=1, lr=0.1, weight_decay=0.01)
+    with np.errstate(invalid="ignore"):  # inf + (-inf) in the reference's NumPy: the weight decay of p = inf
+        reference.sgd(ref, g, None, step=1, lr=0.1, weight_decay=0.01)
+    np.testing.assert_allclose(c, ref, rtol=1e-6 if dtype == np.float32 else 1e-14)
+    assert not np.array_equal(c[4:], a[4:])
