@@ -319,12 +319,8 @@ class FastoptOptimizer(torch.optim.Optimizer):
             except KeyError:
                 same = False
             if same and plan.prepared is not None:  # the kernel call kept in the extension
-                b = plan.buckets[0]
-                if b.scalars:  # NAdam's mu_product
-                    scalars = self.rule._step_scalars(plan.h, b.step + 1, b.scalars)
-                    applied = plan.prepared.run(group["params"], b.step + 1, lr, *scalars.values())
-                else:
-                    scalars, applied = None, plan.prepared.run(group["params"], b.step + 1, lr)
+                scalars = self._next_scalars(plan)  # NAdam's mu_product
+                applied = plan.prepared.run(group["params"], plan.buckets[0].step + 1, lr, *scalars.values())
                 if applied is not None:
                     return self._count(plan, applied, scalars)
                 tried = True
@@ -402,9 +398,8 @@ class FastoptOptimizer(torch.optim.Optimizer):
         if self.rule.takes_step:
             kw["step"] = b.step + 1
         args = (b.master if b.master is not None else b.params, grads, *b.state_lists)
-        scalars = self.rule._step_scalars(plan.h, b.step + 1, b.scalars) if b.scalars else None
-        if scalars:  # NAdam's mu_product: a keyword of each step (and of each kept call's run)
-            kw.update(scalars)
+        scalars = self._next_scalars(plan)
+        kw.update(scalars)  # NAdam's mu_product: a keyword of each step (and of each kept call's run)
         if plan.h["stochastic_rounding"]:  # a seed per step: no kept call
             kw["seed"] = P.step_seed(plan.h["seed"], b.step + 1)
             applied = self.rule.kernel(*args, **kw)
@@ -412,6 +407,11 @@ class FastoptOptimizer(torch.optim.Optimizer):
             applied, plan.prepared = _core._prepare(self.rule.kernel, *args, **kw)
             plan.prepared.expect_torch(*plan.expect[:5])
         self._count(plan, applied, scalars)
+
+    def _next_scalars(self, plan: "_Plan") -> Dict[str, float]:
+        """The one bucket's scalar states after this step (none but NAdam's mu_product)."""
+        b = plan.buckets[0]
+        return self.rule._step_scalars(plan.h, b.step + 1, b.scalars) if b.scalars else {}
 
     def _count(self, plan: "_Plan", applied: bool, scalars: Optional[Dict[str, float]] = None) -> None:
         if applied:
