@@ -207,6 +207,9 @@ LEAN_CASES = {
     "adam": (fastopt.adam_, {"lr": 0.01}, [False, True, True]),
     "adamw": (fastopt.adam_, {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True, "amsgrad": True},
               [False, True, True]),
+    # AdamW's own loop (decoupled decay only, no AMSGrad); "adam" runs the loop without weight decay
+    "adamw-plain": (fastopt.adam_, {"lr": 0.01, "weight_decay": 0.1, "decoupled_weight_decay": True},
+                    [False, True, True]),
     "adagrad": (fastopt.adagrad_, {"lr": 0.1}, [True]),
     "rmsprop": (fastopt.rmsprop_, {"lr": 0.01, "momentum": 0.9, "centered": True}, [True, False, False]),
     "rmsprop-plain": (fastopt.rmsprop_, {"lr": 0.01, "momentum": 0.9}, [True, None, False]),
@@ -215,24 +218,24 @@ LEAN_CASES = {
     "radam": (fastopt.radam_, {"lr": 0.01}, [False, True]),
     "lion": (fastopt.lion_, {"lr": 0.01}, [False]),
 }
-REF_NAME = {"adamw": "adam", "rmsprop-plain": "rmsprop"}
-BETAS = {"adam", "adamw", "adamax", "radam", "lion"}
+REF_NAME = {"adamw": "adam", "adamw-plain": "adam", "rmsprop-plain": "rmsprop"}
+BETAS = {"adam", "adamw", "adamw-plain", "adamax", "radam", "lion"}
 
 
 def kernel_hyper(name, hyper, step):
     kw = dict(hyper)
-    if name == "adam" or name == "adamw":
+    if name in ("adam", "adamw", "adamw-plain"):
         kw.setdefault("weight_decay", 0.0)
         kw.setdefault("decoupled_weight_decay", False)
         kw.setdefault("amsgrad", False)
-    if name in ("sgd", "adam", "adamw", "adagrad", "adamax", "radam"):
+    if name in ("sgd", "adam", "adamw", "adamw-plain", "adagrad", "adamax", "radam"):
         kw["step"] = step
     return kw
 
 
 def ref_hyper(name, hyper, step):
     kw = {k: v for k, v in hyper.items()}
-    if name in ("sgd", "adam", "adamw", "adagrad", "adamax", "radam"):
+    if name in ("sgd", "adam", "adamw", "adamw-plain", "adagrad", "adamax", "radam"):
         kw["step"] = step
     return kw
 
