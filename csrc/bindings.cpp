@@ -1234,6 +1234,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("_set_direct_lean", &set_direct_lean, py::arg("on"),
         "8-bit state and stochastic rounding: the direct paths (True, the default) or the buffered one (the "
         "same bits); returns the previous setting.");
+  m.def("_q8_direct_calls", &q8_direct_calls,
+        "Kernel calls that took the 8-bit direct path since the module loaded (a test hook).");
   m.def("_thread_setting", &thread_setting, "set_num_threads' value, 0 when unset (the default applies).");
   m.def("isa", []() { return std::string(kernels().name); }, "The instruction set in use.");
   m.def("compiled_isas", &compiled_isas);

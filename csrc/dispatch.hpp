@@ -54,5 +54,8 @@ void set_isa(const std::string& name);
 // one (the same bits; the switch lets tests and benchmarks compare them).  Returns the old setting.
 bool set_direct_lean(bool on);
 bool direct_lean_off();
+// Calls that took the 8-bit direct path since the module loaded (tests check the dispatch with it).
+void count_q8_direct();
+int64_t q8_direct_calls();
 
 }  // namespace fastopt

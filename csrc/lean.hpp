@@ -685,18 +685,23 @@ void q8_sweep(const Batch& b, const Rule& rule, int nt) {
   });
 }
 
+// The 8-bit direct path for the signs of the rule's states (Rule::nonneg, which the bindings'
+// roles fix): one instantiation per rule instead of one per combination of signs, a quarter of
+// the build.  Any other combination (none reaches here) takes the buffered path.
 template <class PS, class Rule>
 bool q8_direct_with(const Batch& b, const Rule& rule, int nt) {
   const Lean& L = *b.lean;
   if constexpr (Rule::nstate == 1) {
-    if (L.nonneg[0]) q8_sweep<PS, 1, true, false>(b, rule, nt);
-    else q8_sweep<PS, 1, false, false>(b, rule, nt);
+    constexpr bool nn0 = Rule::nonneg[0];
+    if (L.nonneg[0] != nn0) return false;
+    q8_sweep<PS, 1, nn0, false>(b, rule, nt);
+    count_q8_direct();
     return true;
   } else if constexpr (Rule::nstate == 2) {
-    if (!L.nonneg[0] && L.nonneg[1]) q8_sweep<PS, 2, false, true>(b, rule, nt);  // Adam's, Adamax's, RAdam's
-    else if (L.nonneg[0] && L.nonneg[1]) q8_sweep<PS, 2, true, true>(b, rule, nt);  // Adadelta's
-    else if (L.nonneg[0]) q8_sweep<PS, 2, true, false>(b, rule, nt);  // RMSprop's with momentum
-    else q8_sweep<PS, 2, false, false>(b, rule, nt);                     // the probe's (stream_)
+    constexpr bool nn0 = Rule::nonneg[0], nn1 = Rule::nonneg[1];
+    if (L.nonneg[0] != nn0 || L.nonneg[1] != nn1) return false;
+    q8_sweep<PS, 2, nn0, nn1>(b, rule, nt);
+    count_q8_direct();
     return true;
   }
   return false;

@@ -86,7 +86,9 @@ inline PreMode pre_mode(const PreHyper& h) {
   return !h.active() ? kNoPre : ((h.l1 != 0.0 || h.l2 != 0.0) ? kPrePenalty : kPre);
 }
 
-// Every rule: nstate state arrays; operator()(p, g, s0, s1, s2) with unused slots ignored.
+// Every rule: nstate state arrays; operator()(p, g, s0, s1, s2) with unused slots ignored;
+// nonneg[k]: whether state k holds values >= 0 (its 8-bit code is the unsigned one), as the
+// bindings' roles fix it (lean.hpp compiles the 8-bit direct path for that combination only).
 
 template <class T> struct GdRule {
   static constexpr int nstate = 0;
@@ -97,6 +99,7 @@ template <class T> struct GdRule {
 
 template <class T, bool MOMENTUM> struct SgdRule {
   static constexpr int nstate = MOMENTUM ? 1 : 0;
+  static constexpr bool nonneg[3] = {false, false, false};
   T neg_lr, wd, mom, one_minus_damp;
   Mask<T> has_wd, nesterov, first;
   explicit SgdRule(const SgdHyper& h)
@@ -117,6 +120,7 @@ template <class T, bool MOMENTUM> struct SgdRule {
 // v = mu v - lr g, then p += v (nesterov: p += mu v - lr g); no momentum: p -= lr g.
 template <class T, bool MOMENTUM> struct KerasSgdRule {
   static constexpr int nstate = MOMENTUM ? 1 : 0;
+  static constexpr bool nonneg[3] = {false, false, false};
   T lr, decay, mom;
   Mask<T> has_wd, nesterov;
   explicit KerasSgdRule(const SgdHyper& h)
@@ -137,6 +141,7 @@ template <class T, bool MOMENTUM> struct KerasSgdRule {
 // inc = lr g / sqrt(sq - avg^2 + eps) (centered) or lr g / sqrt(sq + eps); p -= buf = mu buf + inc.
 template <class T, bool CENTERED, bool MOMENTUM> struct KerasRmspropRule {
   static constexpr int nstate = 1 + int(CENTERED) + int(MOMENTUM);
+  static constexpr bool nonneg[3] = {true, false, false};
   T lr, rho, one_minus_rho, eps, decay, mom;
   Mask<T> has_wd;
   explicit KerasRmspropRule(const RmspropHyper& h)
@@ -166,6 +171,7 @@ template <class T, bool CENTERED, bool MOMENTUM> struct KerasRmspropRule {
 // Keras' (and optax's) Adagrad: p -= lr g / sqrt(sum + eps), epsilon inside the root.
 template <class T> struct KerasAdagradRule {
   static constexpr int nstate = 1;
+  static constexpr bool nonneg[3] = {true, false, false};
   T lr, eps, decay;
   Mask<T> has_wd;
   explicit KerasAdagradRule(const AdagradHyper& h)
@@ -195,6 +201,7 @@ enum WeightDecay : int { kWdEither = 0, kWdNone = 1, kWdDecoupled = 2 };
 
 template <class T, bool AMSGRAD, bool SCALED_V, bool NESTEROV = false, int WD = kWdEither> struct AdamRule {
   static constexpr int nstate = AMSGRAD ? 3 : 2;
+  static constexpr bool nonneg[3] = {false, true, true};
   Lerp<T> lerp;
   T wd, decay, beta2, one_minus_beta2, inv_bc2_sqrt, inv_bc2, eps, eps_root, neg_step_size, c_m, c_g;
   Mask<T> l2, decoupled;
@@ -236,6 +243,7 @@ template <class T, bool AMSGRAD, bool SCALED_V, bool NESTEROV = false, int WD = 
 
 template <class T> struct AdagradRule {
   static constexpr int nstate = 1;
+  static constexpr bool nonneg[3] = {true, false, false};
   T neg_clr, wd, eps;
   Mask<T> has_wd;
   explicit AdagradRule(const AdagradHyper& h)
@@ -252,6 +260,7 @@ template <class T> struct AdagradRule {
 // State order: square_avg, then grad_avg if CENTERED, then momentum_buffer if MOMENTUM.
 template <class T, bool CENTERED, bool MOMENTUM> struct RmspropRule {
   static constexpr int nstate = 1 + int(CENTERED) + int(MOMENTUM);
+  static constexpr bool nonneg[3] = {true, false, false};
   Lerp<T> lerp;
   T neg_lr, alpha, one_minus_alpha, eps, wd, mom;
   Mask<T> has_wd;
@@ -285,6 +294,7 @@ template <class T, bool CENTERED, bool MOMENTUM> struct RmspropRule {
 // decoupled (Keras): p <- p (1 - lr wd) first instead of g <- g + wd p.
 template <class T> struct AdadeltaRule {
   static constexpr int nstate = 2;
+  static constexpr bool nonneg[3] = {true, true, false};
   T neg_lr, rho, one_minus_rho, eps, wd, decay;
   Mask<T> has_wd, decoupled;
   explicit AdadeltaRule(const AdadeltaHyper& h)
@@ -305,6 +315,7 @@ template <class T> struct AdadeltaRule {
 
 template <class T> struct AdamaxRule {
   static constexpr int nstate = 2;
+  static constexpr bool nonneg[3] = {false, true, false};
   Lerp<T> lerp;
   T wd, beta2, eps, neg_clr;
   Mask<T> has_wd;
@@ -323,6 +334,7 @@ template <class T> struct AdamaxRule {
 // m += (g - m)(1 - b1); u = max(b2 u, |g|); p -= lr m / (bc1 (u + eps)).
 template <class T> struct KerasAdamaxRule {
   static constexpr int nstate = 2;
+  static constexpr bool nonneg[3] = {false, true, false};
   T one_minus_beta1, beta2, eps, lr, bc1, decay;
   Mask<T> has_wd;
   explicit KerasAdamaxRule(const AdamaxHyper& h)
@@ -340,6 +352,7 @@ template <class T> struct KerasAdamaxRule {
 // mu_product is the product of mu_1 .. mu_step, the current step's mu included.
 template <class T> struct NadamRule {
   static constexpr int nstate = 2;
+  static constexpr bool nonneg[3] = {false, true, false};
   Lerp<T> lerp;
   T wd, decay, beta2, one_minus_beta2, inv_bc2, eps, c_grad, c_avg;
   Mask<T> l2, decoupled;
@@ -371,6 +384,7 @@ template <class T> struct NadamRule {
 // rectified from rho_t >= 5 (torch: > 5).
 template <class T, bool OPTAX = false> struct RadamRule {
   static constexpr int nstate = 2;
+  static constexpr bool nonneg[3] = {false, true, false};
   Lerp<T> lerp;
   T wd, decay, beta2, one_minus_beta2, inv_bc1, bc2_sqrt, inv_bc2, eps, eps_root, lr, rect;
   Mask<T> l2, decoupled, rectified;
@@ -407,6 +421,7 @@ template <class T, bool OPTAX = false> struct RadamRule {
 // Lion (Chen et al. 2023): p <- p (1 - lr wd) - lr sign(b1 m + (1 - b1) g);  m <- b2 m + (1 - b2) g.
 template <class T> struct LionRule {
   static constexpr int nstate = 1;
+  static constexpr bool nonneg[3] = {false, false, false};
   T neg_lr, decay, beta1, one_minus_beta1, beta2, one_minus_beta2;
   Mask<T> decoupled;
   explicit LionRule(const LionHyper& h)
@@ -452,6 +467,7 @@ template <class T> struct LambRule {
 // to speak of (c is 0 in the benchmarks, so nothing changes).
 template <class T, int NS> struct StreamRule {
   static constexpr int nstate = NS;
+  static constexpr bool nonneg[3] = {false, false, false};
   T c;
   explicit StreamRule(const StreamHyper& h) : c(T(h.c)) {}
   FASTOPT_ELEMENT void operator()(T& p, T g, T& s0, T& s1, T& s2) const {

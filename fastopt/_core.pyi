@@ -28,6 +28,10 @@ def _prepare(arg0: collections.abc.Callable, *args, **kwargs) -> tuple[typing.An
     """
     fn(*args, **kwargs), keeping the update call it makes: (its result, a _Prepared).
     """
+def _q8_direct_calls() -> int:
+    """
+    Kernel calls that took the 8-bit direct path since the module loaded (a test hook).
+    """
 def _set_direct_lean(on: bool) -> bool:
     """
     8-bit state and stochastic rounding: the direct paths (True, the default) or the buffered one (the same bits); returns the previous setting.

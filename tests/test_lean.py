@@ -504,6 +504,24 @@ def test_stochastic_rounding_is_unbiased_and_seeded():
     assert abs(mean - expected) < 0.002, mean
 
 
+# The rules whose 8-bit step with float32 or bfloat16 parameters is one pass (one or two states):
+# the direct path is compiled for the signs of each rule's states (rules.hpp's nonneg), so a sign
+# there that disagrees with the bindings' roles would send the rule down the buffered path.
+DIRECT_8BIT = ["adadelta", "adagrad", "adam", "adamax", "adamw-plain", "lion", "radam", "rmsprop-plain", "sgd"]
+
+
+@pytest.mark.parametrize("param", ["float32", "bfloat16"])
+@pytest.mark.parametrize("name", sorted(LEAN_CASES))
+def test_8bit_step_takes_the_direct_path_where_it_applies(name, param):
+    before = _core._q8_direct_calls()
+    run_lean(name, param, "int8", steps=1, sizes=[300])
+    calls = _core._q8_direct_calls() - before
+    if name in DIRECT_8BIT:
+        assert calls == 1, f"{name}: the 8-bit step took the buffered path"
+    else:  # three states (AMSGrad, centered RMSprop with momentum) or no state: the buffered path
+        assert calls == 0, f"{name}: {calls} direct calls"
+
+
 # ---- refusals: named, before anything is written ------------------------------------------
 
 def test_lean_refusals_name_the_argument_and_write_nothing():
