@@ -522,6 +522,38 @@ def test_8bit_step_takes_the_direct_path_where_it_applies(name, param):
         assert calls == 0, f"{name}: {calls} direct calls"
 
 
+def _q8(n, nonneg):
+    return quantize_8bit(np.full(n, 0.5, np.float32), nonneg=nonneg)
+
+
+# The other conventions' loops and NAdam: the same roles, their own rules.
+DIRECT_8BIT_OTHERS = {
+    "sgd-keras": lambda p, g: fastopt.sgd_(p, g, _q8(p.size, False), step=2, lr=0.1, momentum=0.9, convention="keras"),
+    "adagrad-keras": lambda p, g: fastopt.adagrad_(p, g, _q8(p.size, True), step=2, lr=0.1, convention="keras"),
+    "rmsprop-keras": lambda p, g: fastopt.rmsprop_(p, g, _q8(p.size, True), None, _q8(p.size, False), lr=0.1,
+                                                   momentum=0.9, convention="keras"),
+    "adadelta-keras": lambda p, g: fastopt.adadelta_(p, g, _q8(p.size, True), _q8(p.size, True), lr=0.1,
+                                                     convention="keras"),
+    "adamax-keras": lambda p, g: fastopt.adamax_(p, g, _q8(p.size, False), _q8(p.size, True), step=2, lr=0.1,
+                                                 convention="keras"),
+    "adam-keras": lambda p, g: fastopt.adam_(p, g, _q8(p.size, False), _q8(p.size, True), step=2, lr=0.1,
+                                             convention="keras"),
+    "adam-optax": lambda p, g: fastopt.adam_(p, g, _q8(p.size, False), _q8(p.size, True), step=2, lr=0.1,
+                                             convention="optax"),
+    "nadam": lambda p, g: fastopt.nadam_(p, g, _q8(p.size, False), _q8(p.size, True), step=2, lr=0.1,
+                                         mu_product=0.8),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DIRECT_8BIT_OTHERS))
+def test_8bit_step_of_other_conventions_takes_the_direct_path(name):
+    p = np.linspace(-1.0, 1.0, 300, dtype=np.float32)
+    g = np.full(300, 0.1, np.float32)
+    before = _core._q8_direct_calls()
+    DIRECT_8BIT_OTHERS[name](p, g)
+    assert _core._q8_direct_calls() - before == 1, f"{name}: the 8-bit step took the buffered path"
+
+
 # ---- refusals: named, before anything is written ------------------------------------------
 
 def test_lean_refusals_name_the_argument_and_write_nothing():
