@@ -63,10 +63,12 @@ template <class T> void adamax(const Batch& b, const AdamaxHyper& h, const PreHy
   else sweep<T>(b, AdamaxRule<T>(h), pre, nt);
 }
 template <class T> void nadam(const Batch& b, const NadamHyper& h, const PreHyper& pre, int nt) {
-  sweep<T>(b, NadamRule<T>(h), pre, nt);
+  if (h.weight_decay == 0.0) sweep<T>(b, NadamRule<T, kWdNone>(h), pre, nt);  // the default
+  else sweep<T>(b, NadamRule<T>(h), pre, nt);
 }
 template <class T> void radam(const Batch& b, const RadamHyper& h, const PreHyper& pre, int nt) {
   if (h.convention == kConvOptax) sweep<T>(b, RadamRule<T, true>(h), pre, nt);
+  else if (h.weight_decay == 0.0) sweep<T>(b, RadamRule<T, false, kWdNone>(h), pre, nt);  // the default
   else sweep<T>(b, RadamRule<T>(h), pre, nt);
 }
 template <class T> void lion(const Batch& b, const LionHyper& h, const PreHyper& pre, int nt) {

@@ -192,11 +192,12 @@ template <class T> struct KerasAdagradRule {
 // arithmetic as it was, bit for bit.
 // NESTEROV (optax's nadam, with SCALED_V): the step's numerator is b1 m / (1 - b1^(t+1)) +
 // (1 - b1) g / (1 - b1^t) instead of m / (1 - b1^t).
-// Which weight decay Adam's loop applies: whichever the call asks for, selected element by element
-// (kWdEither); none (kWdNone, Adam's default); or decoupled only (kWdDecoupled, AdamW's).  The
-// same bits as kWdEither for the calls they serve, without the selects, which cost Adam's loop a
-// sixth of its time where the arrays fit in cache.  (The other rules with a square root and a
-// division gained nothing measurable from the same change: their divider sets the pace.)
+// Which weight decay a rule's loop applies: whichever the call asks for, selected element by
+// element (kWdEither); none (kWdNone, the default of Adam, NAdam and RAdam); or decoupled only
+// (kWdDecoupled, AdamW's).  The same bits as kWdEither for the calls they serve, without the
+// selects, which cost Adam's loop a sixth of its time where the arrays fit in cache (NAdam's and
+// RAdam's 6-10%).  The other rules with a square root and a division gained nothing measurable
+// from the same change: their divider sets the pace.
 enum WeightDecay : int { kWdEither = 0, kWdNone = 1, kWdDecoupled = 2 };
 
 template <class T, bool AMSGRAD, bool SCALED_V, bool NESTEROV = false, int WD = kWdEither> struct AdamRule {
@@ -350,7 +351,7 @@ template <class T> struct KerasAdamaxRule {
 };
 
 // mu_product is the product of mu_1 .. mu_step, the current step's mu included.
-template <class T> struct NadamRule {
+template <class T, int WD = kWdEither> struct NadamRule {
   static constexpr int nstate = 2;
   static constexpr bool nonneg[3] = {false, true, false};
   Lerp<T> lerp;
@@ -369,8 +370,10 @@ template <class T> struct NadamRule {
     c_avg = T((-h.lr * mu_next) / (1.0 - h.mu_product * mu_next));
   }
   FASTOPT_ELEMENT void operator()(T& p, T g, T& m, T& v, T&) const {
-    p = pick(decoupled, p * decay, p);
-    g = pick(l2, g + wd * p, g);
+    if constexpr (WD == kWdEither) {
+      p = pick(decoupled, p * decay, p);
+      g = pick(l2, g + wd * p, g);
+    }
     m = lerp(m, g);
     v = v * beta2 + one_minus_beta2 * g * g;
     // one division per element: the corrected root's reciprocal, then products
@@ -382,7 +385,7 @@ template <class T> struct NadamRule {
 
 // OPTAX: optax's radam, eps added to the corrected root (m/bc1 / (sqrt(v/bc2 + eps_root) + eps)),
 // rectified from rho_t >= 5 (torch: > 5).
-template <class T, bool OPTAX = false> struct RadamRule {
+template <class T, bool OPTAX = false, int WD = kWdEither> struct RadamRule {
   static constexpr int nstate = 2;
   static constexpr bool nonneg[3] = {false, true, false};
   Lerp<T> lerp;
@@ -405,8 +408,10 @@ template <class T, bool OPTAX = false> struct RadamRule {
       rect = T(std::sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t)));
   }
   FASTOPT_ELEMENT void operator()(T& p, T g, T& m, T& v, T&) const {
-    p = pick(decoupled, p * decay, p);
-    g = pick(l2, g + wd * p, g);
+    if constexpr (WD == kWdEither) {
+      p = pick(decoupled, p * decay, p);
+      g = pick(l2, g + wd * p, g);
+    }
     m = lerp(m, g);
     v = v * beta2 + one_minus_beta2 * g * g;
     T u = m * inv_bc1 * lr;
