@@ -196,7 +196,7 @@ template <class T> struct KerasAdagradRule {
 // element (kWdEither); none (kWdNone, the default of Adam, NAdam and RAdam); or decoupled only
 // (kWdDecoupled, AdamW's).  The same bits as kWdEither for the calls they serve, without the
 // selects, which cost Adam's loop a sixth of its time where the arrays fit in cache (NAdam's and
-// RAdam's 6-10%).  The other rules with a square root and a division gained nothing measurable
+// RAdam's 5-12%).  The other rules with a square root and a division gained nothing measurable
 // from the same change: their divider sets the pace.
 enum WeightDecay : int { kWdEither = 0, kWdNone = 1, kWdDecoupled = 2 };
 

@@ -220,22 +220,23 @@ LEAN_CASES = {
 }
 REF_NAME = {"adamw": "adam", "adamw-plain": "adam", "rmsprop-plain": "rmsprop"}
 BETAS = {"adam", "adamw", "adamw-plain", "adamax", "radam", "lion"}
+TAKES_STEP = {"sgd", "adam", "adamw", "adamw-plain", "adagrad", "adamax", "radam"}
 
 
 def kernel_hyper(name, hyper, step):
     kw = dict(hyper)
-    if name in ("adam", "adamw", "adamw-plain"):
+    if LEAN_CASES[name][0] is fastopt.adam_:
         kw.setdefault("weight_decay", 0.0)
         kw.setdefault("decoupled_weight_decay", False)
         kw.setdefault("amsgrad", False)
-    if name in ("sgd", "adam", "adamw", "adamw-plain", "adagrad", "adamax", "radam"):
+    if name in TAKES_STEP:
         kw["step"] = step
     return kw
 
 
 def ref_hyper(name, hyper, step):
     kw = {k: v for k, v in hyper.items()}
-    if name in ("sgd", "adam", "adamw", "adamw-plain", "adagrad", "adamax", "radam"):
+    if name in TAKES_STEP:
         kw["step"] = step
     return kw
 
