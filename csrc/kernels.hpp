@@ -63,23 +63,41 @@ struct Plan {
   int64_t size() const { return n; }
 };
 
+// Items are cut into one run of consecutive items per thread.  A thread walks its own run first,
+// in order (one stream through memory per array, as a static split gives), then helps finish the
+// others' (a thread the OS delays, or one that never starts, holds up no fixed share: the others
+// take its items).  Handing out one item at a time from a single counter instead, so that the
+// threads' items interleave, cost the 64M-element steps 15-20% on 2 cores (the README's
+// Benchmarks).  The result does not depend on which thread ran an item.
+constexpr int kMaxRuns = 64;
 template <class F>
 void for_items(const Plan& plan, int nt, F&& f) {
   if (nt <= 1 || plan.total < parallel_min(kParallelMin) || plan.size() < 2) {
     for (int64_t i = 0; i < plan.size(); ++i) f(i);
     return;
   }
-  // Items go to whichever thread asks next: a thread the OS delays (a busy machine) holds up
-  // one item, not a fixed share.  The result does not depend on which thread ran an item.
-  struct Shared {
-    const Plan* plan;
-    F* f;
-    int64_t next;
-  } shared{&plan, &f, 0};
   if (nt > plan.size()) nt = int(plan.size());
+  struct alignas(64) Run {
+    int64_t next, end;
+  };
+  struct Shared {
+    F* f;
+    int runs;
+    int entered;
+    Run run[kMaxRuns];
+  } shared;
+  shared.f = &f;
+  shared.runs = nt < kMaxRuns ? nt : kMaxRuns;
+  shared.entered = 0;
+  const int64_t n = plan.size();
+  for (int r = 0; r < shared.runs; ++r) shared.run[r] = {n * r / shared.runs, n * (r + 1) / shared.runs};
   parallel_run(nt, [](void* ctx) {
     auto& s = *static_cast<Shared*>(ctx);
-    for (int64_t i; (i = __atomic_fetch_add(&s.next, 1, __ATOMIC_RELAXED)) < s.plan->size();) (*s.f)(i);
+    const int first = __atomic_fetch_add(&s.entered, 1, __ATOMIC_RELAXED) % s.runs;
+    for (int k = 0; k < s.runs; ++k) {
+      Run& r = s.run[(first + k) % s.runs];
+      for (int64_t i; (i = __atomic_fetch_add(&r.next, 1, __ATOMIC_RELAXED)) < r.end;) (*s.f)(i);
+    }
   }, &shared);
 }
 

@@ -124,6 +124,29 @@ def test_more_threads_than_items_and_many_threads_match_one(restore_threads):
         np.testing.assert_array_equal(r, results[0])
 
 
+@pytest.mark.parametrize("nt", [2, 3, 7, 65, 80])
+def test_each_item_runs_once_whatever_the_runs(restore_threads, nt):
+    # Items are cut into one run per thread (at most 64 runs), which threads then share: a list
+    # whose item count no thread count divides, with arrays of odd sizes, gives the one-thread
+    # result bit for bit (an item skipped or run twice would not), for an update and a norm.
+    rng = np.random.default_rng(nt)
+    sizes = [(1 << 14) * 97 + 3, 5, (1 << 14) * 31 + 1, 1 << 14, 777]
+    start = [[rng.standard_normal(n).astype(np.float32) for n in sizes] for _ in range(2)]
+    results, norms = [], []
+    for threads in (1, nt):
+        fastopt.set_num_threads(threads)
+        p, g = [a.copy() for a in start[0]], [a.copy() for a in start[1]]
+        m, v = [np.zeros(n, np.float32) for n in sizes], [np.zeros(n, np.float32) for n in sizes]
+        for step in (1, 2):
+            fastopt.adam_(p, g, m, v, step=step)
+        results.append(p + m + v)
+        norms.append(fastopt.functional.global_norm(g))
+    for got, want in zip(results[1], results[0]):
+        np.testing.assert_array_equal(got, want)
+    assert norms[1] == norms[0]
+    assert not np.array_equal(results[0][0], start[0][0])
+
+
 def test_config_reports_the_team():
     c = fastopt.config()["thread_pool"]
     assert c["max_threads"] == 1024 and c["workers"] >= 0 and c["spin_us"] >= 0
