@@ -47,9 +47,45 @@ struct LeanArgs {
 // An argument name and index, made into text only for an error message.
 struct Label {
   const char* name;
-  int64_t index;  // -1: the argument was a single array
-  std::string str() const { return index < 0 ? std::string(name) : std::string(name) + "[" + std::to_string(index) + "]"; }
+  int64_t index;               // -1: the argument was a single array
+  const char* field = nullptr;  // an array inside the argument's object: ".codes" or ".absmax"
+  std::string str() const {
+    std::string s = index < 0 ? std::string(name) : std::string(name) + "[" + std::to_string(index) + "]";
+    return field ? s + field : s;
+  }
 };
+
+// h.name, or a null object (and no Python error set) where h has no such attribute.  `name` is
+// an interned string made once (see kCodes): a per-call string would be hashed and compared at
+// every lookup, which cost an 8-bit step about a microsecond per call.
+py::object attr_or_null(py::handle h, PyObject* name) {
+  PyObject* v = PyObject_GetAttr(h.ptr(), name);
+  if (!v) {
+    if (!PyErr_ExceptionMatches(PyExc_AttributeError)) throw py::error_already_set();
+    PyErr_Clear();
+  }
+  return py::reinterpret_steal<py::object>(v);
+}
+// Interned once and kept for the life of the process.
+PyObject* interned(const char* s) {
+  PyObject* o = PyUnicode_InternFromString(s);
+  if (!o) throw py::error_already_set();
+  return o;
+}
+PyObject* kCodes() {
+  static PyObject* o = interned("codes");
+  return o;
+}
+PyObject* kAbsmax() {
+  static PyObject* o = interned("absmax");
+  return o;
+}
+PyObject* kNonneg() {
+  static PyObject* o = interned("nonneg");
+  return o;
+}
+// Whether h is a Blockwise8 (anything with codes, absmax and nonneg) rather than an array.
+bool has_codes(py::handle h) { return !py::isinstance<py::array>(h) && attr_or_null(h, kCodes()); }
 
 struct Interval {
   uintptr_t begin, end;
@@ -182,7 +218,6 @@ class Arrays {
         throw py::value_error(std::string(all[s].name) + " has " + std::to_string(lists[s].size()) +
                               " arrays but " + all[0].name + " has " + std::to_string(count));
     spans.reserve(nroles * size_t(count));
-    for (auto& p : ptrs) p.reserve(size_t(count));
     sizes.reserve(size_t(count));
     for (size_t s = 0; s < nroles; ++s) {
       if (!all[s].obj || all[s].obj.is_none()) continue;
@@ -190,7 +225,7 @@ class Arrays {
         const Label label{all[s].name, listed[s] ? i : -1};
         const Label first{all[0].name, listed[0] ? i : -1};
         py::handle h = lists[s][size_t(i)];  // owned by `lists` until the call returns
-        if (s >= 2 && s <= 4 && !py::isinstance<py::array>(h) && py::hasattr(h, "codes")) {
+        if (s >= 2 && s <= 4 && has_codes(h)) {
           add_blockwise(h, label, all[s], int(s), i, first);
           continue;
         }
@@ -243,6 +278,7 @@ class Arrays {
       throw py::type_error(label.str() + " is " + dtype_label(d) + " but " + head.str() + " is " +
                            dtype_label(slot_dtype[s]) + ": the arrays of one argument share one dtype");
     }
+    if (ptrs[s].empty()) ptrs[s].reserve(size_t(count));  // the slots in use only
     ptrs[s].push_back(a->data);
     const int64_t n = element_count(a);
     if (n > 0) {
@@ -254,21 +290,21 @@ class Arrays {
   // A Blockwise8 state: codes (uint8, the parameter's size) into slot s, absmax (float32, one per
   // block) into slot s + 3.
   void add_blockwise(py::handle h, const Label& label, const Role& role, int s, int64_t i, const Label& first) {
-    if (!py::hasattr(h, "absmax") || !py::hasattr(h, "nonneg") || !PyBool_Check(h.attr("nonneg").ptr()))
+    py::object codes = attr_or_null(h, kCodes()), absmax = attr_or_null(h, kAbsmax()), flag = attr_or_null(h, kNonneg());
+    if (!codes || !absmax || !flag || !PyBool_Check(flag.ptr()))
       throw py::type_error(label.str() + " must be a numpy.ndarray or a fastopt.Blockwise8 (codes, absmax, nonneg: bool), got " +
                            type_name(h));
-    py::object codes = h.attr("codes"), absmax = h.attr("absmax");
-    const bool nonneg = h.attr("nonneg").ptr() == Py_True;
+    const bool nonneg = flag.ptr() == Py_True;
     extra_.push_back(codes);
     extra_.push_back(absmax);
-    const std::string cl = label.str() + ".codes", al = label.str() + ".absmax";
-    const int dc = check_array(codes, {cl.c_str(), -1}, true, sizes[size_t(i)], first);
-    if (dc != U8) throw py::type_error(cl + " must be uint8, got " + dtype_label(dc));
+    const Label cl{label.name, label.index, ".codes"}, al{label.name, label.index, ".absmax"};
+    const int dc = check_array(codes, cl, true, sizes[size_t(i)], first);
+    if (dc != U8) throw py::type_error(cl.str() + " must be uint8, got " + dtype_label(dc));
     const int64_t blocks = (sizes[size_t(i)] + kQBlock - 1) / kQBlock;
-    const int da = check_array(absmax, {al.c_str(), -1}, true, -1, first);
-    if (da != F32) throw py::type_error(al + " must be float32, got " + dtype_label(da));
+    const int da = check_array(absmax, al, true, -1, first);
+    if (da != F32) throw py::type_error(al.str() + " must be float32, got " + dtype_label(da));
     if (element_count(reinterpret_cast<PyArrayObject_*>(absmax.ptr())) != blocks)
-      throw py::value_error(al + " has " + std::to_string(element_count(reinterpret_cast<PyArrayObject_*>(absmax.ptr()))) +
+      throw py::value_error(al.str() + " has " + std::to_string(element_count(reinterpret_cast<PyArrayObject_*>(absmax.ptr()))) +
                             " elements; " + std::to_string(sizes[size_t(i)]) + " elements make " + std::to_string(blocks) +
                             " blocks of " + std::to_string(kQBlock));
     if (nonneg != role.nonneg)
@@ -343,7 +379,7 @@ class Arrays {
     std::vector<py::object> out;
     if (!r.obj || r.obj.is_none()) return out;
     if (!PyList_Check(r.obj.ptr()) && !PyTuple_Check(r.obj.ptr()) &&
-        (py::isinstance<py::array>(r.obj) || py::hasattr(r.obj, "codes"))) {
+        (py::isinstance<py::array>(r.obj) || has_codes(r.obj))) {
       out.push_back(py::reinterpret_borrow<py::object>(r.obj));
     } else if (PyList_Check(r.obj.ptr()) || PyTuple_Check(r.obj.ptr())) {
       *is_list = true;
@@ -469,7 +505,6 @@ py::object checked(PyObject* r) {
   if (!r) throw py::error_already_set();
   return py::reinterpret_steal<py::object>(r);
 }
-PyObject* interned(const char* s) { return PyUnicode_InternFromString(s); }
 
 // ---- a call made once and run again (fastopt.torch's prepared step) ------------------------
 

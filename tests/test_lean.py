@@ -599,6 +599,39 @@ def test_lean_refusals_name_the_argument_and_write_nothing():
     assert np.array_equal(p.view(np.uint16), before.view(np.uint16))
 
 
+def test_blockwise_arrays_are_named_with_their_field_and_index():
+    p, g = [np.ones(300, np.float32), np.ones(600, np.float32)], [np.ones(300, np.float32), np.ones(600, np.float32)]
+    before = [a.copy() for a in p]
+    v = [empty_8bit(300, True), empty_8bit(600, True)]
+    bad_dtype = Blockwise8(np.zeros(600, np.float32), np.zeros(3, np.float32))
+    with pytest.raises(TypeError, match=r"exp_avgs\[1\].codes must be uint8, got float32"):
+        fastopt.adam_(p, g, [empty_8bit(300), bad_dtype], v, step=1)
+    with pytest.raises(ValueError, match=r"exp_avgs\[1\].codes has 300 elements but params\[1\] has 600"):
+        fastopt.adam_(p, g, [empty_8bit(300), empty_8bit(300)], v, step=1)
+    with pytest.raises(TypeError, match=r"exp_avgs\[1\].absmax must be float32, got float64"):
+        fastopt.adam_(p, g, [empty_8bit(300), Blockwise8(np.zeros(600, np.uint8), np.zeros(3))], v, step=1)
+    with pytest.raises(ValueError, match=r"exp_avgs.absmax is read-only"):
+        q = empty_8bit(300)
+        q.absmax.flags.writeable = False
+        fastopt.adam_(p[0], g[0], q, v[0], step=1)
+
+    class Raising:  # an attribute that raises something other than AttributeError: that error, as it is
+        nonneg = False
+
+        @property
+        def codes(self):
+            raise RuntimeError("codes are not ready")
+    with pytest.raises(RuntimeError, match="codes are not ready"):
+        fastopt.adam_(p[0], g[0], Raising(), v[0], step=1)
+
+    class NoAbsmax:
+        codes, nonneg = np.zeros(300, np.uint8), False
+    with pytest.raises(TypeError, match=r"exp_avgs must be a numpy.ndarray or a fastopt.Blockwise8 .* got NoAbsmax"):
+        fastopt.adam_(p[0], g[0], NoAbsmax(), v[0], step=1)
+    for got, want in zip(p, before):
+        assert np.array_equal(got, want)
+
+
 def test_check_finite_and_norms_read_16_bit_gradients():
     p = np.ones(1000, BF16)
     g = np.ones(1000, BF16)
