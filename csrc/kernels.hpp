@@ -67,8 +67,9 @@ struct Plan {
 // in order (one stream through memory per array, as a static split gives), then helps finish the
 // others' (a thread the OS delays, or one that never starts, holds up no fixed share: the others
 // take its items).  Handing out one item at a time from a single counter instead, so that the
-// threads' items interleave, cost the 64M-element steps 15-20% on 2 cores (the README's
-// Benchmarks).  The result does not depend on which thread ran an item.
+// threads' items interleave, made the 64M-element 8-bit step and its probe 3-9% slower on 2
+// cores, the float32 and bfloat16 steps 0-5% (medians of paired rounds, the README's Lean
+// precision).  The result does not depend on which thread ran an item.
 constexpr int kMaxRuns = 64;
 template <class F>
 void for_items(const Plan& plan, int nt, F&& f) {
