@@ -63,13 +63,13 @@ struct Plan {
   int64_t size() const { return n; }
 };
 
-// Items are cut into one run of consecutive items per thread.  A thread walks its own run first,
-// in order (one stream through memory per array, as a static split gives), then helps finish the
-// others' (a thread the OS delays, or one that never starts, holds up no fixed share: the others
-// take its items).  Handing out one item at a time from a single counter instead, so that the
-// threads' items interleave, made the 64M-element 8-bit step and its probe 3-9% slower on 2
-// cores, the float32 and bfloat16 steps 0-5% (medians of paired rounds, the README's Lean
-// precision).  The result does not depend on which thread ran an item.
+// Items are cut into one run of consecutive items per thread, of about equal elements.  A thread
+// walks its own run first, in order (one stream through memory per array, as a static split
+// gives), then helps finish the others' (a thread the OS delays, or one that never starts, holds
+// up no fixed share: the others take its items).  Handing out one item at a time from a single
+// counter instead, so that the threads' items interleave, made the 64M-element 8-bit step and its
+// probe 3-9% slower on 2 cores, the float32 and bfloat16 steps 0-5% (medians of paired rounds,
+// the README's Threads).  The result does not depend on which thread ran an item.
 constexpr int kMaxRuns = 64;
 template <class F>
 void for_items(const Plan& plan, int nt, F&& f) {
@@ -90,8 +90,17 @@ void for_items(const Plan& plan, int nt, F&& f) {
   shared.f = &f;
   shared.runs = nt < kMaxRuns ? nt : kMaxRuns;
   shared.entered = 0;
-  const int64_t n = plan.size();
-  for (int r = 0; r < shared.runs; ++r) shared.run[r] = {n * r / shared.runs, n * (r + 1) / shared.runs};
+  // Runs of about equal elements (the items of small arrays are short): run r starts at the
+  // first item that starts at or after r / runs of the elements.
+  const int64_t n = plan.size(), runs = shared.runs;
+  int r = 1;
+  shared.run[0].next = 0;
+  for (int64_t i = 0, done = 0; i < n && r < runs; ++i) {
+    done += plan.items[i].len;
+    for (; r < runs && done * runs >= plan.total * r; ++r) shared.run[r].next = i + 1;
+  }
+  for (; r < runs; ++r) shared.run[r].next = n;
+  for (r = 0; r < runs; ++r) shared.run[r].end = r + 1 < runs ? shared.run[r + 1].next : n;
   parallel_run(nt, [](void* ctx) {
     auto& s = *static_cast<Shared*>(ctx);
     const int first = __atomic_fetch_add(&s.entered, 1, __ATOMIC_RELAXED) % s.runs;

@@ -125,12 +125,14 @@ def test_more_threads_than_items_and_many_threads_match_one(restore_threads):
 
 
 @pytest.mark.parametrize("nt", [2, 3, 7, 65, 80])
-def test_each_item_runs_once_whatever_the_runs(restore_threads, nt):
-    # Items are cut into one run per thread (at most 64 runs), which threads then share: a list
-    # whose item count no thread count divides, with arrays of odd sizes, gives the one-thread
-    # result bit for bit (an item skipped or run twice would not), for an update and a norm.
+@pytest.mark.parametrize("sizes", [[(1 << 14) * 97 + 3, 5, (1 << 14) * 31 + 1, 1 << 14, 777],
+                                   [(1 << 14) * 5, 1, 2, 3]])  # the second: runs that hold no item
+def test_each_item_runs_once_whatever_the_runs(restore_threads, nt, sizes):
+    # Items are cut into runs of about equal elements, one per thread (at most 64), which threads
+    # then share: lists whose item count no thread count divides, with arrays of odd sizes, give
+    # the one-thread result bit for bit (an item skipped or run twice would not), for an update
+    # and a norm.
     rng = np.random.default_rng(nt)
-    sizes = [(1 << 14) * 97 + 3, 5, (1 << 14) * 31 + 1, 1 << 14, 777]
     start = [[rng.standard_normal(n).astype(np.float32) for n in sizes] for _ in range(2)]
     results, norms = [], []
     for threads in (1, nt):
