@@ -56,8 +56,8 @@ struct Label {
 };
 
 // h.name, or a null object (and no Python error set) where h has no such attribute.  `name` is
-// an interned string made once (see kCodes): a per-call string would be hashed and compared at
-// every lookup, which cost an 8-bit step about a microsecond per call.
+// an interned string made once (see blockwise_names): a per-call string would be hashed and
+// compared at every lookup, which cost an 8-bit step about a microsecond per call.
 py::object attr_or_null(py::handle h, PyObject* name) {
   PyObject* v = PyObject_GetAttr(h.ptr(), name);
   if (!v) {
@@ -72,20 +72,19 @@ PyObject* interned(const char* s) {
   if (!o) throw py::error_already_set();
   return o;
 }
-PyObject* kCodes() {
-  static PyObject* o = interned("codes");
-  return o;
+// A Blockwise8's fields.
+struct BlockwiseNames {
+  PyObject *codes, *absmax, *nonneg;
+};
+const BlockwiseNames& blockwise_names() {
+  static const BlockwiseNames n{interned("codes"), interned("absmax"), interned("nonneg")};
+  return n;
 }
-PyObject* kAbsmax() {
-  static PyObject* o = interned("absmax");
-  return o;
+// h's codes where h is a Blockwise8 (anything with codes, absmax and nonneg) rather than an
+// array; else a null object.
+py::object codes_of(py::handle h) {
+  return py::isinstance<py::array>(h) ? py::object() : attr_or_null(h, blockwise_names().codes);
 }
-PyObject* kNonneg() {
-  static PyObject* o = interned("nonneg");
-  return o;
-}
-// Whether h is a Blockwise8 (anything with codes, absmax and nonneg) rather than an array.
-bool has_codes(py::handle h) { return !py::isinstance<py::array>(h) && attr_or_null(h, kCodes()); }
 
 struct Interval {
   uintptr_t begin, end;
@@ -225,9 +224,11 @@ class Arrays {
         const Label label{all[s].name, listed[s] ? i : -1};
         const Label first{all[0].name, listed[0] ? i : -1};
         py::handle h = lists[s][size_t(i)];  // owned by `lists` until the call returns
-        if (s >= 2 && s <= 4 && has_codes(h)) {
-          add_blockwise(h, label, all[s], int(s), i, first);
-          continue;
+        if (s >= 2 && s <= 4) {
+          if (py::object codes = codes_of(h)) {
+            add_blockwise(h, codes, label, all[s], int(s), i, first);
+            continue;
+          }
         }
         const int d = check_array(h, label, all[s].written, s == 0 ? -1 : sizes[size_t(i)], first);
         if (d == U8) throw py::type_error(label.str() + " has dtype uint8; 8-bit state is a fastopt.Blockwise8");
@@ -287,11 +288,12 @@ class Arrays {
     }
   }
 
-  // A Blockwise8 state: codes (uint8, the parameter's size) into slot s, absmax (float32, one per
-  // block) into slot s + 3.
-  void add_blockwise(py::handle h, const Label& label, const Role& role, int s, int64_t i, const Label& first) {
-    py::object codes = attr_or_null(h, kCodes()), absmax = attr_or_null(h, kAbsmax()), flag = attr_or_null(h, kNonneg());
-    if (!codes || !absmax || !flag || !PyBool_Check(flag.ptr()))
+  // A Blockwise8 state (its codes already looked up): codes (uint8, the parameter's size) into
+  // slot s, absmax (float32, one per block) into slot s + 3.
+  void add_blockwise(py::handle h, py::object codes, const Label& label, const Role& role, int s, int64_t i,
+                     const Label& first) {
+    py::object absmax = attr_or_null(h, blockwise_names().absmax), flag = attr_or_null(h, blockwise_names().nonneg);
+    if (!absmax || !flag || !PyBool_Check(flag.ptr()))
       throw py::type_error(label.str() + " must be a numpy.ndarray or a fastopt.Blockwise8 (codes, absmax, nonneg: bool), got " +
                            type_name(h));
     const bool nonneg = flag.ptr() == Py_True;
@@ -379,7 +381,7 @@ class Arrays {
     std::vector<py::object> out;
     if (!r.obj || r.obj.is_none()) return out;
     if (!PyList_Check(r.obj.ptr()) && !PyTuple_Check(r.obj.ptr()) &&
-        (py::isinstance<py::array>(r.obj) || has_codes(r.obj))) {
+        (py::isinstance<py::array>(r.obj) || codes_of(r.obj))) {
       out.push_back(py::reinterpret_borrow<py::object>(r.obj));
     } else if (PyList_Check(r.obj.ptr()) || PyTuple_Check(r.obj.ptr())) {
       *is_list = true;
