@@ -75,9 +75,19 @@ def test_check_finite_skips_and_counts():
         assert np.array_equal(a, b)
 
 
+def _edited(opt, **hyper):
+    """opt with its first group's hyperparameters changed behind its back (the kernel checks them)."""
+    opt.param_groups[0].update(hyper)
+    return opt
+
+
 @pytest.mark.parametrize("bad,match", [
     (lambda p: optim.Adam(p, lr=-1), "lr must be"),
-    (lambda p: optim.Adam(p, betas=(1.5, 0.9)).step([np.zeros_like(x) for x in p]), "beta1"),
+    (lambda p: optim.Adam(p, betas=(1.5, 0.9)), r"param_groups\[0\]\['betas'\] must be in \[0, 1\)"),
+    (lambda p: optim.Adam(p, eps=-1e-8), r"\['eps'\] must be >= 0"),
+    (lambda p: optim.Adam(p, amsgrad="yes"), r"\['amsgrad'\] must be a bool"),
+    (lambda p: optim.Adam(p, decoupled_weight_decay=None), r"\['decoupled_weight_decay'\] must be a bool"),
+    (lambda p: _edited(optim.Adam(p), betas=(1.5, 0.9)).step([np.zeros_like(x) for x in p]), "beta1"),
     (lambda p: optim.SGD(p, lr=0.1, momentum=0.9).step([np.zeros(3, np.float32)]), "grads has 1 arrays"),
     (lambda p: optim.get("adamq", p), "unknown optimizer"),
     (lambda p: optim.Adam([]), "params is empty"),

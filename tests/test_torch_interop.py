@@ -83,6 +83,67 @@ def test_checkpoints_move_between_torch_and_fastopt(name):
     close(b, c, TOL[torch.float32])
 
 
+def test_adam_decoupled_weight_decay_as_torch():
+    """torch's Adam(decoupled_weight_decay=True) is AdamW; the group's flag counts, so an AdamW
+    checkpoint loaded into Adam keeps decaying apart, in torch and in fastopt alike."""
+    X, y = data()
+    hyper = {"lr": 1e-2, "weight_decay": 0.1, "decoupled_weight_decay": True}
+    a, b = net(), net()
+    theirs = torch.optim.Adam(a.parameters(), foreach=False, **hyper)
+    ours = ft.Adam(b.parameters(), **hyper)
+    assert ours.param_groups[0]["decoupled_weight_decay"] is True
+    train(a, theirs, X, y, 5)
+    train(b, ours, X, y, 5)
+    close(a, b, TOL[torch.float32])
+    coupled = net()
+    train(coupled, ft.Adam(coupled.parameters(), lr=1e-2, weight_decay=0.1), X, y, 5)
+    assert not np.allclose(coupled[0].weight.detach().numpy(), b[0].weight.detach().numpy(), rtol=1e-3)
+
+    c, d = net(), net()
+    saver = torch.optim.AdamW(c.parameters(), foreach=False, lr=1e-2, weight_decay=0.1)
+    train(c, saver, X, y, 3)
+    d.load_state_dict(c.state_dict())
+    theirs = torch.optim.Adam(c.parameters(), foreach=False, lr=1e-2)
+    theirs.load_state_dict(copy.deepcopy(saver.state_dict()))
+    ours = ft.Adam(d.parameters(), lr=1e-2)
+    ours.load_state_dict(copy.deepcopy(saver.state_dict()))
+    assert ours.param_groups[0]["decoupled_weight_decay"] is True
+    train(c, theirs, X, y, 4)
+    train(d, ours, X, y, 4)
+    close(c, d, TOL[torch.float32])
+
+
+@pytest.mark.parametrize("hyper,match", [({"betas": (1.5, 0.9)}, r"\['betas'\] must be in \[0, 1\)"),
+                                         ({"weight_decay": -0.1}, r"\['weight_decay'\] must be >= 0"),
+                                         ({"eps": float("nan")}, r"\['eps'\] must be a finite number")])
+def test_bad_hyperparameters_raise_when_made_as_in_torch(hyper, match):
+    with pytest.raises(ValueError):
+        torch.optim.Adam(net().parameters(), **hyper)
+    with pytest.raises(ValueError, match=match):
+        ft.Adam(net().parameters(), **hyper)
+    opt = ft.Adam(net().parameters())
+    with pytest.raises(ValueError, match=r"param_groups\[1\]" + match):
+        opt.add_param_group({"params": [torch.zeros(3, requires_grad=True)], **hyper})
+    assert len(opt.param_groups) == 1
+
+
+def test_numpy_adam_with_decoupled_decay_is_adamw():
+    rng = np.random.default_rng(3)
+    p0 = rng.standard_normal(3000).astype(np.float32)
+    grads = [rng.standard_normal(3000).astype(np.float32) for _ in range(4)]
+    p1, p2 = p0.copy(), p0.copy()
+    o1 = optim.Adam([p1], lr=1e-2, weight_decay=0.1, decoupled_weight_decay=True)
+    o2 = optim.AdamW([p2], lr=1e-2, weight_decay=0.1)
+    for g in grads:
+        o1.step([g.copy()])
+        o2.step([g.copy()])
+    np.testing.assert_array_equal(p1, p2)
+    sd = o2.state_dict()
+    assert sd["param_groups"][0]["decoupled_weight_decay"] is True
+    with pytest.raises(ValueError, match="decoupled_weight_decay"):
+        optim.Adam([p1], decoupled_weight_decay="yes")
+
+
 def test_lion_and_lamb_equal_the_numpy_optimizers():
     X, y = data()
     for name in ("Lion", "LAMB"):

@@ -123,6 +123,7 @@ class Optimizer:
         for name in ("l1", "l2"):
             if not group[name] >= 0:
                 raise ValueError(f"{name} must be >= 0, got {group[name]!r}")
+        cls._check_hyper({k: v for k, v in group.items() if k in cls.defaults}, index)
 
     @classmethod
     def _check_lean(cls, group: Dict[str, Any], dtype: np.dtype) -> None:
@@ -372,7 +373,6 @@ class Optimizer:
         new = {**group, **{k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items()
                            if k != "params" and k not in KEPT_ON_LOAD}}
         self._check_group(new, i)
-        self._check_hyper(new, i)
         return new
 
     def _loaded_state(self, group: Dict[str, Any], saved: Any, i: int) -> Dict[str, Any]:
@@ -426,7 +426,7 @@ class Optimizer:
                 raise ValueError(f"{where} must be a finite number, got {v!r}")
             elif v < 0 and k != "dampening":
                 raise ValueError(f"{where} must be >= 0, got {v!r}")
-            elif k == "eps" and not v > 0:
+            elif k == "eps" and not v > 0 and not group.get("eps_root", 0.0) > 0:  # eps_root keeps 0/0 away
                 raise ValueError(f"{where} must be > 0, got {v!r}")
 
 

@@ -24,19 +24,20 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     """Adam, as ``torch.optim.Adam`` (formula: :func:`fastopt.adam_`).  ``convention="keras"`` or
     ``"optax"`` computes as those frameworks do, with their defaults for what you do not pass
-    (Keras: eps 1e-7); ``eps_root`` and ``bias_correction`` give the textbook forms."""
+    (Keras: eps 1e-7); ``eps_root`` and ``bias_correction`` give the textbook forms.
+    ``decoupled_weight_decay=True`` is AdamW's decay, as in torch (the group's value counts, so a
+    checkpoint of ``torch.optim.AdamW`` loaded into Adam keeps decaying as AdamW)."""
     defaults = {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False,
-                "eps_root": 0.0, "bias_correction": True, "convention": "torch"}
+                "decoupled_weight_decay": False, "eps_root": 0.0, "bias_correction": True, "convention": "torch"}
     convention_defaults = {"keras": {"eps": 1e-7}, "optax": {}}
     state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     nonneg_states = ("exp_avg_sq", "max_exp_avg_sq")
     kernel = staticmethod(F.adam_)
-    decoupled = False
 
     @classmethod
     def _kernel_kwargs(cls, group, state):  # Keras decays the weights apart in every optimizer
         return {**super()._kernel_kwargs(group, state),
-                "decoupled_weight_decay": cls.decoupled or group["convention"] == "keras"}
+                "decoupled_weight_decay": group["decoupled_weight_decay"] or group["convention"] == "keras"}
 
     @classmethod
     def _needed_states(cls, group):
@@ -46,9 +47,8 @@ class Adam(Optimizer):
 class AdamW(Adam):
     """AdamW, as ``torch.optim.AdamW`` (decoupled weight decay, default 1e-2; Keras' 0.004 and
     optax's 1e-4 with their conventions)."""
-    defaults = {**Adam.defaults, "weight_decay": 1e-2}
+    defaults = {**Adam.defaults, "weight_decay": 1e-2, "decoupled_weight_decay": True}
     convention_defaults = {"keras": {"eps": 1e-7, "weight_decay": 0.004}, "optax": {"weight_decay": 1e-4}}
-    decoupled = True
 
 
 class Adagrad(Optimizer):
