@@ -112,13 +112,18 @@ class FastoptOptimizer(torch.optim.Optimizer):
         """torch's, with fastopt's checks of the tensors and hyperparameters."""
         i = len(self.param_groups)
         params = param_group["params"]
+        if isinstance(params, set):
+            raise TypeError(f"param_groups[{i}]['params'] is a set, whose order changes between runs: use a list")
         params = [params] if isinstance(params, torch.Tensor) else list(params)
+        tensors = []  # torch takes (name, tensor) pairs too, as model.named_parameters() gives
         for j, p in enumerate(params):
-            _check_param(p, f"param_groups[{i}]['params'][{j}]")
+            named = isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str)
+            tensors.append(p[1] if named else p)
+            _check_param(tensors[-1], f"param_groups[{i}]['params'][{j}]" + (f" ({p[0]!r})" if named else ""))
         _check_torch_options(param_group, f"param_groups[{i}]")
         sample = np.zeros(1, np.float32)
-        if params and params[0].dtype != torch.float32:
-            sample = _np(torch.zeros(1, dtype=params[0].dtype))
+        if tensors and tensors[0].dtype != torch.float32:
+            sample = _np(torch.zeros(1, dtype=tensors[0].dtype))
         merged = {**self.defaults, **param_group, "params": [sample]}
         if isinstance(merged.get("lr"), torch.Tensor):  # torch takes a one-element tensor lr
             if merged["lr"].numel() != 1:

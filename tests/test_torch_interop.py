@@ -127,6 +127,38 @@ def test_bad_hyperparameters_raise_when_made_as_in_torch(hyper, match):
     assert len(opt.param_groups) == 1
 
 
+def test_named_parameters_as_torch():
+    """torch.optim takes model.named_parameters() and keeps the names in the groups and
+    checkpoints (param_names): so does fastopt.torch, and the checkpoints move both ways."""
+    X, y = data()
+    a, b = net(), net()
+    theirs = torch.optim.Adam(a.named_parameters(), foreach=False, lr=1e-2)
+    ours = ft.Adam(b.named_parameters(), lr=1e-2)
+    assert ours.param_groups[0]["param_names"] == [n for n, _ in b.named_parameters()]
+    train(a, theirs, X, y, 3)
+    train(b, ours, X, y, 3)
+    close(a, b, TOL[torch.float32])
+    assert ours.state_dict()["param_groups"][0]["param_names"] == theirs.state_dict()["param_groups"][0]["param_names"]
+    c, d = net(), net()
+    c.load_state_dict(a.state_dict())
+    d.load_state_dict(b.state_dict())
+    into_ours = ft.Adam(c.named_parameters(), lr=1e-2)
+    into_ours.load_state_dict(copy.deepcopy(theirs.state_dict()))
+    into_theirs = torch.optim.Adam(d.named_parameters(), foreach=False, lr=1e-2)
+    into_theirs.load_state_dict(copy.deepcopy(ours.state_dict()))
+    for m, o in ((a, theirs), (b, ours), (c, into_ours), (d, into_theirs)):
+        train(m, o, X, y, 3)
+    close(a, c, TOL[torch.float32])
+    close(b, d, TOL[torch.float32])
+    close(a, b, TOL[torch.float32])
+    with pytest.raises(TypeError, match=r"params'\]\[1\] \('0.bias'\) must be a torch.Tensor"):
+        ft.Adam([("0.weight", b[0].weight), ("0.bias", 1.0)])
+    with pytest.raises(TypeError, match="is a set"):  # as torch: a group's params in a set
+        ft.Adam([{"params": set(b.parameters())}])
+    with pytest.raises(ValueError, match="with/without names"):  # torch's own check, as in torch
+        ft.Adam([("0.weight", b[0].weight), b[0].bias])
+
+
 def test_numpy_adam_with_decoupled_decay_is_adamw():
     rng = np.random.default_rng(3)
     p0 = rng.standard_normal(3000).astype(np.float32)
