@@ -13,7 +13,8 @@ The parameters, defaults and fitted attributes are scikit-learn's (``hidden_laye
 the same stopping rule (no improvement by ``tol`` for more than ``n_iter_no_change`` epochs), L2
 penalty (``alpha``, on the weights only, per batch), learning-rate rules for ``solver="sgd"``
 (``invscaling`` per epoch on the samples seen, ``adaptive`` divides by 5), ``partial_fit`` and
-``fit(X, y, sample_weight=...)``.  ``alpha`` is fused into the update after any clipping.  Where
+``fit(X, y, sample_weight=...)``, and several labels per row (a 0/1 indicator matrix y: logistic
+outputs and scikit-learn's binary log loss).  ``alpha`` is fused into the update after any clipping.  Where
 they differ: ``solver`` also takes fastopt's rules
 ("adamw", "nadam", "radam", "lion", "lamb", "rmsprop", ...; "lbfgs" is not offered); Adam and
 SGD momentum use torch's formulas (epsilon added after the bias correction; momentum on the
@@ -36,14 +37,14 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, check_random_state
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, check_random_state, column_or_1d
 from sklearn.utils.validation import validate_data as _validate_data  # scikit-learn >= 1.6
 
 from . import optim, schedules
 from . import threads as _threads
 from .nn import MLP, Dense
-from .nn.losses import softmax
+from .nn.losses import LOSSES, sigmoid, softmax
 from .functional import penalty as fastopt_penalty
 from .train.trainer import build_optimizer
 
@@ -171,16 +172,32 @@ class _MLP(BaseEstimator):
         hidden = [hidden] if np.isscalar(hidden) else list(hidden)
         act = ACTIVATIONS[self.activation]
         layers = [Dense(int(h), act, dropout=self.dropout) for h in hidden]
-        layers.append(Dense(n_out, "softmax" if self._task == "classification" else "identity"))
+        layers.append(Dense(n_out, self._out_link()))
         return MLP(n_in, layers, dtype=self.dtype, seed=seed)
 
+    def _multilabel(self) -> bool:
+        return getattr(self, "_is_multilabel", False)
+
+    def _out_link(self) -> str:
+        """The last layer's activation: softmax, sigmoid (several labels per row) or identity."""
+        if self._task != "classification":
+            return "identity"
+        return "sigmoid" if self._multilabel() else "softmax"
+
     def _loss_name(self) -> str:
-        return self.loss or ("softmax_cross_entropy" if self._task == "classification" else "squared_error")
+        name = self.loss or ("binary_log_loss" if self._multilabel() else
+                             "softmax_cross_entropy" if self._task == "classification" else "squared_error")
+        if name in LOSSES and LOSSES[name][1] != "identity" and LOSSES[name][1] != self._out_link():
+            raise ValueError(f"loss={name!r} needs {LOSSES[name][1]} outputs; these targets take "
+                             f"{self._out_link()} outputs" + (" (several labels per row: 'binary_log_loss' or "
+                                                              "'binary_cross_entropy')" if self._multilabel() else ""))
+        return name
 
     # -- training: scikit-learn's stochastic loop, fastopt's step -----------------------------------
 
     def _fit(self, X, y, n_out: int, sample_weight=None, incremental: bool = False):
         self._check_params()
+        self._loss_name()  # raises for a loss that does not fit the targets, before anything is made
         rs = check_random_state(self.random_state)
         first = not (hasattr(self, "model_") and (self.warm_start or incremental))
         if not first and self.model_.W[-1].shape[1] != n_out:
@@ -198,7 +215,7 @@ class _MLP(BaseEstimator):
             self.best_validation_score_ = None
         early = bool(self.early_stopping) and not incremental
         if early:
-            stratify = y if self._task == "classification" else None
+            stratify = y if self._task == "classification" and y.ndim == 1 else None  # as scikit-learn
             idx = np.arange(len(X))
             tr, va = train_test_split(idx, random_state=rs, test_size=self.validation_fraction, stratify=stratify)
             X_val, y_val = X[va], y[va]
@@ -324,7 +341,7 @@ class _MLP(BaseEstimator):
     @property
     def out_activation_(self) -> str:
         check_is_fitted(self, "model_")
-        return "softmax" if self._task == "classification" else "identity"
+        return {"softmax": "softmax", "sigmoid": "logistic", "identity": "identity"}[self._out_link()]
 
     def _output(self, X) -> np.ndarray:
         check_is_fitted(self, "model_")
@@ -338,10 +355,11 @@ class MLPClassifier(ClassifierMixin, _MLP):
     _task = "classification"
 
     def fit(self, X, y, sample_weight=None) -> "MLPClassifier":
-        X, y = _validate_data(self, X, y, dtype=(np.float64, np.float32))
-        check_classification_targets(y)
+        X, y = _validate_data(self, X, y, dtype=(np.float64, np.float32), multi_output=True)
+        y = self._targets(y)
         if not (self.warm_start and hasattr(self, "classes_")):
-            self.classes_ = np.unique(y)
+            self._is_multilabel = y.ndim == 2
+            self.classes_ = np.arange(y.shape[1]) if y.ndim == 2 else np.unique(y)
         encoded = self._encode(y)
         sw = _check_sample_weight(sample_weight, X) if sample_weight is not None else None
         return self._fit(X, encoded, len(self.classes_), sw)
@@ -349,18 +367,40 @@ class MLPClassifier(ClassifierMixin, _MLP):
     def partial_fit(self, X, y, classes=None, sample_weight=None) -> "MLPClassifier":
         """One epoch over (X, y); the first call needs ``classes`` (every label there will be)."""
         first = not hasattr(self, "classes_")
-        X, y = _validate_data(self, X, y, dtype=(np.float64, np.float32), reset=first)
-        check_classification_targets(y)
+        X, y = _validate_data(self, X, y, dtype=(np.float64, np.float32), reset=first, multi_output=True)
+        y = self._targets(y)
         if first:
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit")
+            self._is_multilabel = y.ndim == 2
             self.classes_ = np.unique(np.asarray(classes))
         elif classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
             raise ValueError(f"classes {np.unique(np.asarray(classes))!r} differ from the first call's {self.classes_!r}")
         sw = _check_sample_weight(sample_weight, X) if sample_weight is not None else None
         return self._fit(X, self._encode(y), len(self.classes_), sw, incremental=True)
 
+    @staticmethod
+    def _targets(y) -> np.ndarray:
+        """y as scikit-learn's MLPClassifier takes it: labels (n,), or a 0/1 indicator matrix (n, k)
+        of several labels per row; a column (n, 1) is raveled with its warning."""
+        if np.ndim(y) == 2 and np.shape(y)[1] == 1:
+            y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        if np.ndim(y) == 2 and type_of_target(y) != "multilabel-indicator":
+            raise ValueError(f"y of shape {np.shape(y)} must be labels (n,) or a 0/1 indicator matrix (n, k) "
+                             f"of several labels per row, got a {type_of_target(y)} target")
+        return np.asarray(y)
+
     def _encode(self, y) -> np.ndarray:
+        if self._multilabel() != (y.ndim == 2):
+            raise ValueError("y is " + ("an indicator matrix" if y.ndim == 2 else "a label vector") +
+                             " but the model was fitted on " + ("an indicator matrix" if self._multilabel() else
+                                                              "labels") + "; refit without warm_start")
+        if y.ndim == 2:
+            if y.shape[1] != len(self.classes_) or not np.array_equal(self.classes_, np.arange(y.shape[1])):
+                raise ValueError(f"y has {y.shape[1]} labels per row; classes_ is {self.classes_!r} "
+                                 f"(for several labels per row: 0 .. the labels' count - 1)")
+            return y.astype(np.float64)
         idx = np.searchsorted(self.classes_, y)
         idx = np.clip(idx, 0, len(self.classes_) - 1)
         if not np.all(self.classes_[idx] == y):
@@ -368,9 +408,15 @@ class MLPClassifier(ClassifierMixin, _MLP):
         return idx.astype(np.int64)
 
     def _val_score(self, X, y_idx) -> float:
-        return float(np.mean(self.model_.forward(np.asarray(X, self.model_.dtype)).argmax(axis=1) == y_idx))
+        z = self.model_.forward(np.asarray(X, self.model_.dtype))
+        if self._multilabel():  # subset accuracy: every label of a row right
+            return float(np.mean(np.all((z > 0) == (y_idx > 0.5), axis=1)))
+        return float(np.mean(z.argmax(axis=1) == y_idx))
 
     def predict_proba(self, X) -> np.ndarray:
+        """Each class's probability (n, classes); with several labels per row, each label's (n, k)."""
+        if self._multilabel():
+            return sigmoid(self._output(X))
         p = softmax(self._output(X))
         return p / p.sum(axis=1, keepdims=True)
 
@@ -379,7 +425,14 @@ class MLPClassifier(ClassifierMixin, _MLP):
 
     def predict(self, X) -> np.ndarray:
         out = self._output(X)
+        if self._multilabel():  # the indicator matrix: sigmoid(z) > 0.5 exactly when z > 0
+            return (out > 0).astype(np.int64)
         return self.classes_[out.argmax(axis=1)]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
 
 
 class MLPRegressor(RegressorMixin, _MLP):

@@ -57,6 +57,15 @@ def binary_cross_entropy(z: np.ndarray, y: np.ndarray) -> Tuple[float, np.ndarra
     return float(loss), ((sigmoid(z) - t) / z.size).astype(z.dtype)
 
 
+def binary_log_loss(z: np.ndarray, y: np.ndarray) -> Tuple[float, np.ndarray]:
+    """Binary cross-entropy summed over the outputs and averaged over the rows: scikit-learn's
+    multilabel loss (its MLP's ``binary_log_loss``), the outputs' count times
+    :func:`binary_cross_entropy`."""
+    value, grad = binary_cross_entropy(z, y)
+    k = z.shape[1] if z.ndim == 2 else 1
+    return value * k, (grad * z.dtype.type(k)).astype(z.dtype)
+
+
 def mse(z: np.ndarray, y: np.ndarray) -> Tuple[float, np.ndarray]:
     t = np.asarray(y, z.dtype).reshape(z.shape)
     d = z - t
@@ -91,6 +100,7 @@ def focal(z: np.ndarray, y: np.ndarray, gamma: float = 2.0) -> Tuple[float, np.n
 LOSSES = {
     "softmax_cross_entropy": (softmax_cross_entropy, "softmax"),
     "binary_cross_entropy": (binary_cross_entropy, "sigmoid"),
+    "binary_log_loss": (binary_log_loss, "sigmoid"),
     "mse": (mse, "identity"),
     "squared_error": (squared_error, "identity"),
     "focal": (focal, "softmax"),

@@ -325,6 +325,8 @@ def _hits(z: np.ndarray, y: np.ndarray, loss: str) -> Optional[int]:
         return None
     if z.shape[1] == 1:  # sigmoid(z) > 0.5 exactly when z > 0
         return int(np.sum((z[:, 0] > 0) == (np.asarray(y).reshape(-1) > 0.5)))
+    if LOSSES[loss][1] == "sigmoid":  # several labels: a row is right when all its labels are
+        return int(np.sum(np.all((z > 0) == (np.asarray(y).reshape(z.shape) > 0.5), axis=1)))
     labels = y.argmax(axis=1) if y.ndim == 2 else y
     return int(np.sum(z.argmax(axis=1) == labels))
 
