@@ -140,6 +140,8 @@ class _MLP(BaseEstimator):
             bad("epsilon", "must be > 0")
         if self.dtype not in ("float32", "float64"):
             bad("dtype", "must be 'float32' or 'float64'")
+        if self.loss is not None and self.loss not in LOSSES:
+            bad("loss", f"must be one of {sorted(LOSSES)} or None")
 
     # -- the parts -------------------------------------------------------------------------------
 
@@ -181,7 +183,7 @@ class _MLP(BaseEstimator):
     def _out_link(self) -> str:
         """The last layer's activation: softmax, sigmoid (several labels per row) or identity."""
         if self._task != "classification":
-            return "identity"
+            return "exp" if self.loss == "poisson" else "identity"  # scikit-learn's poisson: exp outputs
         return "sigmoid" if self._multilabel() else "softmax"
 
     def _loss_name(self) -> str:
@@ -341,7 +343,7 @@ class _MLP(BaseEstimator):
     @property
     def out_activation_(self) -> str:
         check_is_fitted(self, "model_")
-        return {"softmax": "softmax", "sigmoid": "logistic", "identity": "identity"}[self._out_link()]
+        return {"softmax": "softmax", "sigmoid": "logistic", "identity": "identity", "exp": "exp"}[self._out_link()]
 
     def _output(self, X) -> np.ndarray:
         check_is_fitted(self, "model_")
@@ -437,12 +439,14 @@ class MLPClassifier(ClassifierMixin, _MLP):
 
 class MLPRegressor(RegressorMixin, _MLP):
     """A drop-in for ``sklearn.neural_network.MLPRegressor`` (see the module's docstring); identity
-    outputs, half the mean squared error (scikit-learn's ``squared_error``); y of shape (n,) or (n, k)."""
+    outputs, half the mean squared error (scikit-learn's ``squared_error``), or with
+    ``loss="poisson"`` exp outputs and half the Poisson deviance (y >= 0), as scikit-learn's; y of
+    shape (n,) or (n, k)."""
     _task = "regression"
 
     def fit(self, X, y, sample_weight=None) -> "MLPRegressor":
         X, y = _validate_data(self, X, y, dtype=(np.float64, np.float32), y_numeric=True, multi_output=True)
-        y = np.asarray(y, dtype=np.float64)
+        y = self._targets(y)
         self._y_ndim = y.ndim
         sw = _check_sample_weight(sample_weight, X) if sample_weight is not None else None
         return self._fit(X, y, 1 if y.ndim == 1 else y.shape[1], sw)
@@ -452,18 +456,27 @@ class MLPRegressor(RegressorMixin, _MLP):
         first = not hasattr(self, "model_")
         X, y = _validate_data(self, X, y, dtype=(np.float64, np.float32), y_numeric=True, multi_output=True,
                               reset=first)
-        y = np.asarray(y, dtype=np.float64)
+        y = self._targets(y)
         self._y_ndim = y.ndim
         sw = _check_sample_weight(sample_weight, X) if sample_weight is not None else None
         return self._fit(X, y, 1 if y.ndim == 1 else y.shape[1], sw, incremental=True)
 
+    def _targets(self, y) -> np.ndarray:
+        y = np.asarray(y, dtype=np.float64)
+        if self.loss == "poisson" and np.any(y < 0):
+            raise ValueError("y holds negative values, which loss='poisson' does not take")
+        return y
+
+    def _predicted(self, z: np.ndarray) -> np.ndarray:
+        return np.exp(z) if self._out_link() == "exp" else z
+
     def _val_score(self, X, y) -> float:
-        pred = self.model_.forward(np.asarray(X, self.model_.dtype)).reshape(np.shape(y))
+        pred = self._predicted(self.model_.forward(np.asarray(X, self.model_.dtype))).reshape(np.shape(y))
         total = float(((y - y.mean(axis=0)) ** 2).sum())
         return 1.0 - float(((y - pred) ** 2).sum()) / total if total > 0 else 0.0
 
     def predict(self, X) -> np.ndarray:
-        out = self._output(X)
+        out = self._predicted(self._output(X))
         return out[:, 0] if self._y_ndim == 1 else out
 
     def __sklearn_tags__(self):

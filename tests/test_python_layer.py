@@ -142,6 +142,34 @@ def test_mlp_parameters_are_one_buffer_and_gradients_check():
         assert gradient_check(m, X, y, loss) < 1e-5
 
 
+def test_sigmoid_and_poisson_losses_against_their_formulas_and_gradients():
+    """binary_log_loss (several labels) and poisson (exp outputs, a hidden exp layer too): the
+    values against the formulas written out, the gradients against finite differences."""
+    from fastopt.nn import binary_log_loss, poisson
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((16, 5))
+    m = MLP(5, [Dense(8, "tanh"), Dense(3, "sigmoid")], dtype=np.float64)
+    Y = rng.integers(0, 2, (16, 3))
+    z = m.forward(X)
+    p = 1 / (1 + np.exp(-z))
+    value, grad = binary_log_loss(z, Y)
+    np.testing.assert_allclose(value, -np.mean(np.sum(Y * np.log(p) + (1 - Y) * np.log(1 - p), axis=1)), rtol=1e-12)
+    np.testing.assert_allclose(grad, (p - Y) / 16, rtol=1e-10, atol=1e-16)
+    assert gradient_check(m, X, Y, "binary_log_loss") < 1e-5
+    m = MLP(5, [Dense(8, "exp"), Dense(2, "exp")], dtype=np.float64, seed=2)
+    m.W[0][...] *= 0.3
+    counts = rng.poisson(2.0, (16, 2)).astype(np.float64)  # zeros among them: 0 log 0 = 0
+    z = m.forward(X)
+    mu = np.exp(z)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ylogy = np.where(counts > 0, counts * np.log(counts / mu), 0.0)
+    value, grad = poisson(z, counts)
+    assert (counts == 0).any()
+    np.testing.assert_allclose(value, np.sum(ylogy - counts + mu) / 16, rtol=1e-12)
+    np.testing.assert_allclose(grad, (mu - counts) / 16, rtol=1e-12)
+    assert gradient_check(m, X, counts, "poisson") < 1e-5
+
+
 def test_xor():
     X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
     y = np.array([0, 1, 1, 0])

@@ -265,3 +265,31 @@ def test_several_labels_early_stopping_partial_fit_and_errors(digits):
         MLPClassifier(max_iter=2).fit(X_train, np.stack([y_train, y_train], axis=1))
     restored = pickle.loads(pickle.dumps(es))
     np.testing.assert_array_equal(restored.predict(X_test), es.predict(X_test))
+
+
+def test_poisson_regression_as_scikit_learn():
+    """loss="poisson" (scikit-learn's MLPRegressor option): exp outputs and half the Poisson
+    deviance; on counts drawn from a log-linear rate, the held-out mean Poisson deviance within
+    10% of scikit-learn's with the same settings (the weights start differently)."""
+    from sklearn.metrics import mean_poisson_deviance
+    from sklearn.neural_network import MLPRegressor as Theirs
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((2000, 5))
+    y = rng.poisson(np.exp(0.5 * X[:, 0] - 0.3 * X[:, 1] + 0.2)).astype(np.float64)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
+    kw = dict(loss="poisson", hidden_layer_sizes=(32,), max_iter=100, random_state=0)
+    ours = MLPRegressor(**kw).fit(X_train, y_train)
+    theirs = Theirs(**kw).fit(X_train, y_train)
+    pred = ours.predict(X_test)
+    assert ours.out_activation_ == theirs.out_activation_ == "exp" and np.all(pred > 0)
+    ours_dev, theirs_dev = mean_poisson_deviance(y_test, pred), mean_poisson_deviance(y_test, theirs.predict(X_test))
+    assert ours_dev < 1.1 * theirs_dev, (ours_dev, theirs_dev)
+    assert ours_dev < 0.9 * mean_poisson_deviance(y_test, np.full_like(y_test, y_train.mean()))
+    es = MLPRegressor(**{**kw, "early_stopping": True}).fit(X_train, y_train)
+    assert es.best_validation_score_ == max(es.validation_scores_) > 0.2  # R^2 of exp(z)
+    with pytest.raises(ValueError, match="negative values"):
+        MLPRegressor(loss="poisson").fit(X_train, -y_train)
+    with pytest.raises(ValueError, match="loss must be one of"):
+        MLPRegressor(loss="huber").fit(X_train, y_train)
+    with pytest.raises(ValueError, match="needs exp outputs"):
+        MLPClassifier(loss="poisson").fit(X_train, y_train > 1)

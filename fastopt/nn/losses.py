@@ -78,6 +78,17 @@ def squared_error(z: np.ndarray, y: np.ndarray) -> Tuple[float, np.ndarray]:
     return 0.5 * value, (0.5 * grad).astype(z.dtype)
 
 
+def poisson(z: np.ndarray, y: np.ndarray) -> Tuple[float, np.ndarray]:
+    """Half the Poisson deviance of the prediction exp(z), summed over the outputs and averaged
+    over the rows: scikit-learn's MLPRegressor ``loss="poisson"``, y log(y / exp(z)) - y + exp(z)
+    (0 log 0 = 0); y >= 0."""
+    t = np.asarray(y, z.dtype).reshape(z.shape)
+    p = np.exp(z)
+    ylogy = np.where(t > 0, t * (np.log(np.where(t > 0, t, 1)) - z), 0)
+    n = z.shape[0]
+    return float((ylogy - t + p).sum() / n), ((p - t) / n).astype(z.dtype)
+
+
 def focal(z: np.ndarray, y: np.ndarray, gamma: float = 2.0) -> Tuple[float, np.ndarray]:
     """Softmax focal loss (Lin et al., 2017): -(1 - p_t)^gamma log p_t (Keras'
     CategoricalFocalCrossentropy without alpha); gamma 0 is the cross-entropy."""
@@ -104,7 +115,8 @@ LOSSES = {
     "mse": (mse, "identity"),
     "squared_error": (squared_error, "identity"),
     "focal": (focal, "softmax"),
+    "poisson": (poisson, "exp"),
 }
 
 #: the losses of a regression (no accuracy)
-REGRESSION_LOSSES = ("mse", "squared_error")
+REGRESSION_LOSSES = ("mse", "squared_error", "poisson")

@@ -14,7 +14,7 @@ from .. import threads as _threads
 from .fused import FUSED_ACTIVATIONS, act_backward_, bias_act_, softmax_xent_
 from .losses import LOSSES, REGRESSION_LOSSES, sigmoid, softmax
 
-ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity", "softmax")
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity", "softmax", "exp")
 
 
 #: weight initializers (Keras' names; "he" and "glorot" are the normal forms): name -> (fan, scale, uniform)
@@ -57,6 +57,8 @@ def _act(name: str, z: np.ndarray) -> np.ndarray:
         return sigmoid(z)
     if name == "softmax":
         return softmax(z)
+    if name == "exp":
+        return np.exp(z)
     return z
 
 
@@ -69,6 +71,8 @@ def _act_backward(name: str, z: np.ndarray, a: np.ndarray, da: np.ndarray) -> np
         return da * a * (1 - a)
     if name == "softmax":
         return a * (da - (da * a).sum(axis=1, keepdims=True))
+    if name == "exp":
+        return da * a
     return da
 
 
