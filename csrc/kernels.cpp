@@ -33,6 +33,7 @@ template <class T> void adam(const Batch& b, const AdamHyper& h, const PreHyper&
   if (h.amsgrad && scaled) sweep<T>(b, AdamRule<T, true, true>(h), pre, nt);
   else if (h.amsgrad) sweep<T>(b, AdamRule<T, true, false>(h), pre, nt);
   else if (scaled) sweep<T>(b, AdamRule<T, false, true>(h), pre, nt);
+  else if (!(h.eps_root == 0.0 && std::fabs(1.0 - h.beta1) < 0.5)) sweep<T>(b, AdamRule<T, false, false>(h), pre, nt);
   else if (h.weight_decay == 0.0) sweep<T>(b, AdamRule<T, false, false, false, kWdNone>(h), pre, nt);  // Adam's default
   else if (h.decoupled) sweep<T>(b, AdamRule<T, false, false, false, kWdDecoupled>(h), pre, nt);    // AdamW's
   else sweep<T>(b, AdamRule<T, false, false>(h), pre, nt);

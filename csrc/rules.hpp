@@ -197,7 +197,10 @@ template <class T> struct KerasAdagradRule {
 // (kWdDecoupled, AdamW's).  The same bits as kWdEither for the calls they serve, without the
 // selects, which cost Adam's loop a sixth of its time where the arrays fit in cache (NAdam's and
 // RAdam's 5-12%).  The other rules with a square root and a division gained nothing measurable
-// from the same change: their divider sets the pace.
+// from the same change: their divider sets the pace.  Adam's two also serve only calls with
+// eps_root = 0 and beta1 > 0.5 (every default), and so drop the addition of eps_root (v >= 0, so
+// v + 0 is v but for a zero's sign, which the square root keeps and the addition of eps drops)
+// and the lerp's select of its base (m, for a weight 1 - beta1 under 0.5): the same bits.
 enum WeightDecay : int { kWdEither = 0, kWdNone = 1, kWdDecoupled = 2 };
 
 template <class T, bool AMSGRAD, bool SCALED_V, bool NESTEROV = false, int WD = kWdEither> struct AdamRule {
@@ -228,7 +231,8 @@ template <class T, bool AMSGRAD, bool SCALED_V, bool NESTEROV = false, int WD = 
     } else if constexpr (WD == kWdDecoupled) {
       p = p * decay;
     }
-    m = lerp(m, g);
+    if constexpr (WD == kWdEither) m = lerp(m, g);
+    else m = m + lerp.c * (g - m);  // Lerp's form for |weight| < 0.5
     v = v * beta2 + one_minus_beta2 * g * g;
     T vv = v;
     if constexpr (SCALED_V) vv = vv * inv_bc2;  // optax: the maximum of the corrected moments
@@ -236,7 +240,8 @@ template <class T, bool AMSGRAD, bool SCALED_V, bool NESTEROV = false, int WD = 
       vmax = nan_max(vmax, vv);
       vv = vmax;
     }
-    T denom = std::sqrt(vv + eps_root) * inv_bc2_sqrt + eps;
+    if constexpr (WD == kWdEither) vv = vv + eps_root;
+    T denom = std::sqrt(vv) * inv_bc2_sqrt + eps;
     if constexpr (NESTEROV) p = p + neg_step_size * ((c_m * m + c_g * g) / denom);
     else p = p + neg_step_size * (m / denom);
   }

@@ -169,12 +169,17 @@ def test_plain_sgd_is_gd_bit_for_bit(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("weight_decay,decoupled", [(0.0, False), (0.0, True), (0.01, True), (0.01, False)],
-                         ids=["none", "none-decoupled", "decoupled", "l2"])
-def test_adam_weight_decay_forms_match_the_reference_bit_for_bit(dtype, weight_decay, decoupled, restore_isa):
+@pytest.mark.parametrize("weight_decay,decoupled,extra", [
+    (0.0, False, {}), (0.0, True, {}), (0.01, True, {}), (0.01, False, {}),
+    (0.0, False, {"betas": (0.3, 0.999)}), (0.01, True, {"betas": (0.5, 0.999)}),
+    (0.0, False, {"eps_root": 1e-6}), (0.01, True, {"eps_root": 1e-6})],
+    ids=["none", "none-decoupled", "decoupled", "l2", "none-beta1-0.3", "decoupled-beta1-0.5", "none-eps_root",
+         "decoupled-eps_root"])
+def test_adam_weight_decay_forms_match_the_reference_bit_for_bit(dtype, weight_decay, decoupled, extra, restore_isa):
     """Adam runs a loop of its own for no weight decay (its default) and for decoupled decay
-    (AdamW's): on every instruction set, each gives the reference's bits over three steps,
-    infinities, NaNs and signed zeros in the parameters and gradients included."""
+    (AdamW's), for calls with eps_root = 0 and beta1 > 0.5 (the others take the general loop): on
+    every instruction set, each gives the reference's bits over three steps, infinities, NaNs and
+    signed zeros in the parameters and gradients included."""
     import fastopt
     from fastopt import reference
     rng = np.random.default_rng(11)
@@ -182,11 +187,14 @@ def test_adam_weight_decay_forms_match_the_reference_bit_for_bit(dtype, weight_d
     p0[:5] = [np.inf, -np.inf, np.nan, 0.0, -0.0]
     g = rng.standard_normal(1000).astype(dtype)
     g[5:9] = [np.inf, np.nan, 0.0, -0.0]
-    hyper = dict(lr=0.01, weight_decay=weight_decay, decoupled_weight_decay=decoupled)
+    hyper = dict(lr=0.01, weight_decay=weight_decay, decoupled_weight_decay=decoupled, **extra)
     ref_p, ref_m, ref_v = p0.copy(), np.zeros_like(p0), np.zeros_like(p0)
+    ref_hyper = {k: v for k, v in hyper.items() if k != "betas"}
+    if "betas" in hyper:
+        ref_hyper["beta1"], ref_hyper["beta2"] = hyper["betas"]
     with np.errstate(invalid="ignore", over="ignore"):
         for t in range(1, 4):
-            reference.adam(ref_p, g, ref_m, ref_v, None, step=t, **hyper)
+            reference.adam(ref_p, g, ref_m, ref_v, None, step=t, **ref_hyper)
     for isa in _core.supported_isas():
         _core._set_isa(isa)
         p, m, v = p0.copy(), np.zeros_like(p0), np.zeros_like(p0)
