@@ -77,6 +77,18 @@ def _staggered(t: torch.Tensor, slot: int) -> torch.Tensor:
     return out
 
 
+def _plain(v: Any, where: str) -> Any:
+    """A hyperparameter with its one-element tensors (torch takes them for lr and the betas) as
+    Python floats."""
+    if isinstance(v, torch.Tensor):
+        if v.numel() != 1:
+            raise ValueError(f"{where}: a tensor must have one element, got {v.numel()}")
+        return float(v)
+    if isinstance(v, tuple) and any(isinstance(x, torch.Tensor) for x in v):
+        return tuple(_plain(x, where) for x in v)
+    return v
+
+
 def _check_param(p: torch.Tensor, where: str) -> None:
     if not isinstance(p, torch.Tensor):
         raise TypeError(f"{where} must be a torch.Tensor, got {type(p).__name__}")
@@ -125,10 +137,9 @@ class FastoptOptimizer(torch.optim.Optimizer):
         if tensors and tensors[0].dtype != torch.float32:
             sample = _np(torch.zeros(1, dtype=tensors[0].dtype))
         merged = {**self.defaults, **param_group, "params": [sample]}
-        if isinstance(merged.get("lr"), torch.Tensor):  # torch takes a one-element tensor lr
-            if merged["lr"].numel() != 1:
-                raise ValueError(f"param_groups[{i}]: a tensor lr must have one element, got {merged['lr'].numel()}")
-            merged["lr"] = float(merged["lr"])
+        for k, v in merged.items():  # torch takes one-element tensors for lr and the betas
+            if k != "params":
+                merged[k] = _plain(v, f"param_groups[{i}][{k!r}]")
         self.rule._check_group(merged, i)
         super().add_param_group({**param_group, "params": params})
         self.__dict__.setdefault("_plans", {}).clear()
@@ -141,6 +152,9 @@ class FastoptOptimizer(torch.optim.Optimizer):
             h = {**COMMON, **self.rule.defaults}
             h.update({k: group[k] for k in h if k in group})
         h["lr"] = float(h["lr"])
+        betas = h.get("betas")
+        if betas is not None and not all(type(b) is float for b in betas):
+            h["betas"] = _plain(betas, "betas")
         return h
 
     def _init_state(self, p: torch.Tensor, h: Dict[str, Any]) -> Dict[str, Any]:

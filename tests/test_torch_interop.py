@@ -562,6 +562,14 @@ def test_torch_keywords_tensor_lr_and_signatures():
     _train(r, ref, 3)
     for a, b in zip(m.parameters(), r.parameters()):
         torch.testing.assert_close(a, b, **TOL[torch.float32])
+    betas = (torch.tensor(0.8), torch.tensor(0.99))  # torch takes tensor betas too
+    m, r = net(), net()
+    _train(m, ft.Adam(m.parameters(), lr=torch.tensor(1e-2), betas=betas), 3)
+    _train(r, torch.optim.Adam(r.parameters(), lr=torch.tensor(1e-2), betas=betas, foreach=False), 3)
+    for a, b in zip(m.parameters(), r.parameters()):
+        torch.testing.assert_close(a, b, **TOL[torch.float32])
+    with pytest.raises(ValueError, match=r"\['betas'\]: a tensor must have one element"):
+        ft.Adam(net().parameters(), betas=(torch.tensor([0.9, 0.9]), 0.999))
     for cls in (ft.Adam, optim.Adam):
         sig = inspect.signature(cls)
         assert list(sig.parameters)[:3] == ["params", "lr", "betas"] and sig.parameters["eps"].default == 1e-8
