@@ -748,7 +748,7 @@ void take_rows(const char* x, const int64_t* index, char* out, int64_t rows, int
 // the group (its plan): false unless the group is as the plan found it: the same parameter
 // objects at the same data pointers (`expected`, `ptrs`), a gradient exactly where there was
 // one (`sizes`: the element count, -1 where none), each a CPU, strided, contiguous tensor of the
-// plan's dtype and its parameter's element count.  The Python path handles every other case (and
+// plan's dtype and its parameter's element count, its parameter contiguous too.  The Python path handles every other case (and
 // names what is wrong).  grads: the tensors (kept for the call), data: their addresses, counts:
 // their element counts.
 bool torch_grads_into(py::handle params, py::handle expected, py::handle ptrs, py::handle sizes, py::handle dtype,
@@ -780,6 +780,9 @@ bool torch_grads_into(py::handle params, py::handle expected, py::handle ptrs, p
     py::object g = checked(PyObject_GetAttr(p, s_grad));
     if (g.is_none() != (size < 0)) return false;
     if (size < 0) continue;
+    // the parameter itself C-contiguous too (its memory order the gradient's): a parameter
+    // re-laid at the same address (param.data = param.data.t()) takes the Python path
+    if (checked(PyObject_CallMethodNoArgs(p, s_is_contiguous)).ptr() != Py_True) return false;
     if (checked(PyObject_GetAttr(g.ptr(), s_dtype)).ptr() != dtype.ptr() ||
         checked(PyObject_GetAttr(g.ptr(), s_layout)).ptr() != strided.ptr() ||
         checked(PyObject_GetAttr(g.ptr(), s_is_cpu)).ptr() != Py_True ||

@@ -57,10 +57,39 @@ TORCH_TEAM = "parallel backend: OpenMP" in torch.__config__.parallel_info() and 
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
-    """A NumPy view of a CPU tensor's memory (bfloat16 as ml_dtypes' bfloat16)."""
+    """A NumPy view of a CPU tensor's memory (bfloat16 as ml_dtypes' bfloat16); a dense tensor whose
+    dimensions lie in another order (channels_last) as a 1-D view in memory order."""
+    if not t.is_contiguous():
+        t = t.as_strided((t.numel(),), (1,))
     if t.dtype == torch.bfloat16:
         return t.view(torch.int16).numpy().view(P.bfloat16())
     return t.numpy()
+
+
+def _dense(t: torch.Tensor) -> bool:
+    """Whether t's elements fill its memory span without gaps or overlaps, in any order of its
+    dimensions (contiguous, channels_last, a transpose): an update element by element can then
+    run over that memory as one flat array, with the gradient and the states laid out alike."""
+    if t.is_contiguous():
+        return True
+    expected = 1
+    for stride, size in sorted((st, n) for st, n in zip(t.stride(), t.shape) if n != 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether a and b (of one shape) map their elements to memory in the same order."""
+    if a.is_contiguous() and b.is_contiguous():
+        return True
+    return all(x == y for x, y, n in zip(a.stride(), b.stride(), a.shape) if n != 1)
+
+
+def _like(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """t laid out as p (dense): t itself where it is, else a copy in p's layout."""
+    return t if _same_layout(t, p) else torch.empty_like(p, dtype=t.dtype).copy_(t)
 
 
 def _staggered(t: torch.Tensor, slot: int) -> torch.Tensor:
@@ -99,9 +128,10 @@ def _check_param(p: torch.Tensor, where: str) -> None:
                         "tensors")
     if p.dtype == torch.bfloat16:
         P.bfloat16()  # ImportError naming ml-dtypes when it is missing
-    if not p.is_contiguous():
-        raise ValueError(f"{where} is not contiguous; fastopt updates contiguous tensors in place: make it "
-                         "contiguous first, e.g. `param.data = param.data.contiguous()`")
+    if not _dense(p):
+        raise ValueError(f"{where} has gaps or overlaps in its memory (strides {tuple(p.stride())}); fastopt updates "
+                         "dense tensors in place (contiguous, channels_last, ...): make it contiguous first, e.g. "
+                         "`param.data = param.data.contiguous()`")
 
 
 class FastoptOptimizer(torch.optim.Optimizer):
@@ -168,23 +198,25 @@ class FastoptOptimizer(torch.optim.Optimizer):
         kind = h["state_dtype"]
         lean_param = p.dtype in (torch.bfloat16, torch.float16)
         dtype = torch.bfloat16 if kind == "bfloat16" else torch.float32 if lean_param else p.dtype
+        # every state laid out as its parameter (the update runs over their memory as flat arrays)
         for slot, name in enumerate(self.rule._needed_states(h)):
             buf = self._state_tensor(state, name, p, kind, dtype, h)
-            if buf is not state.get(name):  # made here: placed apart from the other buffers
+            if buf is not state.get(name) and p.is_contiguous():  # made here: placed apart from the others
                 buf = _staggered(buf, slot)
             state[name] = buf
         if h["master_weights"]:
             master = state.get("master_param")
             if master is None or master.shape != p.shape:
-                state["master_param"] = p.detach().to(torch.float32).contiguous()
-            elif master.dtype != torch.float32 or not master.is_contiguous():
-                state["master_param"] = master.to(torch.float32).contiguous()
+                state["master_param"] = _like(p, p.detach().to(torch.float32))
+            elif master.dtype != torch.float32 or not _same_layout(master, p):
+                state["master_param"] = _like(p, master.to(torch.float32))
         else:
             state.pop("master_param", None)
         if h["kahan"]:  # bfloat16 parameters' rounding error (Kahan)
             comp = state.get("compensation")
-            if comp is None or comp.shape != p.shape or comp.dtype != torch.bfloat16 or not comp.is_contiguous():
-                state["compensation"] = _staggered(torch.zeros(p.shape, dtype=torch.bfloat16), 3)
+            if comp is None or comp.shape != p.shape or comp.dtype != torch.bfloat16 or not _same_layout(comp, p):
+                comp = torch.zeros(p.shape, dtype=torch.bfloat16)
+                state["compensation"] = _staggered(comp, 3) if p.is_contiguous() else _like(p, comp)
         else:
             state.pop("compensation", None)
         for name, value in self.rule.scalar_states.items():  # NAdam's mu_product
@@ -217,9 +249,9 @@ class FastoptOptimizer(torch.optim.Optimizer):
 
     def _state_tensor(self, state: Dict[str, Any], name: str, p: torch.Tensor, kind: str, dtype: torch.dtype,
                       h: Dict[str, Any]) -> torch.Tensor:
-        """State ``name`` of ``p`` as the group's state_dtype keeps it, made or converted from a
-        checkpoint of another kind (8-bit: uint8 codes in ``name``, float32 per-block maxima in
-        ``name + "_absmax"``)."""
+        """State ``name`` of ``p`` as the group's state_dtype keeps it, laid out as ``p``, made or
+        converted from a checkpoint of another kind or layout (8-bit: uint8 codes in ``name``,
+        float32 maxima per block of 256 in memory order in ``name + "_absmax"``)."""
         buf, absmax = state.get(name), state.get(name + "_absmax")
         nonneg = name in self.rule.nonneg_states
         if buf is None:
@@ -230,22 +262,23 @@ class FastoptOptimizer(torch.optim.Optimizer):
         elif buf.dtype == torch.uint8:
             if absmax is None or absmax.numel() != P.blocks(p.numel()):
                 raise ValueError(f"state {name!r} is 8-bit but {name + '_absmax'!r} is missing or of the wrong size")
-            if kind == "int8":
+            if kind == "int8" and _dense(buf) and _same_layout(buf, p):  # the blocks follow p's memory order
                 state[name + "_absmax"] = absmax.to(torch.float32).contiguous()
-                return buf.contiguous()
-            values = torch.from_numpy(P.Blockwise8(buf.contiguous().numpy(), absmax.to(torch.float32).contiguous().numpy(),
-                                                   nonneg).dequantize())
+                return buf
+            codes = buf if _dense(buf) else buf.contiguous()  # a dense checkpoint's blocks are in its memory order
+            flat = P.Blockwise8(_np(codes), absmax.to(torch.float32).contiguous().numpy(), nonneg).dequantize()
+            values = torch.from_numpy(flat).as_strided(codes.shape, codes.stride())
         else:
             if kind != "int8":
                 state.pop(name + "_absmax", None)
-                return buf if buf.dtype == dtype and buf.is_contiguous() else buf.to(dtype).contiguous()
+                return _like(p, buf if buf.dtype == dtype else buf.to(dtype))
             values = buf.to(torch.float32)
         state.pop(name + "_absmax", None)
         if kind != "int8":
-            return values.to(dtype).contiguous()
-        q = P.quantize_8bit(values.contiguous().numpy(), nonneg)
+            return _like(p, values.to(dtype))
+        q = P.quantize_8bit(_np(_like(p, values.to(torch.float32))), nonneg)
         state[name + "_absmax"] = torch.from_numpy(q.absmax)
-        return torch.from_numpy(q.codes)
+        return torch.from_numpy(q.codes).as_strided(p.shape, p.stride())
 
     @staticmethod
     def profile_hook_step(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -331,7 +364,7 @@ class FastoptOptimizer(torch.optim.Optimizer):
     def _step_group(self, group: Dict[str, Any], index: int) -> None:
         plan = self.__dict__.get("_plans", {}).get(index)
         tried = False  # the group's tensors were found not to be the plan's
-        if plan is not None and plan.fast is not None:  # the prepared step, while the group is as it found it
+        if plan is not None and plan.fast is not None and plan.contiguous:  # the prepared step, while the group is as it found it
             try:  # every option but lr as the plan found it (lr goes to the kernel as it is now)
                 lr = float(group["lr"])
                 same = plan.options(group) == plan.values
@@ -350,7 +383,8 @@ class FastoptOptimizer(torch.optim.Optimizer):
                 tried = True
         h = self._hyper(group)
         # the gradients' views: read in the extension where the plan's tensors are unchanged
-        grads = _core._torch_grads(group["params"], *plan.expect) if plan is not None and not tried else None
+        grads = (_core._torch_grads(group["params"], *plan.expect) if plan is not None and plan.contiguous and not tried
+                 else None)
         tensors_same = grads is not None
         if grads is None:
             grads = self._grads(group, index)
@@ -404,8 +438,7 @@ class FastoptOptimizer(torch.optim.Optimizer):
                 if g.is_sparse:
                     raise ValueError(f"{where} is sparse; fastopt takes dense gradients")
                 raise ValueError(f"{where} is {g.dtype} {tuple(g.shape)}, the parameter {p.dtype} {tuple(p.shape)}")
-            g = g if g.is_contiguous() else g.contiguous()
-            grads.append(g.numpy() if g.dtype is not torch.bfloat16 else _np(g))
+            grads.append(_np(g if _same_layout(g, p) else _like(p, g)))  # laid out as its parameter
         return grads
 
     def _run_fast(self, plan: "_Plan", grads: List[np.ndarray], lr: float) -> None:
@@ -419,7 +452,9 @@ class FastoptOptimizer(torch.optim.Optimizer):
         args = (b.master if b.master is not None else b.params, grads, *b.state_lists)
         scalars = self._next_scalars(plan)
         kw.update(scalars)  # NAdam's mu_product: a keyword of each step (and of each kept call's run)
-        if plan.h["stochastic_rounding"]:  # a seed per step: no kept call
+        if not plan.contiguous:  # another layout: the extension's check of the gradients is for C's
+            applied = self.rule.kernel(*args, **kw)
+        elif plan.h["stochastic_rounding"]:  # a seed per step: no kept call
             kw["seed"] = P.step_seed(plan.h["seed"], b.step + 1)
             applied = self.rule.kernel(*args, **kw)
         else:
@@ -487,12 +522,12 @@ class _Plan:
             b.members.append(k)
             b.params.append(_np(p.detach()))
             if h["master_weights"]:
-                b.master = (b.master or []) + [st["master_param"].numpy()]
+                b.master = (b.master or []) + [_np(st["master_param"])]
             if h["kahan"]:
                 b.comp = (b.comp or []) + [_np(st["compensation"])]
             for n in names:
                 if h["state_dtype"] == "int8":
-                    b.views[n + "_views"].append(P.Blockwise8(st[n].numpy(), st[n + "_absmax"].numpy(),
+                    b.views[n + "_views"].append(P.Blockwise8(_np(st[n]), st[n + "_absmax"].numpy(),
                                                               n in rule.nonneg_states))
                 else:
                     b.views[n + "_views"].append(_np(st[n]))
@@ -511,7 +546,10 @@ class _Plan:
         for b in self.buckets:
             b.state_lists = [b.views.get(n + "_views") for n in rule.state_names]
         # What _core._torch_grads checks each step before the prepared call: the same parameters
-        # at the same addresses, gradients where there were (their sizes), of the one dtype.
+        # at the same addresses, gradients where there were (their sizes), of the one dtype, each
+        # C-contiguous; so only a group of C-contiguous parameters takes it (in another layout, a
+        # gradient must be found laid out as its parameter, or copied so: the Python path).
+        self.contiguous = all(p.is_contiguous() for _, p in self.items)
         dtype = next(iter(self.dtypes)) if len(self.dtypes) == 1 else None
         self.expect = (tuple(params), tuple([p.data_ptr() for p in params]),
                        tuple([p.numel() if p.grad is not None else -1 for p in params]), dtype, torch.strided,

@@ -12,6 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 import fastopt.torch as ft  # noqa: E402
 from fastopt import optim  # noqa: E402
+from fastopt import precision as P  # noqa: E402
 
 SHARED = ["SGD", "Adam", "AdamW", "Adagrad", "RMSprop", "Adadelta", "Adamax", "NAdam", "RAdam"]
 HYPER = {"SGD": {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-3},
@@ -260,8 +261,8 @@ def test_check_finite_skips_the_step():
 def test_bad_parameters_and_gradients():
     with pytest.raises(TypeError, match=r"param_groups\[0\]\['params'\]\[0\] has dtype torch.int32"):
         ft.Adam([torch.zeros(3, dtype=torch.int32)])
-    with pytest.raises(ValueError, match="not contiguous"):
-        ft.Adam([torch.zeros(4, 4).t().requires_grad_()])
+    with pytest.raises(ValueError, match="has gaps or overlaps in its memory"):
+        ft.Adam([torch.zeros(4, 8)[:, ::2].detach().requires_grad_()])
     with pytest.raises(ValueError, match="lr must be a finite number >= 0"):
         ft.SGD([torch.zeros(3, requires_grad=True)], lr=-1.0)
     with pytest.raises(TypeError, match="unknown hyperparameters \\['momentun'\\]"):
@@ -574,8 +575,10 @@ def test_torch_keywords_tensor_lr_and_signatures():
         sig = inspect.signature(cls)
         assert list(sig.parameters)[:3] == ["params", "lr", "betas"] and sig.parameters["eps"].default == 1e-8
     assert "foreach" in inspect.signature(ft.SGD).parameters and "momentum" in inspect.signature(optim.SGD).parameters
-    with pytest.raises(ValueError, match="make it contiguous first"):
-        ft.Adam([torch.zeros(4, 4).t().requires_grad_()])
+    with pytest.raises(ValueError, match=r"has gaps or overlaps in its memory \(strides \(8, 2\)\).*make it contiguous"):
+        ft.Adam([torch.empty_strided((4, 4), (8, 2)).requires_grad_()])
+    with pytest.raises(ValueError, match="has gaps or overlaps"):  # overlapping: a broadcast
+        ft.Adam([torch.zeros(4, 1).expand(4, 4).requires_grad_()])
 
 
 @pytest.mark.parametrize("norm_type", [2.0, 1.0, float("inf"), 3.0])
@@ -599,3 +602,126 @@ def test_clip_grad_norm_and_value_on_tensors_match_torch(norm_type):
     p.grad = torch.tensor([float("nan"), 1.0, 1.0])
     with pytest.raises(RuntimeError, match="non-finite"):
         ft.clip_grad_norm_([p], 1.0, error_if_nonfinite=True)
+
+
+def _layouts():
+    """Dense tensors whose dimensions lie in memory in another order than C's, and their
+    contiguous twins: a conv weight in channels_last, one with 1x1 kernels (size-1 dimensions,
+    whose strides say nothing), a transposed matrix, and a bias."""
+    g = torch.Generator().manual_seed(5)
+    shapes = [(8, 3, 3, 3), (16, 8, 1, 1), (6, 10), (8,)]
+    base = [torch.randn(s, generator=g) for s in shapes]
+    laid = [base[0].contiguous(memory_format=torch.channels_last),
+            base[1].contiguous(memory_format=torch.channels_last), base[2].t().contiguous().t(), base[3].clone()]
+    return base, laid, g
+
+
+@pytest.mark.parametrize("name,hyper", [("Adam", {}), ("AdamW", {"amsgrad": True}), ("SGD", {"momentum": 0.9}),
+                                        ("Adagrad", {}), ("RMSprop", {"centered": True, "momentum": 0.5}),
+                                        ("NAdam", {}), ("Adam", {"state_dtype": "bfloat16"})])
+def test_channels_last_and_other_dense_layouts(name, hyper):
+    """torch.optim updates channels_last (and transposed) parameters; so does fastopt.torch, with
+    every state laid out as its parameter: the same steps as torch.optim to the float32 tolerance,
+    and bit for bit those of the same values laid out contiguously (the update is element by
+    element), whether each gradient comes in its parameter's layout or in another one."""
+    base, laid, g = _layouts()
+    assert not laid[0].is_contiguous() and not laid[2].is_contiguous()
+    ours = [t.clone().requires_grad_() for t in laid]
+    for a, b in zip(ours, laid):
+        assert a.stride() == b.stride()
+    theirs = [t.clone().requires_grad_() for t in laid]
+    flat = [t.clone().requires_grad_() for t in base]
+    torch_hyper = {k: v for k, v in hyper.items() if k != "state_dtype"}
+    opts = (getattr(ft, name)(ours, lr=1e-2, **hyper), getattr(torch.optim, name)(theirs, lr=1e-2, foreach=False,
+                                                                                  **torch_hyper),
+            getattr(ft, name)(flat, lr=1e-2, **hyper))
+    for step in range(4):
+        grads = [torch.randn(t.shape, generator=g) for t in base]
+        for i, gr in enumerate(grads):
+            in_layout = torch.empty_like(laid[i]).copy_(gr)
+            ours[i].grad = in_layout if (step + i) % 2 else gr.clone()  # the parameter's layout, or C's
+            theirs[i].grad = in_layout.clone()
+            flat[i].grad = gr.clone()
+        for o in opts:
+            o.step()
+    for i, (a, b, c) in enumerate(zip(ours, theirs, flat)):
+        if hyper.get("state_dtype") is None:
+            torch.testing.assert_close(a, b, **TOL[torch.float32])
+        assert torch.equal(a, c) and a.stride() == laid[i].stride()
+        for key, st in opts[0].state[a].items():
+            if isinstance(st, torch.Tensor) and st.shape == a.shape:
+                assert _layout(st) == _layout(a), key
+                assert torch.equal(st, opts[2].state[c][key]), key
+
+
+def _layout(t):
+    return [s for s, n in zip(t.stride(), t.shape) if n != 1]
+
+
+def test_channels_last_8bit_state_follows_memory_order_and_converts_across_layouts():
+    """8-bit state quantizes blocks of 256 in memory order: a channels_last parameter's steps are
+    bit for bit those of fastopt.optim on the same memory as flat NumPy arrays; a checkpoint moves
+    between layouts by dequantizing in the saved layout's order (exactly: the same values as a
+    load into its own layout) and quantizing in the new one's."""
+    base, laid, g = _layouts()
+    ours = [t.clone().requires_grad_() for t in laid]
+    mirror = [t.detach().clone() for t in laid]  # the same memory order, as flat NumPy arrays
+    flat_np = [t.as_strided((t.numel(),), (1,)).numpy() for t in mirror]
+    opt = ft.Adam(ours, lr=1e-2, state_dtype="int8")
+    ref = optim.Adam(flat_np, lr=1e-2, state_dtype="int8")
+    for step in range(3):
+        grads = [torch.empty_like(t).copy_(torch.randn(t.shape, generator=g)) for t in laid]
+        for p, gr in zip(ours, grads):
+            p.grad = gr
+        opt.step()
+        ref.step([gr.as_strided((gr.numel(),), (1,)).numpy().copy() for gr in grads])
+    for p, m in zip(ours, mirror):
+        assert torch.equal(p.detach(), m)
+    saved = copy.deepcopy(opt.state_dict())
+    values = []
+    for targets in (laid, base):  # the same layout, then C's
+        params = [t.clone().requires_grad_() for t in targets]
+        f32 = ft.Adam(params, lr=1e-2)
+        f32.load_state_dict(copy.deepcopy(saved))
+        for p in params:
+            p.grad = torch.zeros_like(p)
+        f32.param_groups[0]["lr"] = 0.0  # a step that converts the state and moves nothing
+        f32.step()
+        values.append([f32.state[p]["exp_avg"].clone() for p in params])
+        assert all(_layout(f32.state[p]["exp_avg"]) == _layout(p) for p in params)
+    for a, b in zip(*values):
+        assert torch.equal(a, b)  # dequantized exactly, whatever the layout loaded into
+    back = [t.clone().requires_grad_() for t in base]
+    q8 = ft.Adam(back, lr=1e-2, state_dtype="int8")
+    q8.load_state_dict(copy.deepcopy(saved))
+    for p in back:
+        p.grad = torch.zeros_like(p)
+    q8.param_groups[0]["lr"] = 0.0
+    q8.step()
+    for p, v in zip(back, values[1]):
+        # requantized in C's order, then decoded, times beta1, encoded (the step): two roundings of
+        # at most 2^-4 of a value each (E4M3), or of 2^-9 / 448 of the block's largest below 2^-6 of it
+        got = torch.from_numpy(P.Blockwise8(q8.state[p]["exp_avg"].numpy(), q8.state[p]["exp_avg_absmax"].numpy(),
+                                            False).dequantize())
+        torch.testing.assert_close(got, v, rtol=0.13, atol=float(v.abs().max()) * 2 ** -16)
+
+
+def test_a_parameter_relaid_at_the_same_address_takes_the_checked_path():
+    """param.data = param.data.t() keeps the address but changes the memory order: the step kept
+    in the extension must not run it with a gradient laid out otherwise (it would pair elements
+    wrongly).  The gradient is laid out as the parameter and the update runs over the memory, each
+    state staying with the weight it belongs to: bit for bit fastopt.optim's steps on the memory."""
+    g = torch.Generator().manual_seed(7)
+    ours = torch.randn(8, 8, generator=g).requires_grad_()
+    memory = ours.detach().clone().view(-1).numpy()
+    opt, ref = ft.Adam([ours], lr=1e-2), optim.Adam([memory], lr=1e-2)
+    for step in range(5):
+        if step == 2:
+            ptr = ours.data_ptr()
+            ours.data = ours.data.t()
+            assert ours.data_ptr() == ptr and not ours.is_contiguous()
+        grad = torch.randn(8, 8, generator=g)
+        ours.grad = grad.clone()  # C-contiguous, whatever the parameter's layout
+        opt.step()
+        ref.step([(grad.t() if step >= 2 else grad).contiguous().view(-1).numpy()])
+        np.testing.assert_array_equal(ours.detach().as_strided((64,), (1,)).numpy(), memory)
