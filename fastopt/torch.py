@@ -1,5 +1,5 @@
 """PyTorch interop: ``torch.optim.Optimizer`` subclasses that run fastopt's kernels in place on
-the tensors' own memory (CPU, float32 / float64, no copies).
+the tensors' own memory (CPU, float32 / float64, in any dense layout, no copies).
 
 >>> opt = fastopt.torch.Adam(model.parameters(), lr=1e-3)      # instead of torch.optim.Adam
 >>> loss.backward(); opt.step(); opt.zero_grad()
@@ -452,10 +452,10 @@ class FastoptOptimizer(torch.optim.Optimizer):
         args = (b.master if b.master is not None else b.params, grads, *b.state_lists)
         scalars = self._next_scalars(plan)
         kw.update(scalars)  # NAdam's mu_product: a keyword of each step (and of each kept call's run)
-        if not plan.contiguous:  # another layout: the extension's check of the gradients is for C's
-            applied = self.rule.kernel(*args, **kw)
-        elif plan.h["stochastic_rounding"]:  # a seed per step: no kept call
+        if plan.h["stochastic_rounding"]:  # a seed per step: no kept call
             kw["seed"] = P.step_seed(plan.h["seed"], b.step + 1)
+            applied = self.rule.kernel(*args, **kw)
+        elif not plan.contiguous:  # another layout: the extension's check of the gradients is for C's
             applied = self.rule.kernel(*args, **kw)
         else:
             applied, plan.prepared = _core._prepare(self.rule.kernel, *args, **kw)

@@ -725,3 +725,25 @@ def test_a_parameter_relaid_at_the_same_address_takes_the_checked_path():
         opt.step()
         ref.step([(grad.t() if step >= 2 else grad).contiguous().view(-1).numpy()])
         np.testing.assert_array_equal(ours.detach().as_strided((64,), (1,)).numpy(), memory)
+
+
+def test_channels_last_bfloat16_with_stochastic_rounding_follows_memory_order():
+    """A bfloat16 channels_last model with stochastic rounding: each step's seed and each
+    element's random bits as fastopt.optim draws them on the same memory as flat arrays."""
+    pytest.importorskip("ml_dtypes")
+    _, laid, g = _layouts()
+    laid = [t.to(torch.bfloat16) for t in laid]
+    ours = [t.clone().requires_grad_() for t in laid]
+    mirror = [t.detach().clone() for t in laid]
+    flat_np = [t.as_strided((t.numel(),), (1,)).view(torch.int16).numpy().view(P.bfloat16()) for t in mirror]
+    opt = ft.Adam(ours, lr=1e-2, stochastic_rounding=True, seed=3)
+    ref = optim.Adam(flat_np, lr=1e-2, stochastic_rounding=True, seed=3)
+    for step in range(3):
+        grads = [torch.empty_like(t).copy_(torch.randn(t.shape, generator=g)) for t in laid]
+        for p, gr in zip(ours, grads):
+            p.grad = gr
+        opt.step()
+        ref.step([gr.as_strided((gr.numel(),), (1,)).view(torch.int16).numpy().view(P.bfloat16()).copy()
+                  for gr in grads])
+        for p, m in zip(ours, mirror):
+            assert torch.equal(p.detach().view(torch.int16), m.view(torch.int16)), step
