@@ -13,9 +13,9 @@ The parameters, defaults and fitted attributes are scikit-learn's (``hidden_laye
 the same stopping rule (no improvement by ``tol`` for more than ``n_iter_no_change`` epochs), L2
 penalty (``alpha``, on the weights only, per batch), learning-rate rules for ``solver="sgd"``
 (``invscaling`` per epoch on the samples seen, ``adaptive`` divides by 5), ``partial_fit`` and
-``fit(X, y, sample_weight=...)``, and several labels per row (a 0/1 indicator matrix y: logistic
-outputs and scikit-learn's binary log loss).  ``alpha`` is fused into the update after any clipping.  Where
-they differ: ``solver`` also takes fastopt's rules
+``fit(X, y, sample_weight=...)``, several labels per row (a 0/1 indicator matrix y: logistic
+outputs and scikit-learn's binary log loss) and ``MLPRegressor(loss="poisson")``.  ``alpha`` is
+fused into the update after any clipping.  Where they differ: ``solver`` also takes fastopt's rules
 ("adamw", "nadam", "radam", "lion", "lamb", "rmsprop", ...; "lbfgs" is not offered); Adam and
 SGD momentum use torch's formulas (epsilon added after the bias correction; momentum on the
 gradient, the same steps as scikit-learn's velocity form while the rate is constant); the
@@ -343,7 +343,8 @@ class _MLP(BaseEstimator):
     @property
     def out_activation_(self) -> str:
         check_is_fitted(self, "model_")
-        return {"softmax": "softmax", "sigmoid": "logistic", "identity": "identity", "exp": "exp"}[self._out_link()]
+        link = self.model_.layers[-1].activation  # as fitted
+        return {"softmax": "softmax", "sigmoid": "logistic", "identity": "identity", "exp": "exp"}[link]
 
     def _output(self, X) -> np.ndarray:
         check_is_fitted(self, "model_")
@@ -468,7 +469,7 @@ class MLPRegressor(RegressorMixin, _MLP):
         return y
 
     def _predicted(self, z: np.ndarray) -> np.ndarray:
-        return np.exp(z) if self._out_link() == "exp" else z
+        return np.exp(z) if self.model_.layers[-1].activation == "exp" else z  # the link it was fitted with
 
     def _val_score(self, X, y) -> float:
         pred = self._predicted(self.model_.forward(np.asarray(X, self.model_.dtype))).reshape(np.shape(y))

@@ -282,6 +282,8 @@ def test_poisson_regression_as_scikit_learn():
     theirs = Theirs(**kw).fit(X_train, y_train)
     pred = ours.predict(X_test)
     assert ours.out_activation_ == theirs.out_activation_ == "exp" and np.all(pred > 0)
+    ours.set_params(loss=None)  # the fitted link stays until the next fit
+    assert ours.out_activation_ == "exp" and np.array_equal(ours.predict(X_test), pred)
     ours_dev, theirs_dev = mean_poisson_deviance(y_test, pred), mean_poisson_deviance(y_test, theirs.predict(X_test))
     assert ours_dev < 1.1 * theirs_dev, (ours_dev, theirs_dev)
     assert ours_dev < 0.9 * mean_poisson_deviance(y_test, np.full_like(y_test, y_train.mean()))
