@@ -170,6 +170,25 @@ def test_sigmoid_and_poisson_losses_against_their_formulas_and_gradients():
     assert gradient_check(m, X, counts, "poisson") < 1e-5
 
 
+@pytest.mark.parametrize("loss", ["softmax_cross_entropy", "binary_cross_entropy", "binary_log_loss", "mse",
+                                  "squared_error", "focal", "poisson"])
+def test_each_rows_loss_is_the_loss_of_that_row_alone(loss):
+    """The rows' losses that weight a batch (sample_weight) against the loss function on one row
+    at a time: the vectorized forms are the same numbers."""
+    from fastopt.nn import LOSSES
+    from fastopt.nn.mlp import _row_losses
+    rng = np.random.default_rng(4)
+    z = rng.standard_normal((12, 3))
+    y = {"softmax_cross_entropy": rng.integers(0, 3, 12), "focal": rng.integers(0, 3, 12),
+         "poisson": rng.poisson(1.0, (12, 3)).astype(float)}.get(loss, rng.integers(0, 2, (12, 3)).astype(float))
+    if loss in ("mse", "squared_error"):
+        y = rng.standard_normal((12, 3))
+    fn = LOSSES[loss][0]
+    expected = [fn(z[i:i + 1], y[i:i + 1])[0] for i in range(12)]
+    np.testing.assert_allclose(_row_losses(z, y, loss), expected, rtol=1e-12)
+    np.testing.assert_allclose(np.mean(_row_losses(z, y, loss)), fn(z, y)[0], rtol=1e-12)
+
+
 def test_xor():
     X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float32)
     y = np.array([0, 1, 1, 0])

@@ -312,6 +312,14 @@ def _row_losses(z: np.ndarray, y: np.ndarray, loss: str, loss_kwargs: Optional[D
         return (d * d).mean(axis=1) * (0.5 if loss == "squared_error" else 1.0)
     if loss == "softmax_cross_entropy" and y.ndim == 1 and not (loss_kwargs or {}).get("label_smoothing"):
         return _xent_rows(z, y)
+    if loss in ("binary_cross_entropy", "binary_log_loss", "poisson"):
+        z64 = z.astype(np.float64)
+        t = y.astype(np.float64).reshape(z.shape)
+        if loss == "poisson":
+            ylogy = np.where(t > 0, t * (np.log(np.where(t > 0, t, 1)) - z64), 0)
+            return (ylogy - t + np.exp(z64)).sum(axis=1)
+        e = np.logaddexp(0, -z64) * t + np.logaddexp(0, z64) * (1 - t)  # -(t log s(z) + (1 - t) log s(-z))
+        return e.sum(axis=1) if loss == "binary_log_loss" else e.mean(axis=1)
     fn = LOSSES[loss][0]  # the others, row by row
     return np.array([fn(z[i:i + 1], y[i:i + 1], **(loss_kwargs or {}))[0] for i in range(len(z))])
 
