@@ -184,9 +184,14 @@ def test_each_rows_loss_is_the_loss_of_that_row_alone(loss):
     if loss in ("mse", "squared_error"):
         y = rng.standard_normal((12, 3))
     fn = LOSSES[loss][0]
-    expected = [fn(z[i:i + 1], y[i:i + 1])[0] for i in range(12)]
-    np.testing.assert_allclose(_row_losses(z, y, loss), expected, rtol=1e-12)
-    np.testing.assert_allclose(np.mean(_row_losses(z, y, loss)), fn(z, y)[0], rtol=1e-12)
+    options = [{}] + ([{"label_smoothing": 0.1}] if loss == "softmax_cross_entropy" else
+                      [{"gamma": 0.5}] if loss == "focal" else [])
+    targets = [y] + ([np.eye(3)[y] * 0.8 + 0.2 / 3] if loss == "softmax_cross_entropy" else [])
+    for kw in options:
+        for t in targets:
+            expected = [fn(z[i:i + 1], t[i:i + 1], **kw)[0] for i in range(12)]
+            np.testing.assert_allclose(_row_losses(z, t, loss, kw), expected, rtol=1e-12)
+            np.testing.assert_allclose(np.mean(_row_losses(z, t, loss, kw)), fn(z, t, **kw)[0], rtol=1e-12)
 
 
 def test_xor():

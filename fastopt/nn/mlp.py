@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import threads as _threads
 from .fused import FUSED_ACTIVATIONS, act_backward_, bias_act_, softmax_xent_
-from .losses import LOSSES, REGRESSION_LOSSES, sigmoid, softmax
+from .losses import LOSSES, REGRESSION_LOSSES, _log_softmax, _one_hot, sigmoid, softmax
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity", "softmax", "exp")
 
@@ -320,7 +320,18 @@ def _row_losses(z: np.ndarray, y: np.ndarray, loss: str, loss_kwargs: Optional[D
             return (ylogy - t + np.exp(z64)).sum(axis=1)
         e = np.logaddexp(0, -z64) * t + np.logaddexp(0, z64) * (1 - t)  # -(t log s(z) + (1 - t) log s(-z))
         return e.sum(axis=1) if loss == "binary_log_loss" else e.mean(axis=1)
-    fn = LOSSES[loss][0]  # the others, row by row
+    if loss in ("softmax_cross_entropy", "focal"):  # one-hot, smoothed or given targets
+        kw = loss_kwargs or {}
+        logp = _log_softmax(z.astype(np.float64))
+        t = _one_hot(y, z.shape[1], np.float64)
+        if loss == "focal":
+            pt = (np.exp(logp) * t).sum(axis=1)
+            return -((1 - pt) ** kw.get("gamma", 2.0)) * (logp * t).sum(axis=1)
+        s = kw.get("label_smoothing", 0.0)
+        if s:
+            t = t * (1 - s) + s / z.shape[1]
+        return -(t * logp).sum(axis=1)
+    fn = LOSSES[loss][0]  # any other, row by row
     return np.array([fn(z[i:i + 1], y[i:i + 1], **(loss_kwargs or {}))[0] for i in range(len(z))])
 
 
