@@ -19,8 +19,8 @@ fused into the update after any clipping.  Where they differ: ``solver`` also ta
 ("adamw", "nadam", "radam", "lion", "lamb", "rmsprop", ...; "lbfgs" is not offered); Adam and
 SGD momentum use torch's formulas (epsilon added after the bias correction; momentum on the
 gradient, the same steps as scikit-learn's velocity form while the rate is constant); the
-weights start from He (relu) or Glorot normal; a binary classifier has two softmax outputs
-(``out_activation_ = "softmax"``) where scikit-learn has one logistic unit.  fastopt's extras are
+weights start from He (relu) or Glorot normal.  Two classes get one logistic output, as in
+scikit-learn (two softmax outputs with a softmax loss such as ``loss="focal"``).  fastopt's extras are
 keywords: ``schedule``, ``warmup``, ``dropout``, ``l1``, ``weight_decay``, ``clipnorm``,
 ``clipvalue``, ``global_clipnorm``, ``loss`` (e.g. "focal"), ``dtype`` (float64 by default, as
 scikit-learn computes for float64 input; "float32" halves the memory traffic), ``state_dtype``
@@ -180,14 +180,19 @@ class _MLP(BaseEstimator):
     def _multilabel(self) -> bool:
         return getattr(self, "_is_multilabel", False)
 
+    def _binary(self) -> bool:
+        """Two classes in one logistic output, as scikit-learn has them (not with a softmax loss)."""
+        return getattr(self, "_is_binary", False)
+
     def _out_link(self) -> str:
-        """The last layer's activation: softmax, sigmoid (several labels per row) or identity."""
+        """The last layer's activation: softmax, sigmoid (two classes, or several labels per row)
+        or identity."""
         if self._task != "classification":
             return "exp" if self.loss == "poisson" else "identity"  # scikit-learn's poisson: exp outputs
-        return "sigmoid" if self._multilabel() else "softmax"
+        return "sigmoid" if self._multilabel() or self._binary() else "softmax"
 
     def _loss_name(self) -> str:
-        name = self.loss or ("binary_log_loss" if self._multilabel() else
+        name = self.loss or ("binary_log_loss" if self._multilabel() or self._binary() else
                              "softmax_cross_entropy" if self._task == "classification" else "squared_error")
         if name in LOSSES and LOSSES[name][1] != "identity" and LOSSES[name][1] != self._out_link():
             raise ValueError(f"loss={name!r} needs {LOSSES[name][1]} outputs; these targets take "
@@ -361,11 +366,10 @@ class MLPClassifier(ClassifierMixin, _MLP):
         X, y = _validate_data(self, X, y, dtype=(np.float64, np.float32), multi_output=True)
         y = self._targets(y)
         if not (self.warm_start and hasattr(self, "classes_")):
-            self._is_multilabel = y.ndim == 2
-            self.classes_ = np.arange(y.shape[1]) if y.ndim == 2 else np.unique(y)
+            self._set_classes(np.arange(y.shape[1]) if y.ndim == 2 else np.unique(y), y.ndim == 2)
         encoded = self._encode(y)
         sw = _check_sample_weight(sample_weight, X) if sample_weight is not None else None
-        return self._fit(X, encoded, len(self.classes_), sw)
+        return self._fit(X, encoded, self._n_outputs(), sw)
 
     def partial_fit(self, X, y, classes=None, sample_weight=None) -> "MLPClassifier":
         """One epoch over (X, y); the first call needs ``classes`` (every label there will be)."""
@@ -375,12 +379,20 @@ class MLPClassifier(ClassifierMixin, _MLP):
         if first:
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit")
-            self._is_multilabel = y.ndim == 2
-            self.classes_ = np.unique(np.asarray(classes))
+            self._set_classes(np.unique(np.asarray(classes)), y.ndim == 2)
         elif classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
             raise ValueError(f"classes {np.unique(np.asarray(classes))!r} differ from the first call's {self.classes_!r}")
         sw = _check_sample_weight(sample_weight, X) if sample_weight is not None else None
-        return self._fit(X, self._encode(y), len(self.classes_), sw, incremental=True)
+        return self._fit(X, self._encode(y), self._n_outputs(), sw, incremental=True)
+
+    def _set_classes(self, classes: np.ndarray, multilabel: bool) -> None:
+        self.classes_ = classes
+        self._is_multilabel = multilabel
+        sigmoid_loss = self.loss is None or (self.loss in LOSSES and LOSSES[self.loss][1] == "sigmoid")
+        self._is_binary = not multilabel and len(classes) == 2 and sigmoid_loss
+
+    def _n_outputs(self) -> int:
+        return 1 if self._binary() else len(self.classes_)
 
     @staticmethod
     def _targets(y) -> np.ndarray:
@@ -414,12 +426,17 @@ class MLPClassifier(ClassifierMixin, _MLP):
         z = self.model_.forward(np.asarray(X, self.model_.dtype))
         if self._multilabel():  # subset accuracy: every label of a row right
             return float(np.mean(np.all((z > 0) == (y_idx > 0.5), axis=1)))
+        if self._binary():
+            return float(np.mean((z[:, 0] > 0) == y_idx))
         return float(np.mean(z.argmax(axis=1) == y_idx))
 
     def predict_proba(self, X) -> np.ndarray:
         """Each class's probability (n, classes); with several labels per row, each label's (n, k)."""
         if self._multilabel():
             return sigmoid(self._output(X))
+        if self._binary():
+            p1 = sigmoid(self._output(X)[:, 0])
+            return np.stack([1 - p1, p1], axis=1)
         p = softmax(self._output(X))
         return p / p.sum(axis=1, keepdims=True)
 
@@ -430,6 +447,8 @@ class MLPClassifier(ClassifierMixin, _MLP):
         out = self._output(X)
         if self._multilabel():  # the indicator matrix: sigmoid(z) > 0.5 exactly when z > 0
             return (out > 0).astype(np.int64)
+        if self._binary():
+            return self.classes_[(out[:, 0] > 0).astype(np.int64)]
         return self.classes_[out.argmax(axis=1)]
 
     def __sklearn_tags__(self):
