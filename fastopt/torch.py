@@ -294,8 +294,11 @@ class FastoptOptimizer(torch.optim.Optimizer):
             return func(self, *args, **kwargs)
         return wrapper
 
+    @torch.compiler.disable  # NumPy views and the extension: run as they are inside a compiled function
     def step(self, closure: Optional[Callable[[], float]] = None):
-        """One update of every parameter that has a gradient; returns ``closure()``'s loss."""
+        """One update of every parameter that has a gradient; returns ``closure()``'s loss.
+        Inside a ``torch.compile``'d function the step runs eagerly (a graph break), as a call
+        into the extension must."""
         loss = None
         if closure is not None:
             with torch.enable_grad():

@@ -747,3 +747,32 @@ def test_channels_last_bfloat16_with_stochastic_rounding_follows_memory_order():
                   for gr in grads])
         for p, m in zip(ours, mirror):
             assert torch.equal(p.detach().view(torch.int16), m.view(torch.int16)), step
+
+
+def test_step_inside_a_compiled_function():
+    """A training step under torch.compile that calls opt.step(): dynamo does not trace into the
+    step (NumPy views and the extension) but runs it eagerly, so the compiled loop trains as the
+    eager one (dynamo's eager backend: the graph capture without a C++ compiler)."""
+    X, y = data()
+    results = []
+    for cached in (ft._hyper_keys, ft._kernel_defaults):  # the first step made under compile
+        cached.__dict__.pop("cache", None)
+    for compiled in (True, False):
+        model = net()
+        opt = ft.Adam(model.parameters(), lr=1e-2)
+
+        def step():
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(X), y)
+            loss.backward()
+            opt.step()
+            return loss.detach()
+
+        if compiled:
+            torch._dynamo.reset()
+            step = torch.compile(step, backend="eager")
+        losses = [float(step()) for _ in range(4)]
+        results.append((losses, model))
+    (compiled_losses, compiled_model), (eager_losses, eager) = results
+    np.testing.assert_allclose(compiled_losses, eager_losses, rtol=1e-6)
+    close(compiled_model, eager, TOL[torch.float32])
