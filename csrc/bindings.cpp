@@ -748,9 +748,9 @@ void take_rows(const char* x, const int64_t* index, char* out, int64_t rows, int
 // the group (its plan): false unless the group is as the plan found it: the same parameter
 // objects at the same data pointers (`expected`, `ptrs`), a gradient exactly where there was
 // one (`sizes`: the element count, -1 where none), each a CPU, strided, contiguous tensor of the
-// plan's dtype and its parameter's element count, its parameter contiguous too.  The Python path handles every other case (and
-// names what is wrong).  grads: the tensors (kept for the call), data: their addresses, counts:
-// their element counts.
+// plan's dtype and its parameter's element count, its parameter contiguous too.  The Python path
+// handles every other case (and names what is wrong).  grads: the tensors (kept for the call),
+// data: their addresses, counts: their element counts.
 bool torch_grads_into(py::handle params, py::handle expected, py::handle ptrs, py::handle sizes, py::handle dtype,
                       py::handle strided, std::vector<py::object>& grads, std::vector<void*>& data,
                       std::vector<int64_t>& counts) {

@@ -192,12 +192,17 @@ class _MLP(BaseEstimator):
         return "sigmoid" if self._multilabel() or self._binary() else "softmax"
 
     def _loss_name(self) -> str:
-        name = self.loss or ("binary_log_loss" if self._multilabel() or self._binary() else
-                             "softmax_cross_entropy" if self._task == "classification" else "squared_error")
-        if name in LOSSES and LOSSES[name][1] != "identity" and LOSSES[name][1] != self._out_link():
-            raise ValueError(f"loss={name!r} needs {LOSSES[name][1]} outputs; these targets take "
-                             f"{self._out_link()} outputs" + (" (several labels per row: 'binary_log_loss' or "
-                                                              "'binary_cross_entropy')" if self._multilabel() else ""))
+        return self._checked_loss(self._out_link(), self._multilabel())
+
+    def _checked_loss(self, link: str, multilabel: bool) -> str:
+        """The loss for outputs of this link (softmax, sigmoid, identity or exp): the one asked
+        for, which must fit them, or the targets' own."""
+        name = self.loss or ("binary_log_loss" if link == "sigmoid" else "softmax_cross_entropy" if link == "softmax"
+                             else "squared_error")
+        if name in LOSSES and LOSSES[name][1] != "identity" and LOSSES[name][1] != link:
+            raise ValueError(f"loss={name!r} needs {LOSSES[name][1]} outputs; these targets take {link} outputs" +
+                             (" (several labels per row: 'binary_log_loss' or 'binary_cross_entropy')"
+                              if multilabel else ""))
         return name
 
     # -- training: scikit-learn's stochastic loop, fastopt's step -----------------------------------
@@ -365,10 +370,14 @@ class MLPClassifier(ClassifierMixin, _MLP):
     def fit(self, X, y, sample_weight=None) -> "MLPClassifier":
         X, y = _validate_data(self, X, y, dtype=(np.float64, np.float32), multi_output=True)
         y = self._targets(y)
-        if not (self.warm_start and hasattr(self, "classes_")):
-            self._set_classes(np.arange(y.shape[1]) if y.ndim == 2 else np.unique(y), y.ndim == 2)
-        encoded = self._encode(y)
+        if self.warm_start and hasattr(self, "classes_"):
+            kind = self._class_kind()
+        else:
+            kind = self._new_class_kind(np.arange(y.shape[1]) if y.ndim == 2 else np.unique(y), y.ndim == 2)
+        encoded = self._encode(y, kind)
         sw = _check_sample_weight(sample_weight, X) if sample_weight is not None else None
+        self._check_params()
+        self.__dict__.update(kind)  # checked: set only now
         return self._fit(X, encoded, self._n_outputs(), sw)
 
     def partial_fit(self, X, y, classes=None, sample_weight=None) -> "MLPClassifier":
@@ -379,17 +388,28 @@ class MLPClassifier(ClassifierMixin, _MLP):
         if first:
             if classes is None:
                 raise ValueError("classes must be passed on the first call to partial_fit")
-            self._set_classes(np.unique(np.asarray(classes)), y.ndim == 2)
-        elif classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
-            raise ValueError(f"classes {np.unique(np.asarray(classes))!r} differ from the first call's {self.classes_!r}")
+            kind = self._new_class_kind(np.unique(np.asarray(classes)), y.ndim == 2)
+        else:
+            kind = self._class_kind()
+            if classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
+                raise ValueError(f"classes {np.unique(np.asarray(classes))!r} differ from the first call's "
+                                 f"{self.classes_!r}")
+        encoded = self._encode(y, kind)
         sw = _check_sample_weight(sample_weight, X) if sample_weight is not None else None
-        return self._fit(X, self._encode(y), self._n_outputs(), sw, incremental=True)
+        self._check_params()
+        self.__dict__.update(kind)  # checked: set only now
+        return self._fit(X, encoded, self._n_outputs(), sw, incremental=True)
 
-    def _set_classes(self, classes: np.ndarray, multilabel: bool) -> None:
-        self.classes_ = classes
-        self._is_multilabel = multilabel
+    def _class_kind(self) -> Dict[str, Any]:
+        """The fitted classes and how the outputs hold them."""
+        return {"classes_": self.classes_, "_is_multilabel": self._multilabel(), "_is_binary": self._binary()}
+
+    def _new_class_kind(self, classes: np.ndarray, multilabel: bool) -> Dict[str, Any]:
+        """The same for new classes, the loss checked against their outputs; nothing set."""
         sigmoid_loss = self.loss is None or (self.loss in LOSSES and LOSSES[self.loss][1] == "sigmoid")
-        self._is_binary = not multilabel and len(classes) == 2 and sigmoid_loss
+        binary = not multilabel and len(classes) == 2 and sigmoid_loss
+        self._checked_loss("sigmoid" if multilabel or binary else "softmax", multilabel)
+        return {"classes_": classes, "_is_multilabel": multilabel, "_is_binary": binary}
 
     def _n_outputs(self) -> int:
         return 1 if self._binary() else len(self.classes_)
@@ -406,20 +426,23 @@ class MLPClassifier(ClassifierMixin, _MLP):
                              f"of several labels per row, got a {type_of_target(y)} target")
         return np.asarray(y)
 
-    def _encode(self, y) -> np.ndarray:
-        if self._multilabel() != (y.ndim == 2):
+    @staticmethod
+    def _encode(y, kind: Dict[str, Any]) -> np.ndarray:
+        """y as the outputs of ``kind`` (a class kind) take it: class indices, or the indicator matrix."""
+        classes, multilabel = kind["classes_"], kind["_is_multilabel"]
+        if multilabel != (y.ndim == 2):
             raise ValueError("y is " + ("an indicator matrix" if y.ndim == 2 else "a label vector") +
-                             " but the model was fitted on " + ("an indicator matrix" if self._multilabel() else
+                             " but the model was fitted on " + ("an indicator matrix" if multilabel else
                                                               "labels") + "; refit without warm_start")
         if y.ndim == 2:
-            if y.shape[1] != len(self.classes_) or not np.array_equal(self.classes_, np.arange(y.shape[1])):
-                raise ValueError(f"y has {y.shape[1]} labels per row; classes_ is {self.classes_!r} "
+            if y.shape[1] != len(classes) or not np.array_equal(classes, np.arange(y.shape[1])):
+                raise ValueError(f"y has {y.shape[1]} labels per row; classes_ is {classes!r} "
                                  f"(for several labels per row: 0 .. the labels' count - 1)")
             return y.astype(np.float64)
-        idx = np.searchsorted(self.classes_, y)
-        idx = np.clip(idx, 0, len(self.classes_) - 1)
-        if not np.all(self.classes_[idx] == y):
-            raise ValueError(f"y holds labels not in classes_ {self.classes_!r}")
+        idx = np.searchsorted(classes, y)
+        idx = np.clip(idx, 0, len(classes) - 1)
+        if not np.all(classes[idx] == y):
+            raise ValueError(f"y holds labels not in classes_ {classes!r}")
         return idx.astype(np.int64)
 
     def _val_score(self, X, y_idx) -> float:
@@ -467,8 +490,10 @@ class MLPRegressor(RegressorMixin, _MLP):
     def fit(self, X, y, sample_weight=None) -> "MLPRegressor":
         X, y = _validate_data(self, X, y, dtype=(np.float64, np.float32), y_numeric=True, multi_output=True)
         y = self._targets(y)
-        self._y_ndim = y.ndim
         sw = _check_sample_weight(sample_weight, X) if sample_weight is not None else None
+        self._check_params()
+        self._loss_name()
+        self._y_ndim = y.ndim  # checked: set only now
         return self._fit(X, y, 1 if y.ndim == 1 else y.shape[1], sw)
 
     def partial_fit(self, X, y, sample_weight=None) -> "MLPRegressor":
@@ -477,8 +502,10 @@ class MLPRegressor(RegressorMixin, _MLP):
         X, y = _validate_data(self, X, y, dtype=(np.float64, np.float32), y_numeric=True, multi_output=True,
                               reset=first)
         y = self._targets(y)
-        self._y_ndim = y.ndim
         sw = _check_sample_weight(sample_weight, X) if sample_weight is not None else None
+        self._check_params()
+        self._loss_name()
+        self._y_ndim = y.ndim  # checked: set only now
         return self._fit(X, y, 1 if y.ndim == 1 else y.shape[1], sw, incremental=True)
 
     def _targets(self, y) -> np.ndarray:

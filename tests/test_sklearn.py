@@ -320,3 +320,31 @@ def test_two_classes_in_one_logistic_output_as_scikit_learn(digits):
     assert focal.out_activation_ == "softmax" and focal.n_outputs_ == 2
     inc = MLPClassifier(hidden_layer_sizes=(8,), random_state=0).partial_fit(X_train, y_train % 2, classes=[0, 1])
     assert inc.n_outputs_ == 1
+
+
+def test_a_refused_fit_leaves_the_estimator_as_it_was(digits):
+    """Targets refused by fit or partial_fit (a loss that does not fit them, a label outside the
+    classes given, a bad setting) change nothing: classes_, outputs and predictions stay."""
+    X_train, X_test, y_train, _ = digits
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(X_train, y_train)
+    before = (clf.classes_.copy(), clf.n_outputs_, clf.out_activation_, clf.predict(X_test))
+    clf.set_params(loss="focal")
+    with pytest.raises(ValueError, match="needs softmax outputs"):
+        clf.fit(X_train, _labels(y_train))
+    clf.set_params(loss=None, max_iter=0)
+    with pytest.raises(ValueError, match="max_iter must be an int >= 1"):
+        clf.fit(X_train, y_train % 2)
+    after = (clf.classes_, clf.n_outputs_, clf.out_activation_, clf.predict(X_test))
+    np.testing.assert_array_equal(after[0], before[0])
+    assert after[1:3] == before[1:3]
+    np.testing.assert_array_equal(after[3], before[3])
+    inc = MLPClassifier(hidden_layer_sizes=(8,), random_state=0)
+    with pytest.raises(ValueError, match="labels not in classes_"):
+        inc.partial_fit(X_train, y_train, classes=[0, 1])
+    assert not hasattr(inc, "classes_")
+    inc.partial_fit(X_train, y_train, classes=np.arange(10))  # the first call, again
+    assert inc.n_outputs_ == 10
+    reg = MLPRegressor(hidden_layer_sizes=(8,), max_iter=2, random_state=0).fit(X_train, y_train.astype(float))
+    with pytest.raises(ValueError, match="max_iter"):
+        reg.set_params(max_iter=0).fit(X_train, np.stack([y_train, y_train], axis=1).astype(float))
+    assert reg.predict(X_test).shape == (len(X_test),)  # still the one-output model's predictions
