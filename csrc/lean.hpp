@@ -239,6 +239,99 @@ FASTOPT_ELEMENT void q8_encode_split(const float* even, const float* odd, float 
 constexpr int kQ8Width = 0;  // the scalar loops only
 #endif
 
+// ---- the encode of a block whose codes are all normal ------------------------------------
+// Where every y = |x| * scale of a block lies in [2^-6, 448] (E4M3) or [2^-14, 122880] (E5M3),
+// which q8_all_normal tells from the block's smallest and largest |x|, no code is subnormal and
+// none needs clamping: a code is its value's bits rounded to the nearest even multiple of 2^20
+// less the bias, as q8_encode_dw's normal path computes it.  The signed code works on y with its
+// sign: the sum's bit 31 is the sign, so after the shift the magnitude is in bits 0..6 and the
+// sign in bit 11, moved to bit 7 once two vectors are packed to 16-bit words (q8_sign_words).
+// Four vectors are packed to bytes together and put in memory order by one permutation.  (The same codes as
+// q8_encode_dw, bit for bit: tested at every rounding boundary on every instruction set.)
+// q8_normal_dw: a vector of codes, signed ones with the sign in bit 11; q8_encode_normal4:
+// 4 kQ8Width codes in memory order; q8_encode_split_normal: 4 kQ8Width codes from 2 kQ8Width
+// even elements' values in one buffer and as many odd ones' in another, as q8_encode_split.
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+template <bool NN>
+FASTOPT_ELEMENT __m512i q8_normal_dw(const float* x, float scale) {
+  const __m512i uy = _mm512_castps_si512(_mm512_mul_ps(_mm512_loadu_ps(x), _mm512_set1_ps(scale)));
+  const __mmask16 odd = _mm512_test_epi32_mask(uy, _mm512_set1_epi32(1 << 20));  // ties to even
+  const __m512i sum = _mm512_add_epi32(uy, _mm512_set1_epi32(int32_t(q8_round_add(NN))));
+  return _mm512_srli_epi32(_mm512_mask_add_epi32(sum, odd, sum, _mm512_set1_epi32(1)), 20);
+}
+FASTOPT_ELEMENT __m512i q8_sign_words(__m512i w) {  // 16-bit words: bit 11 to bit 7
+  return _mm512_ternarylogic_epi32(_mm512_set1_epi16(0x7f), w, _mm512_srli_epi16(w, 4), 0xca);
+}
+template <bool NN>
+FASTOPT_ELEMENT void q8_encode_normal4(const float* x, float scale, uint8_t* c) {
+  __m512i ab = _mm512_packus_epi32(q8_normal_dw<NN>(x, scale), q8_normal_dw<NN>(x + 16, scale));
+  __m512i cd = _mm512_packus_epi32(q8_normal_dw<NN>(x + 32, scale), q8_normal_dw<NN>(x + 48, scale));
+  if (!NN) {
+    ab = q8_sign_words(ab);
+    cd = q8_sign_words(cd);
+  }
+  // each 128-bit lane L holds 4 codes of each vector: x[4L..], x[16 + 4L..], x[32 + 4L..], x[48 + 4L..]
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  _mm512_storeu_si512(c, _mm512_permutexvar_epi32(order, _mm512_packus_epi16(ab, cd)));
+}
+template <bool NN>
+FASTOPT_ELEMENT void q8_encode_split_normal(const float* even, const float* odd, float scale, uint8_t* c) {
+  __m512i e = _mm512_packus_epi32(q8_normal_dw<NN>(even, scale), q8_normal_dw<NN>(even + 16, scale));
+  __m512i o = _mm512_packus_epi32(q8_normal_dw<NN>(odd, scale), q8_normal_dw<NN>(odd + 16, scale));
+  if (!NN) {
+    e = q8_sign_words(e);
+    o = q8_sign_words(o);
+  }
+  // each 128-bit lane L holds 4 words (an even and an odd code) of each pair of vectors
+  const __m512i order = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
+  _mm512_storeu_si512(c, _mm512_permutexvar_epi64(order, _mm512_or_si512(e, _mm512_slli_epi16(o, 8))));
+}
+#elif defined(__AVX2__)
+template <bool NN>
+FASTOPT_ELEMENT __m256i q8_normal_dw(const float* x, float scale) {
+  const __m256i uy = _mm256_castps_si256(_mm256_mul_ps(_mm256_loadu_ps(x), _mm256_set1_ps(scale)));
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(uy, 20), _mm256_set1_epi32(1));
+  return _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(uy, _mm256_set1_epi32(int32_t(q8_round_add(NN)))), lsb), 20);
+}
+FASTOPT_ELEMENT __m256i q8_sign_words(__m256i w) {  // 16-bit words: bit 11 to bit 7
+  return _mm256_or_si256(_mm256_and_si256(w, _mm256_set1_epi16(0x7f)),
+                         _mm256_and_si256(_mm256_srli_epi16(w, 4), _mm256_set1_epi16(0x80)));
+}
+template <bool NN>
+FASTOPT_ELEMENT void q8_encode_normal4(const float* x, float scale, uint8_t* c) {
+  __m256i ab = _mm256_packus_epi32(q8_normal_dw<NN>(x, scale), q8_normal_dw<NN>(x + 8, scale));
+  __m256i cd = _mm256_packus_epi32(q8_normal_dw<NN>(x + 16, scale), q8_normal_dw<NN>(x + 24, scale));
+  if (!NN) {
+    ab = q8_sign_words(ab);
+    cd = q8_sign_words(cd);
+  }
+  // each 128-bit lane L holds 4 codes of each vector: x[4L..], x[8 + 4L..], x[16 + 4L..], x[24 + 4L..]
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(c), _mm256_permutevar8x32_epi32(_mm256_packus_epi16(ab, cd), order));
+}
+template <bool NN>
+FASTOPT_ELEMENT void q8_encode_split_normal(const float* even, const float* odd, float scale, uint8_t* c) {
+  __m256i e = _mm256_packus_epi32(q8_normal_dw<NN>(even, scale), q8_normal_dw<NN>(even + 8, scale));
+  __m256i o = _mm256_packus_epi32(q8_normal_dw<NN>(odd, scale), q8_normal_dw<NN>(odd + 8, scale));
+  if (!NN) {
+    e = q8_sign_words(e);
+    o = q8_sign_words(o);
+  }
+  // each 128-bit lane L holds 4 words (an even and an odd code) of each pair of vectors
+  const __m256i w = _mm256_or_si256(e, _mm256_slli_epi16(o, 8));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(c), _mm256_permute4x64_epi64(w, 0xd8));
+}
+#endif
+
+// Whether every code of a block whose largest and smallest |x| are amax and amin is normal (see
+// above): amax finite (no NaN or infinity in the block), scale finite, and amin * scale, the
+// smallest y (the multiplication is monotonic), at least the smallest normal code's value; then
+// the largest y, amax * scale, is at most one float32 ulp above the largest code and rounds to it.
+template <bool NN>
+inline bool q8_all_normal(float amax, float amin, float scale) {
+  return amax <= 3.4028234664e38f && scale <= 3.4028234664e38f && amin * scale >= (NN ? kQSubU : kQSub);
+}
+
 // ---- one block in, one block out ---------------------------------------------------------
 
 __attribute__((noinline)) inline void widen_bf16(const uint16_t* __restrict x, float* __restrict out, int64_t n) {
@@ -295,37 +388,80 @@ __attribute__((noinline)) inline void q8_load(const uint8_t* __restrict c, float
   else q8_decode_block<false>(c, absmax / kQSigned, out, n);
 }
 
-// The block's largest |x|, a NaN if any x is NaN: the largest of the bits of |x| as unsigned
-// integers, which order non-negative floats as their values and put every NaN above infinity.
-inline float block_absmax(const float* __restrict x, int64_t n) {
-  uint32_t m = 0;
-#pragma omp simd reduction(max : m)
-  for (int64_t i = 0; i < n; ++i) {
+// The block's largest |x| (a NaN if any x is NaN: the largest of the bits of |x| as unsigned
+// integers, which order non-negative floats as their values and put every NaN above infinity)
+// and its smallest (a NaN only if every x is one).
+inline void block_range(const float* __restrict x, int64_t n, float* amax, float* amin) {
+  uint32_t m = 0, l = 0xffffffffu;
+  int64_t i = 0;
+#if defined(__AVX512F__)
+  if (n >= 16) {  // written out: an omp simd reduction keeps its lanes on the stack
+    __m512i vm = _mm512_setzero_si512(), vl = _mm512_set1_epi32(-1);
+    for (; i + 16 <= n; i += 16) {
+      const __m512i u = _mm512_and_si512(_mm512_loadu_si512(x + i), _mm512_set1_epi32(0x7fffffff));
+      vm = _mm512_max_epu32(vm, u);
+      vl = _mm512_min_epu32(vl, u);
+    }
+    m = _mm512_reduce_max_epu32(vm);
+    l = _mm512_reduce_min_epu32(vl);
+  }
+#elif defined(__AVX2__)
+  if (n >= 8) {
+    __m256i vm = _mm256_setzero_si256(), vl = _mm256_set1_epi32(-1);
+    for (; i + 8 <= n; i += 8) {
+      const __m256i u = _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)),
+                                         _mm256_set1_epi32(0x7fffffff));
+      vm = _mm256_max_epu32(vm, u);
+      vl = _mm256_min_epu32(vl, u);
+    }
+    alignas(32) uint32_t hm[8], hl[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(hm), vm);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(hl), vl);
+    for (int k = 0; k < 8; ++k) {
+      m = hm[k] > m ? hm[k] : m;
+      l = hl[k] < l ? hl[k] : l;
+    }
+  }
+#endif
+  for (; i < n; ++i) {
     const uint32_t u = f32_bits(x[i]) & 0x7fffffffu;
     m = u > m ? u : m;
+    l = u < l ? u : l;
   }
-  return bits_f32(m);
+  *amax = bits_f32(m);
+  *amin = bits_f32(l);
 }
 
 template <bool NN>
-inline void q8_encode_block(const float* __restrict x, float scale, uint8_t* __restrict c, int64_t n) {
+inline void q8_encode_block(const float* __restrict x, float scale, uint8_t* __restrict c, int64_t n,
+                            [[maybe_unused]] bool normal) {
   int64_t i = 0;
 #if defined(__AVX2__)
+  if (normal)
+    for (; i + 4 * kQ8Width <= n; i += 4 * kQ8Width) q8_encode_normal4<NN>(x + i, scale, c + i);
   for (; i + kQ8Width <= n; i += kQ8Width) q8_encode_vec<NN>(x + i, scale, c + i);
 #endif
 #pragma omp simd
   for (int64_t j = i; j < n; ++j) c[j] = NN ? q8_encode_unsigned(x[j], scale) : q8_encode_signed(x[j], scale);
 }
 
-// The codes of n values whose block maximum (block_absmax's) is amax, and that maximum.
-__attribute__((noinline)) inline void q8_encode(const float* __restrict x, bool nonneg, float amax,
+// The codes of n values whose largest and smallest |x| (block_range's) are amax and amin, and
+// the largest.
+__attribute__((noinline)) inline void q8_encode(const float* __restrict x, bool nonneg, float amax, float amin,
                                                 uint8_t* __restrict c, float* __restrict absmax, int64_t n) {
-  if (nonneg) q8_encode_block<true>(x, amax > 0.0f ? kQUnsigned / amax : 0.0f, c, n);
-  else q8_encode_block<false>(x, amax > 0.0f ? kQSigned / amax : 0.0f, c, n);
+  if (nonneg) {
+    const float scale = amax > 0.0f ? kQUnsigned / amax : 0.0f;
+    q8_encode_block<true>(x, scale, c, n, q8_all_normal<true>(amax, amin, scale));
+  } else {
+    const float scale = amax > 0.0f ? kQSigned / amax : 0.0f;
+    q8_encode_block<false>(x, scale, c, n, q8_all_normal<false>(amax, amin, scale));
+  }
   *absmax = amax;
 }
 inline void q8_store(const float* __restrict x, bool nonneg, uint8_t* __restrict c, float* __restrict absmax, int64_t n) {
-  q8_encode(x, nonneg, block_absmax(x, n), c, absmax, n);
+  float amax, amin;
+  block_range(x, n, &amax, &amin);
+  q8_encode(x, nonneg, amax, amin, c, absmax, n);
 }
 
 // Whole arrays of 8-bit state to and from float32 (set-up and checkpoints; one thread).
@@ -518,8 +654,9 @@ void direct_sweep(const Batch& b, const Rule& rule, const PreHyper& ph, int nt) 
 
 // ---- the 8-bit direct path: float32 or bfloat16 parameters and gradients, one or two 8-bit states
 // Per block of kQBlock elements: the codes are decoded in the rule's own loop, which keeps the
-// new state in an L1 buffer and takes its block maximum as it goes; then the buffer is encoded.
-// The same decode, rule, maximum and encode as the buffered path below, hence the same bits,
+// new state in an L1 buffer and takes its block's largest and smallest |x| as it goes (the
+// smallest tells whether the block's codes are all normal: q8_all_normal); then the buffer is
+// encoded.  The same decode, rule, maximum and encode as the buffered path below, hence the same bits,
 // with one pass less over each state.  FAST: the block decodes by q8_scaled (factor f: inv *
 // 2^k), else by q8_decode (f: inv).
 
@@ -545,11 +682,9 @@ template <class PS, int NS, bool NN0, bool NN1, bool FAST, class Rule>
 __attribute__((noinline)) void q8_direct_block(const Rule& rule, typename PS::E* __restrict p,
                                                const typename PS::E* __restrict g, const uint8_t* __restrict c0,
                                                const uint8_t* __restrict c1, float f0, float f1,
-                                               float* __restrict s0, float* __restrict s1, uint32_t* __restrict mx,
-                                               int64_t n) {
+                                               float* __restrict s0, float* __restrict s1, int64_t n) {
   const Rule r = rule;
-  uint32_t m0 = 0, m1 = 0;
-#pragma omp simd reduction(max : m0, m1)
+#pragma omp simd
   for (int64_t i = 0; i < n; ++i) {
     float pi = PS::load(p[i]), gi = PS::load(g[i]);
     float a = q8_value<FAST, NN0>(c0[i], f0);
@@ -558,16 +693,8 @@ __attribute__((noinline)) void q8_direct_block(const Rule& rule, typename PS::E*
     r(pi, gi, a, c, d);
     p[i] = PS::store(pi);
     s0[i] = a;
-    const uint32_t u0 = f32_bits(a) & 0x7fffffffu;
-    m0 = u0 > m0 ? u0 : m0;
-    if constexpr (NS > 1) {
-      s1[i] = c;
-      const uint32_t u1 = f32_bits(c) & 0x7fffffffu;
-      m1 = u1 > m1 ? u1 : m1;
-    }
+    if constexpr (NS > 1) s1[i] = c;
   }
-  mx[0] = m0;
-  mx[1] = m1;
 }
 
 #if defined(__AVX2__)
@@ -579,16 +706,14 @@ FASTOPT_ELEMENT uint32_t code_word(const uint8_t* c, int64_t i) {
 // A bfloat16 model's block of n elements (a multiple of 2 kQ8Width) two elements per 32-bit word
 // as bf16_pairs walks them, and each state's two codes per 16-bit word: the rule run on each
 // word's two halves, the new states left in split buffers (the even elements' values in the first
-// half, the odd ones' in the second) for q8_encode_block_split, the blocks' maxima taken.
+// half, the odd ones' in the second) for q8_encode_block_split, the blocks' largest and smallest |x| taken.
 template <int NS, bool NN0, bool NN1, bool FAST, class Rule>
 __attribute__((noinline)) void q8_pairs_block(const Rule& rule, uint16_t* __restrict p, const uint16_t* __restrict g,
                                               const uint8_t* __restrict c0, const uint8_t* __restrict c1, float f0,
-                                              float f1, float* __restrict s0, float* __restrict s1,
-                                              uint32_t* __restrict mx, int64_t n) {
+                                              float f1, float* __restrict s0, float* __restrict s1, int64_t n) {
   const Rule r = rule;
   const int64_t h = n / 2;
-  uint32_t m0 = 0, m1 = 0;
-#pragma omp simd reduction(max : m0, m1)
+#pragma omp simd
   for (int64_t i = 0; i < h; ++i) {
     const uint32_t wp = bf16_word(p, i), wg = bf16_word(g, i), w0 = code_word(c0, i);
     const uint32_t w1 = NS > 1 ? code_word(c1, i) : 0u;
@@ -602,26 +727,23 @@ __attribute__((noinline)) void q8_pairs_block(const Rule& rule, uint16_t* __rest
     bf16_put(p, i, pl, ph, RoundNearest{}, 0, 0u);
     s0[i] = al;
     s0[h + i] = ah;
-    const uint32_t u0 = f32_bits(al) & 0x7fffffffu, v0 = f32_bits(ah) & 0x7fffffffu;
-    m0 = u0 > m0 ? u0 : m0;
-    m0 = v0 > m0 ? v0 : m0;
     if constexpr (NS > 1) {
       s1[i] = cl;
       s1[h + i] = ch;
-      const uint32_t u1 = f32_bits(cl) & 0x7fffffffu, v1 = f32_bits(ch) & 0x7fffffffu;
-      m1 = u1 > m1 ? u1 : m1;
-      m1 = v1 > m1 ? v1 : m1;
     }
   }
-  mx[0] = m0;
-  mx[1] = m1;
 }
 template <bool NN>
-__attribute__((noinline)) void q8_encode_block_split(const float* __restrict x, float amax, uint8_t* __restrict c,
+__attribute__((noinline)) void q8_encode_block_split(const float* __restrict x, uint8_t* __restrict c,
                                                      float* __restrict absmax, int64_t n) {
+  float amax, amin;
+  block_range(x, n, &amax, &amin);
   const float scale = amax > 0.0f ? (NN ? kQUnsigned : kQSigned) / amax : 0.0f;  // as q8_encode
   const int64_t h = n / 2;
-  for (int64_t j = 0; j < h; j += kQ8Width) q8_encode_split<NN>(x + j, x + h + j, scale, c + 2 * j);
+  int64_t j = 0;
+  if (q8_all_normal<NN>(amax, amin, scale))
+    for (; j + 2 * kQ8Width <= h; j += 2 * kQ8Width) q8_encode_split_normal<NN>(x + j, x + h + j, scale, c + 2 * j);
+  for (; j < h; j += kQ8Width) q8_encode_split<NN>(x + j, x + h + j, scale, c + 2 * j);
   *absmax = amax;
 }
 #endif
@@ -637,16 +759,16 @@ constexpr bool q8_split([[maybe_unused]] int64_t n) {
 #endif
 }
 
-// One block of q8_sweep's: the rule and the new states' maxima.
+// One block of q8_sweep's: the rule and the new states' largest and smallest |x|.
 template <class PS, int NS, bool NN0, bool NN1, bool FAST, class Rule>
 void q8_rule_block(const Rule& rule, typename PS::E* p, const typename PS::E* g, uint8_t* c0, uint8_t* c1, float f0,
-                   float f1, float* s0, float* s1, uint32_t* mx, int64_t n) {
+                   float f1, float* s0, float* s1, int64_t n) {
 #if defined(__AVX2__)
   if constexpr (PS::bits16) {
-    if (q8_split<PS>(n)) return q8_pairs_block<NS, NN0, NN1, FAST>(rule, p, g, c0, c1, f0, f1, s0, s1, mx, n);
+    if (q8_split<PS>(n)) return q8_pairs_block<NS, NN0, NN1, FAST>(rule, p, g, c0, c1, f0, f1, s0, s1, n);
   }
 #endif
-  q8_direct_block<PS, NS, NN0, NN1, FAST>(rule, p, g, c0, c1, f0, f1, s0, s1, mx, n);
+  q8_direct_block<PS, NS, NN0, NN1, FAST>(rule, p, g, c0, c1, f0, f1, s0, s1, n);
 }
 
 template <class PS, int NS, bool NN0, bool NN1, class Rule>
@@ -661,7 +783,6 @@ void q8_sweep(const Batch& b, const Rule& rule, int nt) {
     uint8_t* c1 = NS > 1 ? static_cast<uint8_t*>(b.slot[3][it.array]) + it.start : nullptr;
     float* a1 = NS > 1 ? static_cast<float*>(b.slot[6][it.array]) + it.start / kQBlock : nullptr;
     alignas(64) float buf0[kQBlock], buf1[kQBlock];
-    uint32_t mx[2];
     for (int64_t off = 0, q = 0; off < it.len; off += kQBlock, ++q) {
       const int64_t n = it.len - off < kQBlock ? it.len - off : kQBlock;
       const float inv0 = a0[q] / (NN0 ? kQUnsigned : kQSigned);
@@ -669,18 +790,18 @@ void q8_sweep(const Batch& b, const Rule& rule, int nt) {
       const float k0 = q8_factor<NN0>(inv0), k1 = q8_factor<NN1>(inv1);
       uint8_t* d1 = NS > 1 ? c1 + off : nullptr;
       if (q8_fast<NN0>(inv0, k0, c0 + off, n) && (NS < 2 || q8_fast<NN1>(inv1, k1, d1, n)))
-        q8_rule_block<PS, NS, NN0, NN1, true>(rule, p + off, g + off, c0 + off, d1, k0, k1, buf0, buf1, mx, n);
+        q8_rule_block<PS, NS, NN0, NN1, true>(rule, p + off, g + off, c0 + off, d1, k0, k1, buf0, buf1, n);
       else
-        q8_rule_block<PS, NS, NN0, NN1, false>(rule, p + off, g + off, c0 + off, d1, inv0, inv1, buf0, buf1, mx, n);
+        q8_rule_block<PS, NS, NN0, NN1, false>(rule, p + off, g + off, c0 + off, d1, inv0, inv1, buf0, buf1, n);
 #if defined(__AVX2__)
       if (q8_split<PS>(n)) {
-        q8_encode_block_split<NN0>(buf0, bits_f32(mx[0]), c0 + off, a0 + q, n);
-        if constexpr (NS > 1) q8_encode_block_split<NN1>(buf1, bits_f32(mx[1]), d1, a1 + q, n);
+        q8_encode_block_split<NN0>(buf0, c0 + off, a0 + q, n);
+        if constexpr (NS > 1) q8_encode_block_split<NN1>(buf1, d1, a1 + q, n);
         continue;
       }
 #endif
-      q8_encode(buf0, NN0, bits_f32(mx[0]), c0 + off, a0 + q, n);
-      if constexpr (NS > 1) q8_encode(buf1, NN1, bits_f32(mx[1]), d1, a1 + q, n);
+      q8_store(buf0, NN0, c0 + off, a0 + q, n);
+      if constexpr (NS > 1) q8_store(buf1, NN1, d1, a1 + q, n);
     }
   });
 }

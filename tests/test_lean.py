@@ -101,6 +101,63 @@ def test_codes_at_every_rounding_boundary_on_every_isa(nonneg, restore_isa):
             assert all(np.array_equal(a.codes, want) for a in s), isa
 
 
+def normal_boundaries(nonneg, seed=0):
+    """As boundaries, but only values of normal codes (from the smallest normal code's value,
+    2^-6 or 2^-14, up), each block's free places filled with more of them: blocks whose codes
+    are all normal, which encode by the normal codes' own loops; then the same values over
+    blocks of random maxima (scale not 1)."""
+    top = np.float32(122880.0 if nonneg else 448.0)
+    small = np.float32(2.0 ** -14 if nonneg else 2.0 ** -6)
+    x = boundaries(nonneg)
+    pts = x[np.abs(x) >= small]
+    pts = pts[np.abs(pts) < top]
+    per = -(-pts.size // 255)
+    out = np.full(per * 256, top, np.float32)
+    rest = np.flatnonzero(np.arange(out.size) % 256)
+    out[rest[:pts.size]] = pts
+    out[rest[pts.size:]] = np.resize(pts, rest.size - pts.size)
+    rng = np.random.default_rng(seed)
+    scaled = out * np.repeat(rng.uniform(1e-3, 1e3, per).astype(np.float32), 256)
+    return np.concatenate([out, scaled])
+
+
+@pytest.mark.parametrize("nonneg", [False, True])
+def test_blocks_of_normal_codes_encode_exactly_on_every_isa(nonneg, restore_isa):
+    # blocks whose codes are all normal take the encode without the subnormal path and the
+    # clamp; the same codes on every instruction set, through quantize_8bit and the update's
+    # direct paths (float32 and bfloat16 models); one value just below the smallest normal one,
+    # or a zero, in a block sends that block back to the general loop
+    x = normal_boundaries(nonneg)
+    small = np.float32(2.0 ** -14 if nonneg else 2.0 ** -6)
+    y = x.copy()
+    y[256 + 7] = np.nextafter(small, np.float32(0))  # block 1: one subnormal code
+    y[512 + 300 % 256] = 0.0  # block 2: a zero
+    y[768 + 5] = small  # block 3: still all normal, at the line
+    codes_x, absmax_x = R.quantize_8bit(x, nonneg)
+    codes_y, absmax_y = R.quantize_8bit(y, nonneg)
+    assert np.all((codes_x & 0x7F if not nonneg else codes_x) >= 8)  # all normal
+    for isa in _core.supported_isas():
+        _core._set_isa(isa)
+        for v, codes, absmax in ((x, codes_x, absmax_x), (y, codes_y, absmax_y)):
+            q = quantize_8bit(v, nonneg)
+            assert np.array_equal(q.codes, codes) and np.array_equal(q.absmax, absmax), isa
+            before = _core._q8_direct_calls()
+            if nonneg:  # Adagrad's sum from zero: sum = g * g
+                g = np.sqrt(v).astype(np.float32)
+                s = empty_8bit(v.size, nonneg=True)
+                fastopt.functional.adagrad_(np.zeros(v.size, np.float32), g, s, step=1)
+                assert np.array_equal(s.codes, R.quantize_8bit(g * g, True)[0]), isa
+            else:  # the probe from zero states: s = 0 + 1 * g
+                for model in (np.float32, BF16):
+                    g = v.astype(model)
+                    s = [empty_8bit(v.size), empty_8bit(v.size)]
+                    _core.stream_(np.zeros(v.size, model), g, s, 1.0)
+                    want = R.quantize_8bit(g.astype(np.float32), False)
+                    assert all(np.array_equal(a.codes, want[0]) and np.array_equal(a.absmax, want[1])
+                               for a in s), (isa, model)
+            assert _core._q8_direct_calls() > before, isa
+
+
 @pytest.mark.parametrize("nonneg", [False, True])
 def test_every_code_decodes_for_every_kind_of_block_maximum(nonneg, restore_isa):
     # a block of normal codes decodes as its bits times absmax / 448 * 2^120 (or / 122880 *
