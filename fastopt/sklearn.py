@@ -22,7 +22,8 @@ gradient, the same steps as scikit-learn's velocity form while the rate is const
 weights start from He (relu) or Glorot normal.  Two classes get one logistic output, as in
 scikit-learn (two softmax outputs with a softmax loss such as ``loss="focal"``).  fastopt's extras are
 keywords: ``schedule``, ``warmup``, ``dropout``, ``l1``, ``weight_decay``, ``clipnorm``,
-``clipvalue``, ``global_clipnorm``, ``loss`` (e.g. "focal"), ``dtype`` (float64 by default, as
+``clipvalue``, ``global_clipnorm``, ``loss`` (e.g. "focal"; the regressor's is scikit-learn's
+keyword, "squared_error" by default), ``dtype`` (float64 by default, as
 scikit-learn computes for float64 input; "float32" halves the memory traffic), ``state_dtype``
 ("bfloat16" or "int8" optimizer state, with ``dtype="float32"``; see :mod:`fastopt.precision`)
 and ``optimizer_kwargs``.  Needs scikit-learn 1.6 or newer.
@@ -30,6 +31,7 @@ and ``optimizer_kwargs``.  Needs scikit-learn 1.6 or newer.
 from __future__ import annotations
 
 import math
+import types
 import warnings
 from typing import Any, Dict, List
 
@@ -480,12 +482,22 @@ class MLPClassifier(ClassifierMixin, _MLP):
         return tags
 
 
+def _with_defaults(init: Any, **kwdefaults: Any) -> Any:
+    """``init`` with other defaults for some of its keyword-only parameters: what the signature
+    shows, hence what scikit-learn's ``get_params`` and ``clone`` read."""
+    f = types.FunctionType(init.__code__, init.__globals__, init.__name__, init.__defaults__, init.__closure__)
+    f.__kwdefaults__ = {**init.__kwdefaults__, **kwdefaults}
+    f.__doc__, f.__module__, f.__qualname__ = init.__doc__, init.__module__, init.__qualname__
+    return f
+
+
 class MLPRegressor(RegressorMixin, _MLP):
     """A drop-in for ``sklearn.neural_network.MLPRegressor`` (see the module's docstring); identity
     outputs, half the mean squared error (scikit-learn's ``squared_error``), or with
     ``loss="poisson"`` exp outputs and half the Poisson deviance (y >= 0), as scikit-learn's; y of
     shape (n,) or (n, k)."""
     _task = "regression"
+    __init__ = _with_defaults(_MLP.__init__, loss="squared_error")  # scikit-learn's default
 
     def fit(self, X, y, sample_weight=None) -> "MLPRegressor":
         X, y = _validate_data(self, X, y, dtype=(np.float64, np.float32), y_numeric=True, multi_output=True)

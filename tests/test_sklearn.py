@@ -77,6 +77,21 @@ def test_get_set_params_and_clone():
     assert twin.get_params() == clf.get_params() and twin is not clf
 
 
+def test_parameters_and_defaults_are_scikit_learns():
+    sk = pytest.importorskip("sklearn.neural_network")
+    for ours, theirs in ((MLPClassifier(), sk.MLPClassifier()), (MLPRegressor(), sk.MLPRegressor())):
+        mine, want = ours.get_params(), theirs.get_params()
+        assert set(want) <= set(mine)
+        assert {k: mine[k] for k in want} == want, type(ours).__name__
+    assert MLPRegressor().loss == "squared_error" and clone(MLPRegressor(loss="poisson")).loss == "poisson"
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((80, 3))
+    y = X @ np.array([1.0, -2.0, 0.5])
+    fits = [MLPRegressor(hidden_layer_sizes=(8,), max_iter=5, random_state=0, loss=loss).fit(X, y)
+            for loss in ("squared_error", None)]  # None: the same loss
+    assert all(np.array_equal(a, b) for a, b in zip(fits[0].coefs_, fits[1].coefs_))
+
+
 def test_regressor_recovers_a_linear_map_and_multi_output():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((400, 2))
