@@ -281,6 +281,9 @@ FASTOPT_ELEMENT void q8_encode_split_normal(const float* even, const float* odd,
   if (!NN) {
     e = q8_sign_words(e);
     o = q8_sign_words(o);
+  } else {  // 255 for a negative value, as the other loops give (no rule makes one)
+    e = _mm512_min_epu16(e, _mm512_set1_epi16(255));
+    o = _mm512_min_epu16(o, _mm512_set1_epi16(255));
   }
   // each 128-bit lane L holds 4 words (an even and an odd code) of each pair of vectors
   const __m512i order = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
@@ -316,6 +319,9 @@ FASTOPT_ELEMENT void q8_encode_split_normal(const float* even, const float* odd,
   if (!NN) {
     e = q8_sign_words(e);
     o = q8_sign_words(o);
+  } else {  // 255 for a negative value, as the other loops give (no rule makes one)
+    e = _mm256_min_epu16(e, _mm256_set1_epi16(255));
+    o = _mm256_min_epu16(o, _mm256_set1_epi16(255));
   }
   // each 128-bit lane L holds 4 words (an even and an odd code) of each pair of vectors
   const __m256i w = _mm256_or_si256(e, _mm256_slli_epi16(o, 8));
