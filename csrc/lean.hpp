@@ -294,7 +294,8 @@ template <bool NN>
 FASTOPT_ELEMENT __m256i q8_normal_dw(const float* x, float scale) {
   const __m256i uy = _mm256_castps_si256(_mm256_mul_ps(_mm256_loadu_ps(x), _mm256_set1_ps(scale)));
   const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(uy, 20), _mm256_set1_epi32(1));
-  return _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(uy, _mm256_set1_epi32(int32_t(q8_round_add(NN)))), lsb), 20);
+  const __m256i sum = _mm256_add_epi32(uy, _mm256_set1_epi32(int32_t(q8_round_add(NN))));
+  return _mm256_srli_epi32(_mm256_add_epi32(sum, lsb), 20);
 }
 FASTOPT_ELEMENT __m256i q8_sign_words(__m256i w) {  // 16-bit words: bit 11 to bit 7
   return _mm256_or_si256(_mm256_and_si256(w, _mm256_set1_epi16(0x7f)),
@@ -401,7 +402,7 @@ inline void block_range(const float* __restrict x, int64_t n, float* amax, float
   uint32_t m = 0, l = 0xffffffffu;
   int64_t i = 0;
 #if defined(__AVX512F__)
-  if (n >= 16) {  // written out: an omp simd reduction keeps its lanes on the stack
+  if (n >= 16) {  // written out: GCC kept an omp simd reduction's lanes on the stack
     __m512i vm = _mm512_setzero_si512(), vl = _mm512_set1_epi32(-1);
     for (; i + 16 <= n; i += 16) {
       const __m512i u = _mm512_and_si512(_mm512_loadu_si512(x + i), _mm512_set1_epi32(0x7fffffff));
@@ -660,9 +661,9 @@ void direct_sweep(const Batch& b, const Rule& rule, const PreHyper& ph, int nt) 
 
 // ---- the 8-bit direct path: float32 or bfloat16 parameters and gradients, one or two 8-bit states
 // Per block of kQBlock elements: the codes are decoded in the rule's own loop, which keeps the
-// new state in an L1 buffer and takes its block's largest and smallest |x| as it goes (the
-// smallest tells whether the block's codes are all normal: q8_all_normal); then the buffer is
-// encoded.  The same decode, rule, maximum and encode as the buffered path below, hence the same bits,
+// new state in an L1 buffer; then the buffer's largest and smallest |x| are taken (block_range;
+// the smallest tells whether the block's codes are all normal: q8_all_normal) and it is encoded.
+// The same decode, rule, maximum and encode as the buffered path below, hence the same bits,
 // with one pass less over each state.  FAST: the block decodes by q8_scaled (factor f: inv *
 // 2^k), else by q8_decode (f: inv).
 
@@ -712,7 +713,7 @@ FASTOPT_ELEMENT uint32_t code_word(const uint8_t* c, int64_t i) {
 // A bfloat16 model's block of n elements (a multiple of 2 kQ8Width) two elements per 32-bit word
 // as bf16_pairs walks them, and each state's two codes per 16-bit word: the rule run on each
 // word's two halves, the new states left in split buffers (the even elements' values in the first
-// half, the odd ones' in the second) for q8_encode_block_split, the blocks' largest and smallest |x| taken.
+// half, the odd ones' in the second) for q8_encode_block_split.
 template <int NS, bool NN0, bool NN1, bool FAST, class Rule>
 __attribute__((noinline)) void q8_pairs_block(const Rule& rule, uint16_t* __restrict p, const uint16_t* __restrict g,
                                               const uint8_t* __restrict c0, const uint8_t* __restrict c1, float f0,
@@ -765,7 +766,7 @@ constexpr bool q8_split([[maybe_unused]] int64_t n) {
 #endif
 }
 
-// One block of q8_sweep's: the rule and the new states' largest and smallest |x|.
+// One block of q8_sweep's rule, the new states left in s0 and s1.
 template <class PS, int NS, bool NN0, bool NN1, bool FAST, class Rule>
 void q8_rule_block(const Rule& rule, typename PS::E* p, const typename PS::E* g, uint8_t* c0, uint8_t* c1, float f0,
                    float f1, float* s0, float* s1, int64_t n) {
