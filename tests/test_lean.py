@@ -133,12 +133,13 @@ def test_blocks_of_normal_codes_encode_exactly_on_every_isa(nonneg, restore_isa)
     y[256 + 7] = np.nextafter(small, np.float32(0))  # block 1: one subnormal code
     y[512 + 300 % 256] = 0.0  # block 2: a zero
     y[768 + 5] = small  # block 3: still all normal, at the line
-    codes_x, absmax_x = R.quantize_8bit(x, nonneg)
-    codes_y, absmax_y = R.quantize_8bit(y, nonneg)
-    assert np.all((codes_x & 0x7F if not nonneg else codes_x) >= 8)  # all normal
+    cases = [(v, *R.quantize_8bit(v, nonneg)) for v in (x, y)]
+    # and a last block shorter than 256 (the loops' tails), all normal: 64 + 16 + 1, 128 + 32 + 4
+    cases += [(v, *R.quantize_8bit(v, nonneg)) for v in (x[:768 + 81], x[256:1024 + 164])]
+    assert np.all((cases[0][1] & 0x7F if not nonneg else cases[0][1]) >= 8)  # all normal
     for isa in _core.supported_isas():
         _core._set_isa(isa)
-        for v, codes, absmax in ((x, codes_x, absmax_x), (y, codes_y, absmax_y)):
+        for v, codes, absmax in cases:
             q = quantize_8bit(v, nonneg)
             assert np.array_equal(q.codes, codes) and np.array_equal(q.absmax, absmax), isa
             before = _core._q8_direct_calls()
