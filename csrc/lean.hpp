@@ -336,7 +336,7 @@ FASTOPT_ELEMENT void q8_encode_split_normal(const float* even, const float* odd,
 // the largest y, amax * scale, is at most one float32 ulp above the largest code and rounds to it.
 template <bool NN>
 inline bool q8_all_normal(float amax, float amin, float scale) {
-  return amax <= 3.4028234664e38f && scale <= 3.4028234664e38f && amin * scale >= (NN ? kQSubU : kQSub);
+  return std::isfinite(amax) && std::isfinite(scale) && amin * scale >= (NN ? kQSubU : kQSub);
 }
 
 // ---- one block in, one block out ---------------------------------------------------------

@@ -136,6 +136,10 @@ def test_blocks_of_normal_codes_encode_exactly_on_every_isa(nonneg, restore_isa)
     cases = [(v, *R.quantize_8bit(v, nonneg)) for v in (x, y)]
     # and a last block shorter than 256 (the loops' tails), all normal: 64 + 16 + 1, 128 + 32 + 4
     cases += [(v, *R.quantize_8bit(v, nonneg)) for v in (x[:768 + 81], x[256:1024 + 164])]
+    # and blocks of float32 subnormals, whose scale (448 or 122880 / absmax) overflows: not normal
+    tiny = np.repeat(np.array([1e-40, 3e-43], np.float32), 256)
+    with np.errstate(over="ignore"):
+        cases.append((tiny, *R.quantize_8bit(tiny, nonneg)))
     assert np.all((cases[0][1] & 0x7F if not nonneg else cases[0][1]) >= 8)  # all normal
     for isa in _core.supported_isas():
         _core._set_isa(isa)
