@@ -1274,6 +1274,9 @@ PYBIND11_MODULE(_core, m) {
   m.def("_set_direct_lean", &set_direct_lean, py::arg("on"),
         "8-bit state and stochastic rounding: the direct paths (True, the default) or the buffered one (the "
         "same bits); returns the previous setting.");
+  m.def("_down_walks", &down_walks,
+        "Ranges an elementwise step walked from the end, its arrays placed so that walking up would stall "
+        "on 4K aliasing, since the module loaded (a test hook).");
   m.def("_q8_direct_calls", &q8_direct_calls,
         "Kernel calls that took the 8-bit direct path since the module loaded (a test hook).");
   m.def("_thread_setting", &thread_setting, "set_num_threads' value, 0 when unset (the default applies).");

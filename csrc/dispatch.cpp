@@ -113,10 +113,13 @@ void set_isa(const std::string& name) { g_table.store(find_supported(name), std:
 namespace {
 std::atomic<bool> g_direct_lean_off{false};
 std::atomic<int64_t> g_q8_direct_calls{0};
+std::atomic<int64_t> g_down_walks{0};
 }
 bool set_direct_lean(bool on) { return !g_direct_lean_off.exchange(!on, std::memory_order_relaxed); }
 bool direct_lean_off() { return g_direct_lean_off.load(std::memory_order_relaxed); }
 void count_q8_direct() { g_q8_direct_calls.fetch_add(1, std::memory_order_relaxed); }
 int64_t q8_direct_calls() { return g_q8_direct_calls.load(std::memory_order_relaxed); }
+void count_down_walk() { g_down_walks.fetch_add(1, std::memory_order_relaxed); }
+int64_t down_walks() { return g_down_walks.load(std::memory_order_relaxed); }
 
 }  // namespace fastopt

@@ -57,5 +57,8 @@ bool direct_lean_off();
 // Calls that took the 8-bit direct path since the module loaded (tests check the dispatch with it).
 void count_q8_direct();
 int64_t q8_direct_calls();
+// Ranges an elementwise sweep walked down to keep clear of 4K aliasing (kernels.hpp; a test hook).
+void count_down_walk();
+int64_t down_walks();
 
 }  // namespace fastopt

@@ -24,6 +24,10 @@ def _omp_team_available() -> bool:
     """
     Whether an OpenMP runtime (libgomp's GOMP_parallel) is loaded in this process, outside a forked child.
     """
+def _down_walks() -> int:
+    """
+    Ranges an elementwise step walked from the end, its arrays placed so that walking up would stall on 4K aliasing, since the module loaded (a test hook).
+    """
 def _prepare(arg0: collections.abc.Callable, *args, **kwargs) -> tuple[typing.Any, typing.Any]:
     """
     fn(*args, **kwargs), keeping the update call it makes: (its result, a _Prepared).

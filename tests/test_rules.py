@@ -203,3 +203,65 @@ def test_adam_weight_decay_forms_match_the_reference_bit_for_bit(dtype, weight_d
         for a, b in ((p, ref_p), (m, ref_m), (v, ref_v)):
             np.testing.assert_array_equal(a, b, err_msg=f"{isa}, {dtype.__name__}")
             assert np.array_equal(np.signbit(a), np.signbit(b)), f"{isa}, {dtype.__name__}: signs of zeros"
+
+
+
+def _at(buf, offset, n, dtype):
+    """n elements of dtype starting ``offset`` bytes into buf."""
+    return buf[offset:offset + n * np.dtype(dtype).itemsize].view(dtype)
+
+
+class _StepsInto:
+    """Each step's gradients copied into the same arrays (placed ones) before the step."""
+    def __init__(self, into, steps):
+        self.into, self.steps = into, steps
+
+    def __len__(self):
+        return len(self.steps)
+
+    def __iter__(self):
+        for step in self.steps:
+            for dst, src in zip(self.into, step):
+                dst[...] = src
+            yield self.into
+
+
+# where p, g and the states start (bytes modulo 4 KiB): arrays stored that start a little above
+# arrays loaded would stall a walk up on 4K aliasing, and the sweep walks down where no pair would
+# stall that way (the first two); in a row 16 bytes apart pairs stall either way: it walks up
+PLACEMENTS = {"g 16 below p": (16, 0, 1024, 2048, 3072), "first state 64 above g": (2048, 0, 64, 1024, 3072),
+              "a row 16 apart": (0, 16, 32, 48, 64), "apart": (0, 1024, 2048, 3072, 512)}
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_arrays_placed_for_4k_aliasing_give_the_same_bits(case, restore_isa):
+    """Where a stored array starts a little above a loaded one modulo 4 KiB the elementwise rules
+    walk the arrays from the end (kernels.hpp, 4K aliasing): the same bits as the walk up, on
+    every instruction set, with the fused pre-processing, for lengths that leave a head of fewer
+    than a vector and cross work items."""
+    name, hyper = case
+    nstate = RULES[name][1]
+    sizes = [2 * 16384 + 21, 1027, 100]  # items of 16K elements; 21 and 100 elements are walked up (under a page)
+    walks_per_step = 3  # the two full items and the 1027 elements
+    uses_state = nstate > 0 and not (name == "sgd" and not hyper.get("momentum"))  # plain SGD is gd
+    span = (max(sizes) * 8 // 4096 + 2) * 4096
+    for isa in _core.supported_isas():
+        _core._set_isa(isa)
+        for dtype in (np.float32, np.float64):
+            for where, starts in PLACEMENTS.items():
+                params, states, rng = make_arrays(sizes, dtype, nstate)
+                grads = [[rng.standard_normal(n).astype(dtype) for n in sizes] for _ in range(3)]
+                buf = np.zeros(span * len(sizes) * 5 + 4096, np.uint8)
+                base = -buf.ctypes.data % 4096  # buf[base] starts a page
+                placed = [[_at(buf, base + span * (5 * k + j) + starts[j], n, dtype) for k, n in enumerate(sizes)]
+                          for j in range(2 + nstate)]
+                for dst, src in zip(placed[0], params):
+                    dst[...] = src
+                before = _core._down_walks()
+                run_fastopt(name, hyper, placed[0], _StepsInto(placed[1], grads), placed[2:], PRE)
+                walked = _core._down_walks() - before
+                run_fastopt(name, hyper, params, grads, states, PRE)
+                for a, b in zip(params + [s for ss in states for s in ss], placed[0] + [s for ss in placed[2:] for s in ss]):
+                    assert np.array_equal(a, b, equal_nan=True), f"{isa} {dtype.__name__} {where}"
+                down = name != "lamb" and (where == "g 16 below p" or (where == "first state 64 above g" and uses_state))
+                assert walked == (3 * walks_per_step if down else 0), f"{isa} {dtype.__name__} {where}: {walked} walks down"
