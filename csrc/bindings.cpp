@@ -1274,6 +1274,11 @@ PYBIND11_MODULE(_core, m) {
   m.def("_set_direct_lean", &set_direct_lean, py::arg("on"),
         "8-bit state and stochastic rounding: the direct paths (True, the default) or the buffered one (the "
         "same bits); returns the previous setting.");
+  m.def("_alias_walk", &alias_walk,
+        "Whether elementwise steps walk a range down where its arrays would stall on 4K aliasing walking up "
+        "(by default on Intel CPUs only; FASTOPT_ALIAS_WALK=1 or 0 overrides).");
+  m.def("_set_alias_walk", &set_alias_walk, py::arg("on"),
+        "Turn the walk down against 4K aliasing on or off; returns the previous setting (a test hook).");
   m.def("_down_walks", &down_walks,
         "Ranges an elementwise step walked from the end, its arrays placed so that walking up would stall "
         "on 4K aliasing, since the module loaded (a test hook).");

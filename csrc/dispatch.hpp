@@ -57,6 +57,11 @@ bool direct_lean_off();
 // Calls that took the 8-bit direct path since the module loaded (tests check the dispatch with it).
 void count_q8_direct();
 int64_t q8_direct_calls();
+// Whether elementwise sweeps walk a range down where its arrays would stall on 4K aliasing walking
+// up (kernels.hpp): by default on Intel CPUs only (FASTOPT_ALIAS_WALK=1 or 0 overrides).  Returns
+// the old setting.
+bool set_alias_walk(bool on);
+bool alias_walk();
 // Ranges an elementwise sweep walked down to keep clear of 4K aliasing (kernels.hpp; a test hook).
 void count_down_walk();
 int64_t down_walks();

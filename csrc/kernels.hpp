@@ -154,7 +154,8 @@ __attribute__((noinline)) void sweep_range(const Rule& rule, const Pre<T>& pre_i
 // memory.  Walking down the arrays turns the condition around: such a range, if no pair of its
 // arrays would stall walking down, is walked down one vector at a time (there: 87-108%).  Where
 // pairs would stall either way (arrays 16 bytes apart in a row, measured) walking down was
-// slower, so those ranges walk up.  The 2-core AMD EPYC shows no such stall.
+// slower, so those ranges walk up.  The 2-core AMD EPYC shows no such stall, and walking down
+// ran 15-25% slower there: the walk down is for Intel CPUs only (dispatch.cpp).
 #if defined(__AVX512F__)
 constexpr int64_t kVectorBytes = 64;
 #elif defined(__AVX2__)
@@ -198,7 +199,8 @@ __attribute__((noinline)) void sweep_range_down(const Rule& rule, const Pre<T>& 
 template <class T, int MODE, class Rule>
 inline void sweep_item(const Rule& r, const Pre<T>& pre, T* p, const T* g, T* s0, T* s1, T* s2, int64_t n) {
   const void* arrays[5] = {p, g, s0, s1, s2};
-  if (n * int64_t(sizeof(T)) >= 4096 && alias_pairs(arrays, 5, false) > 0 && alias_pairs(arrays, 5, true) == 0) {
+  if (n * int64_t(sizeof(T)) >= 4096 && alias_walk() && alias_pairs(arrays, 5, false) > 0 &&
+      alias_pairs(arrays, 5, true) == 0) {
     sweep_range_down<T, MODE>(r, pre, p, g, s0, s1, s2, n);
     count_down_walk();
   } else

@@ -87,6 +87,7 @@ def config() -> Dict[str, Any]:
         "isa_supported": list(_core.supported_isas()),
         "num_threads": get_num_threads(),
         "thread_pool": {"workers": pool["workers"], "spin_us": pool["spin_us"], "max_threads": pool["max_threads"]},
+        "alias_walk": _core._alias_walk(),
         "state_memory": {"huge_pages": P._huge_pages(), "huge_min_bytes": P.HUGE_MIN,
                          "stagger_min_bytes": P.STAGGER_MIN},
         "machine": platform.machine(),
@@ -103,6 +104,9 @@ def show_config() -> None:
     t = c["thread_pool"]
     print(f"  threads         : {c['num_threads']} (set_num_threads, OMP_NUM_THREADS, threadpoolctl); "
           f"fastopt's own team: {t['workers']} workers started, {t['spin_us']} us spin, then sleep")
+    walk = ("on: a range whose arrays would stall on 4K aliasing walking up is walked down" if c["alias_walk"]
+            else "off: ranges walk up (stalls measured on Intel CPUs only; walking down was slower elsewhere)")
+    print(f"  4K aliasing     : {walk} (FASTOPT_ALIAS_WALK=1 or 0 overrides)")
     m = c["state_memory"]
     where = (f"from {m['huge_min_bytes'] >> 20} MiB in transparent huge pages (madvise)" if m["huge_pages"]
              else "ordinary pages (transparent huge pages off or unavailable)")

@@ -24,6 +24,10 @@ def _omp_team_available() -> bool:
     """
     Whether an OpenMP runtime (libgomp's GOMP_parallel) is loaded in this process, outside a forked child.
     """
+def _alias_walk() -> bool:
+    """
+    Whether elementwise steps walk a range down where its arrays would stall on 4K aliasing walking up (by default on Intel CPUs only; FASTOPT_ALIAS_WALK=1 or 0 overrides).
+    """
 def _down_walks() -> int:
     """
     Ranges an elementwise step walked from the end, its arrays placed so that walking up would stall on 4K aliasing, since the module loaded (a test hook).
@@ -35,6 +39,10 @@ def _prepare(arg0: collections.abc.Callable, *args, **kwargs) -> tuple[typing.An
 def _q8_direct_calls() -> int:
     """
     Kernel calls that took the 8-bit direct path since the module loaded (a test hook).
+    """
+def _set_alias_walk(on: bool) -> bool:
+    """
+    Turn the walk down against 4K aliasing on or off; returns the previous setting (a test hook).
     """
 def _set_direct_lean(on: bool) -> bool:
     """

@@ -49,3 +49,33 @@ def test_unknown_fastopt_isa_warns_and_falls_back():
 def test_omp_num_threads_is_honoured():
     (_, threads), _ = _isa_in_subprocess({"OMP_NUM_THREADS": "3"})
     assert threads == "3"
+
+
+def _vendor():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def test_walk_down_against_4k_aliasing_by_vendor_and_overridden():
+    """On by default on Intel CPUs only; FASTOPT_ALIAS_WALK=1 or 0 overrides; show_config says it."""
+    code = "import fastopt; c = fastopt.config(); print(c['alias_walk']); fastopt.show_config()"
+    runs = {}
+    for value in (None, "1", "0", "yes"):
+        env = {k: v for k, v in os.environ.items() if k != "FASTOPT_ALIAS_WALK"}
+        if value is not None:
+            env["FASTOPT_ALIAS_WALK"] = value
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                             cwd=tempfile.gettempdir()).stdout
+        runs[value] = out.split("\n", 1)
+    vendor = _vendor()
+    if vendor is not None:
+        assert runs[None][0] == str(vendor == "GenuineIntel")
+    assert runs["1"][0] == "True" and "4K aliasing     : on" in runs["1"][1]
+    assert runs["0"][0] == "False" and "4K aliasing     : off" in runs["0"][1]
+    assert runs["yes"][0] == runs[None][0]  # not 0 or 1: the default

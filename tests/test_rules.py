@@ -9,6 +9,7 @@ another order.
 import numpy as np
 import pytest
 
+import fastopt
 from fastopt import _core
 from cases import CASES, PRE, RULES, case_id, make_arrays, run_fastopt, run_reference
 
@@ -77,7 +78,6 @@ def test_thread_counts_and_call_patterns_bit_identical(case, restore_threads):
     sizes = [5 * 16384 + 3, 1, 70000, 0, 33]
     runs = []
     for threads, per_array in [(1, False), (2, False), (3, False), (4, False), (2, True)]:
-        import fastopt
         fastopt.set_num_threads(threads)
         params, states, rng = make_arrays(sizes, np.float32, RULES[name][1])
         grads = [[rng.standard_normal(n).astype(np.float32) for n in sizes] for _ in range(3)]
@@ -233,8 +233,15 @@ PLACEMENTS = {"g 16 below p": (16, 0, 1024, 2048, 3072), "first state 64 above g
               "a row 16 apart": (0, 16, 32, 48, 64), "apart": (0, 1024, 2048, 3072, 512)}
 
 
+@pytest.fixture
+def alias_walk_on():
+    before = _core._set_alias_walk(True)  # on whatever the CPU (by default on Intel CPUs only)
+    yield
+    _core._set_alias_walk(before)
+
+
 @pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_arrays_placed_for_4k_aliasing_give_the_same_bits(case, restore_isa):
+def test_arrays_placed_for_4k_aliasing_give_the_same_bits(case, restore_isa, alias_walk_on):
     """Where a stored array starts a little above a loaded one modulo 4 KiB the elementwise rules
     walk the arrays from the end (kernels.hpp, 4K aliasing): the same bits as the walk up, on
     every instruction set, with the fused pre-processing, for lengths that leave a head of fewer
@@ -265,3 +272,16 @@ def test_arrays_placed_for_4k_aliasing_give_the_same_bits(case, restore_isa):
                     assert np.array_equal(a, b, equal_nan=True), f"{isa} {dtype.__name__} {where}"
                 down = name != "lamb" and (where == "g 16 below p" or (where == "first state 64 above g" and uses_state))
                 assert walked == (3 * walks_per_step if down else 0), f"{isa} {dtype.__name__} {where}: {walked} walks down"
+
+
+def test_the_walk_down_is_off_where_switched_off(alias_walk_on):
+    """Switched off (the default on CPUs but Intel's), no range walks down."""
+    n = 4 * 16384
+    buf = np.zeros(8 * n + 3 * 4096, np.uint8)
+    base = -buf.ctypes.data % 4096
+    p, g = _at(buf, base + 16, n, np.float32), _at(buf, base + 4 * n + 4096, n, np.float32)  # g 16 below p
+    for on, walks in ((True, 4), (False, 0)):
+        _core._set_alias_walk(on)
+        before = _core._down_walks()
+        fastopt.gd_([p], [g], lr=0.1)
+        assert _core._down_walks() - before == walks, on
