@@ -294,11 +294,19 @@ class FastoptOptimizer(torch.optim.Optimizer):
             return func(self, *args, **kwargs)
         return wrapper
 
-    @torch.compiler.disable  # NumPy views and the extension: run as they are inside a compiled function
     def step(self, closure: Optional[Callable[[], float]] = None):
         """One update of every parameter that has a gradient; returns ``closure()``'s loss.
         Inside a ``torch.compile``'d function the step runs eagerly (a graph break), as a call
         into the extension must."""
+        if torch.compiler.is_compiling():
+            return self._step_eagerly(closure)
+        return self._step(closure)  # no torch.compiler.disable wrapper: it costs 0.5 us a step
+
+    @torch.compiler.disable  # NumPy views and the extension: run as they are inside a compiled function
+    def _step_eagerly(self, closure: Optional[Callable[[], float]]):
+        return self._step(closure)
+
+    def _step(self, closure: Optional[Callable[[], float]]):
         loss = None
         if closure is not None:
             with torch.enable_grad():
