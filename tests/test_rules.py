@@ -244,10 +244,10 @@ def test_arrays_placed_for_4k_aliasing_give_the_same_bits(case, restore_isa, ali
     """Where a stored array starts a little above a loaded one modulo 4 KiB the elementwise rules
     walk the arrays from the end (kernels.hpp, 4K aliasing): the same bits as the walk up, on
     every instruction set, with the fused pre-processing, for lengths that leave a head of fewer
-    than a vector and cross work items."""
+    than a vector and cross work items; and the walk down against fastopt.reference (tol)."""
     name, hyper = case
     nstate = RULES[name][1]
-    sizes = [2 * 16384 + 21, 1027, 100]  # items of 16K elements; 21 and 100 elements are walked up (under a page)
+    sizes = [2 * 16384 + 21, 1027, 100]  # items of 16K elements; 21 and 100 elements (under a page) walk up
     walks_per_step = 3  # the two full items and the 1027 elements
     uses_state = nstate > 0 and not (name == "sgd" and not hyper.get("momentum"))  # plain SGD is gd
     span = (max(sizes) * 8 // 4096 + 2) * 4096
@@ -257,6 +257,7 @@ def test_arrays_placed_for_4k_aliasing_give_the_same_bits(case, restore_isa, ali
             for where, starts in PLACEMENTS.items():
                 params, states, rng = make_arrays(sizes, dtype, nstate)
                 grads = [[rng.standard_normal(n).astype(dtype) for n in sizes] for _ in range(3)]
+                ref_p, ref_s = [p.copy() for p in params], [[s.copy() for s in ss] for ss in states]
                 buf = np.zeros(span * len(sizes) * 5 + 4096, np.uint8)
                 base = -buf.ctypes.data % 4096  # buf[base] starts a page
                 placed = [[_at(buf, base + span * (5 * k + j) + starts[j], n, dtype) for k, n in enumerate(sizes)]
@@ -269,8 +270,13 @@ def test_arrays_placed_for_4k_aliasing_give_the_same_bits(case, restore_isa, ali
                 _core._set_alias_walk(False)  # the same steps walking up
                 run_fastopt(name, hyper, params, grads, states, PRE)
                 _core._set_alias_walk(True)
-                for a, b in zip(params + [s for ss in states for s in ss], placed[0] + [s for ss in placed[2:] for s in ss]):
+                walked_arrays = placed[0] + [s for ss in placed[2:] for s in ss]
+                for a, b in zip(params + [s for ss in states for s in ss], walked_arrays):
                     assert np.array_equal(a, b, equal_nan=True), f"{isa} {dtype.__name__} {where}"
+                if where == "g 16 below p" and isa == _core.supported_isas()[-1]:  # the walk down, reference
+                    run_reference(name, hyper, ref_p, grads, ref_s, PRE)
+                    for a, b in zip(ref_p + [s for ss in ref_s for s in ss], walked_arrays):
+                        np.testing.assert_allclose(b, a, **tol(dtype))
                 down = name != "lamb" and (where == "g 16 below p" or (where == "first state 64 above g" and uses_state))
                 assert walked == (3 * walks_per_step if down else 0), f"{isa} {dtype.__name__} {where}: {walked} walks down"
 
