@@ -395,48 +395,59 @@ __attribute__((noinline)) inline void q8_load(const uint8_t* __restrict c, float
   else q8_decode_block<false>(c, absmax / kQSigned, out, n);
 }
 
-// The block's largest |x| (a NaN if any x is NaN: the largest of the bits of |x| as unsigned
+// A block's largest |x| (a NaN if any x is NaN: the largest of the bits of |x| as unsigned
 // integers, which order non-negative floats as their values and put every NaN above infinity)
-// and its smallest (a NaN only if every x is one).
-inline void block_range(const float* __restrict x, int64_t n, float* amax, float* amin) {
-  uint32_t m = 0, l = 0xffffffffu;
-  int64_t i = 0;
-#if defined(__AVX512F__)
-  if (n >= 16) {  // written out: GCC kept an omp simd reduction's lanes on the stack
-    __m512i vm = _mm512_setzero_si512(), vl = _mm512_set1_epi32(-1);
-    for (; i + 16 <= n; i += 16) {
-      const __m512i u = _mm512_and_si512(_mm512_loadu_si512(x + i), _mm512_set1_epi32(0x7fffffff));
-      vm = _mm512_max_epu32(vm, u);
-      vl = _mm512_min_epu32(vl, u);
-    }
-    m = _mm512_reduce_max_epu32(vm);
-    l = _mm512_reduce_min_epu32(vl);
+// and its smallest (a NaN only if every x is one).  RangeAcc keeps them per lane, kQ8Width values
+// at a time (written out: GCC kept an omp simd reduction's lanes on the stack).
+struct Q8Range {
+  float amax, amin;
+};
+struct RangeAcc {
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+  __m512i hi = _mm512_setzero_si512(), lo = _mm512_set1_epi32(-1);
+  FASTOPT_ELEMENT void add(const float* x) {
+    const __m512i u = _mm512_and_si512(_mm512_loadu_si512(x), _mm512_set1_epi32(0x7fffffff));
+    hi = _mm512_max_epu32(hi, u);
+    lo = _mm512_min_epu32(lo, u);
   }
 #elif defined(__AVX2__)
-  if (n >= 8) {
-    __m256i vm = _mm256_setzero_si256(), vl = _mm256_set1_epi32(-1);
-    for (; i + 8 <= n; i += 8) {
-      const __m256i u = _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)),
-                                         _mm256_set1_epi32(0x7fffffff));
-      vm = _mm256_max_epu32(vm, u);
-      vl = _mm256_min_epu32(vl, u);
-    }
+  __m256i hi = _mm256_setzero_si256(), lo = _mm256_set1_epi32(-1);
+  FASTOPT_ELEMENT void add(const float* x) {
+    const __m256i u = _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x)), _mm256_set1_epi32(0x7fffffff));
+    hi = _mm256_max_epu32(hi, u);
+    lo = _mm256_min_epu32(lo, u);
+  }
+#endif
+  // The range of the values added and of x[0..n) (the tail).
+  Q8Range get([[maybe_unused]] const float* __restrict x, int64_t n) const {
+    uint32_t m = 0, l = 0xffffffffu;
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+    m = _mm512_reduce_max_epu32(hi);
+    l = _mm512_reduce_min_epu32(lo);
+#elif defined(__AVX2__)
     alignas(32) uint32_t hm[8], hl[8];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(hm), vm);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(hl), vl);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(hm), hi);
+    _mm256_store_si256(reinterpret_cast<__m256i*>(hl), lo);
     for (int k = 0; k < 8; ++k) {
       m = hm[k] > m ? hm[k] : m;
       l = hl[k] < l ? hl[k] : l;
     }
-  }
 #endif
-  for (; i < n; ++i) {
-    const uint32_t u = f32_bits(x[i]) & 0x7fffffffu;
-    m = u > m ? u : m;
-    l = u < l ? u : l;
+    for (int64_t i = 0; i < n; ++i) {
+      const uint32_t u = f32_bits(x[i]) & 0x7fffffffu;
+      m = u > m ? u : m;
+      l = u < l ? u : l;
+    }
+    return {bits_f32(m), bits_f32(l)};
   }
-  *amax = bits_f32(m);
-  *amin = bits_f32(l);
+};
+inline Q8Range q8_range(const float* __restrict x, int64_t n) {
+  RangeAcc r;
+  int64_t i = 0;
+#if defined(__AVX2__)
+  for (; i + kQ8Width <= n; i += kQ8Width) r.add(x + i);
+#endif
+  return r.get(x + i, n - i);
 }
 
 template <bool NN>
@@ -452,23 +463,21 @@ inline void q8_encode_block(const float* __restrict x, float scale, uint8_t* __r
   for (int64_t j = i; j < n; ++j) c[j] = NN ? q8_encode_unsigned(x[j], scale) : q8_encode_signed(x[j], scale);
 }
 
-// The codes of n values whose largest and smallest |x| (block_range's) are amax and amin, and
-// the largest.
-__attribute__((noinline)) inline void q8_encode(const float* __restrict x, bool nonneg, float amax, float amin,
-                                                uint8_t* __restrict c, float* __restrict absmax, int64_t n) {
-  if (nonneg) {
-    const float scale = amax > 0.0f ? kQUnsigned / amax : 0.0f;
-    q8_encode_block<true>(x, scale, c, n, q8_all_normal<true>(amax, amin, scale));
-  } else {
-    const float scale = amax > 0.0f ? kQSigned / amax : 0.0f;
-    q8_encode_block<false>(x, scale, c, n, q8_all_normal<false>(amax, amin, scale));
-  }
-  *absmax = amax;
+// The scale to codes of a block whose range is r.
+template <bool NN>
+inline float q8_scale(Q8Range r) { return r.amax > 0.0f ? (NN ? kQUnsigned : kQSigned) / r.amax : 0.0f; }
+
+// The codes of n values whose range is r, and their largest |x|.
+template <bool NN>
+__attribute__((noinline)) void q8_encode(const float* __restrict x, Q8Range r, uint8_t* __restrict c,
+                                         float* __restrict absmax, int64_t n) {
+  const float scale = q8_scale<NN>(r);
+  q8_encode_block<NN>(x, scale, c, n, q8_all_normal<NN>(r.amax, r.amin, scale));
+  *absmax = r.amax;
 }
 inline void q8_store(const float* __restrict x, bool nonneg, uint8_t* __restrict c, float* __restrict absmax, int64_t n) {
-  float amax, amin;
-  block_range(x, n, &amax, &amin);
-  q8_encode(x, nonneg, amax, amin, c, absmax, n);
+  if (nonneg) q8_encode<true>(x, q8_range(x, n), c, absmax, n);
+  else q8_encode<false>(x, q8_range(x, n), c, absmax, n);
 }
 
 // Whole arrays of 8-bit state to and from float32 (set-up and checkpoints; one thread).
@@ -661,8 +670,8 @@ void direct_sweep(const Batch& b, const Rule& rule, const PreHyper& ph, int nt) 
 
 // ---- the 8-bit direct path: float32 or bfloat16 parameters and gradients, one or two 8-bit states
 // Per block of kQBlock elements: the codes are decoded in the rule's own loop, which keeps the
-// new state in an L1 buffer; then the buffer's largest and smallest |x| are taken (block_range;
-// the smallest tells whether the block's codes are all normal: q8_all_normal) and it is encoded.
+// new state in an L1 buffer and takes its largest and smallest |x| strip by strip (RangeAcc; the
+// smallest tells whether the block's codes are all normal: q8_all_normal); then it is encoded.
 // The same decode, rule, maximum and encode as the buffered path below, hence the same bits,
 // with one pass less over each state.  FAST: the block decodes by q8_scaled (factor f: inv *
 // 2^k), else by q8_decode (f: inv).
@@ -686,22 +695,45 @@ FASTOPT_ELEMENT float q8_word_value(uint32_t w, float f) {
 }
 
 template <class PS, int NS, bool NN0, bool NN1, bool FAST, class Rule>
+FASTOPT_ELEMENT void q8_direct_element(const Rule& r, typename PS::E* __restrict p, const typename PS::E* __restrict g,
+                                       const uint8_t* __restrict c0, const uint8_t* __restrict c1, float f0, float f1,
+                                       float* __restrict s0, float* __restrict s1, int64_t i) {
+  float pi = PS::load(p[i]), gi = PS::load(g[i]);
+  float a = q8_value<FAST, NN0>(c0[i], f0);
+  float c = NS > 1 ? q8_value<FAST, NN1>(c1[i], f1) : 0.0f;
+  float d = 0.0f;
+  r(pi, gi, a, c, d);
+  p[i] = PS::store(pi);
+  s0[i] = a;
+  if constexpr (NS > 1) s1[i] = c;
+}
+// The rule over a block, four vectors of elements at a time; after each strip its new states'
+// range is taken from the buffer while the strip is still in L1, into r0 and r1 (GCC vectorizes
+// a strip of one vector with narrower vectors, and its stores then cannot forward to the loads).
+template <class PS, int NS, bool NN0, bool NN1, bool FAST, class Rule>
 __attribute__((noinline)) void q8_direct_block(const Rule& rule, typename PS::E* __restrict p,
                                                const typename PS::E* __restrict g, const uint8_t* __restrict c0,
                                                const uint8_t* __restrict c1, float f0, float f1,
-                                               float* __restrict s0, float* __restrict s1, int64_t n) {
+                                               float* __restrict s0, float* __restrict s1, int64_t n,
+                                               Q8Range* r0, Q8Range* r1) {
   const Rule r = rule;
+  RangeAcc m0, m1;
+  int64_t i = 0;
+#if defined(__AVX2__)
+  constexpr int64_t kStrip = 4 * kQ8Width;
+  for (; i + kStrip <= n; i += kStrip) {
 #pragma omp simd
-  for (int64_t i = 0; i < n; ++i) {
-    float pi = PS::load(p[i]), gi = PS::load(g[i]);
-    float a = q8_value<FAST, NN0>(c0[i], f0);
-    float c = NS > 1 ? q8_value<FAST, NN1>(c1[i], f1) : 0.0f;
-    float d = 0.0f;
-    r(pi, gi, a, c, d);
-    p[i] = PS::store(pi);
-    s0[i] = a;
-    if constexpr (NS > 1) s1[i] = c;
+    for (int64_t j = i; j < i + kStrip; ++j) q8_direct_element<PS, NS, NN0, NN1, FAST>(r, p, g, c0, c1, f0, f1, s0, s1, j);
+    for (int64_t j = i; j < i + kStrip; j += kQ8Width) {
+      m0.add(s0 + j);
+      if constexpr (NS > 1) m1.add(s1 + j);
+    }
   }
+#endif
+#pragma omp simd
+  for (int64_t j = i; j < n; ++j) q8_direct_element<PS, NS, NN0, NN1, FAST>(r, p, g, c0, c1, f0, f1, s0, s1, j);
+  *r0 = m0.get(s0 + i, n - i);
+  if constexpr (NS > 1) *r1 = m1.get(s1 + i, n - i);
 }
 
 #if defined(__AVX2__)
@@ -715,43 +747,69 @@ FASTOPT_ELEMENT uint32_t code_word(const uint8_t* c, int64_t i) {
 // word's two halves, the new states left in split buffers (the even elements' values in the first
 // half, the odd ones' in the second) for q8_encode_block_split.
 template <int NS, bool NN0, bool NN1, bool FAST, class Rule>
-__attribute__((noinline)) void q8_pairs_block(const Rule& rule, uint16_t* __restrict p, const uint16_t* __restrict g,
-                                              const uint8_t* __restrict c0, const uint8_t* __restrict c1, float f0,
-                                              float f1, float* __restrict s0, float* __restrict s1, int64_t n) {
-  const Rule r = rule;
-  const int64_t h = n / 2;
-#pragma omp simd
-  for (int64_t i = 0; i < h; ++i) {
-    const uint32_t wp = bf16_word(p, i), wg = bf16_word(g, i), w0 = code_word(c0, i);
-    const uint32_t w1 = NS > 1 ? code_word(c1, i) : 0u;
-    float pl = bf16_low(wp), ph = bf16_high(wp), gl = bf16_low(wg), gh = bf16_high(wg);
-    float al = q8_word_value<FAST, NN0, false>(w0, f0), ah = q8_word_value<FAST, NN0, true>(w0, f0);
-    float cl = NS > 1 ? q8_word_value<FAST, NN1, false>(w1, f1) : 0.0f;
-    float ch = NS > 1 ? q8_word_value<FAST, NN1, true>(w1, f1) : 0.0f;
-    float dl = 0.0f, dh = 0.0f;
-    r(pl, gl, al, cl, dl);
-    r(ph, gh, ah, ch, dh);
-    bf16_put(p, i, pl, ph, RoundNearest{}, 0, 0u);
-    s0[i] = al;
-    s0[h + i] = ah;
-    if constexpr (NS > 1) {
-      s1[i] = cl;
-      s1[h + i] = ch;
-    }
+FASTOPT_ELEMENT void q8_pairs_element(const Rule& r, uint16_t* __restrict p, const uint16_t* __restrict g,
+                                      const uint8_t* __restrict c0, const uint8_t* __restrict c1, float f0, float f1,
+                                      float* __restrict s0, float* __restrict s1, int64_t h, int64_t i) {
+  const uint32_t wp = bf16_word(p, i), wg = bf16_word(g, i), w0 = code_word(c0, i);
+  const uint32_t w1 = NS > 1 ? code_word(c1, i) : 0u;
+  float pl = bf16_low(wp), ph = bf16_high(wp), gl = bf16_low(wg), gh = bf16_high(wg);
+  float al = q8_word_value<FAST, NN0, false>(w0, f0), ah = q8_word_value<FAST, NN0, true>(w0, f0);
+  float cl = NS > 1 ? q8_word_value<FAST, NN1, false>(w1, f1) : 0.0f;
+  float ch = NS > 1 ? q8_word_value<FAST, NN1, true>(w1, f1) : 0.0f;
+  float dl = 0.0f, dh = 0.0f;
+  r(pl, gl, al, cl, dl);
+  r(ph, gh, ah, ch, dh);
+  bf16_put(p, i, pl, ph, RoundNearest{}, 0, 0u);
+  s0[i] = al;
+  s0[h + i] = ah;
+  if constexpr (NS > 1) {
+    s1[i] = cl;
+    s1[h + i] = ch;
   }
 }
+// The same walk over words (n: a multiple of 2 kQ8Width, so each half is whole vectors), the
+// range taken strip by strip as q8_direct_block takes it.
+template <int NS, bool NN0, bool NN1, bool FAST, class Rule>
+__attribute__((noinline)) void q8_pairs_block(const Rule& rule, uint16_t* __restrict p, const uint16_t* __restrict g,
+                                              const uint8_t* __restrict c0, const uint8_t* __restrict c1, float f0,
+                                              float f1, float* __restrict s0, float* __restrict s1, int64_t n,
+                                              Q8Range* r0, Q8Range* r1) {
+  const Rule r = rule;
+  const int64_t h = n / 2;
+  RangeAcc m0, m1;
+  auto take = [&](int64_t i, int64_t len) {
+    for (int64_t j = i; j < i + len; j += kQ8Width) {
+      m0.add(s0 + j);
+      m0.add(s0 + h + j);
+      if constexpr (NS > 1) {
+        m1.add(s1 + j);
+        m1.add(s1 + h + j);
+      }
+    }
+  };
+  constexpr int64_t kStrip = 2 * kQ8Width;
+  int64_t i = 0;
+  for (; i + kStrip <= h; i += kStrip) {
+#pragma omp simd
+    for (int64_t j = i; j < i + kStrip; ++j) q8_pairs_element<NS, NN0, NN1, FAST>(r, p, g, c0, c1, f0, f1, s0, s1, h, j);
+    take(i, kStrip);
+  }
+#pragma omp simd
+  for (int64_t j = i; j < h; ++j) q8_pairs_element<NS, NN0, NN1, FAST>(r, p, g, c0, c1, f0, f1, s0, s1, h, j);
+  take(i, h - i);
+  *r0 = m0.get(s0, 0);
+  if constexpr (NS > 1) *r1 = m1.get(s1, 0);
+}
 template <bool NN>
-__attribute__((noinline)) void q8_encode_block_split(const float* __restrict x, uint8_t* __restrict c,
+__attribute__((noinline)) void q8_encode_block_split(const float* __restrict x, Q8Range r, uint8_t* __restrict c,
                                                      float* __restrict absmax, int64_t n) {
-  float amax, amin;
-  block_range(x, n, &amax, &amin);
-  const float scale = amax > 0.0f ? (NN ? kQUnsigned : kQSigned) / amax : 0.0f;  // as q8_encode
+  const float scale = q8_scale<NN>(r);
   const int64_t h = n / 2;
   int64_t j = 0;
-  if (q8_all_normal<NN>(amax, amin, scale))
+  if (q8_all_normal<NN>(r.amax, r.amin, scale))
     for (; j + 2 * kQ8Width <= h; j += 2 * kQ8Width) q8_encode_split_normal<NN>(x + j, x + h + j, scale, c + 2 * j);
   for (; j < h; j += kQ8Width) q8_encode_split<NN>(x + j, x + h + j, scale, c + 2 * j);
-  *absmax = amax;
+  *absmax = r.amax;
 }
 #endif
 
@@ -769,15 +827,19 @@ constexpr bool q8_split([[maybe_unused]] int64_t n) {
 // One block of q8_sweep's rule, the new states left in s0 and s1.
 template <class PS, int NS, bool NN0, bool NN1, bool FAST, class Rule>
 void q8_rule_block(const Rule& rule, typename PS::E* p, const typename PS::E* g, uint8_t* c0, uint8_t* c1, float f0,
-                   float f1, float* s0, float* s1, int64_t n) {
+                   float f1, float* s0, float* s1, int64_t n, Q8Range* r0, Q8Range* r1) {
 #if defined(__AVX2__)
   if constexpr (PS::bits16) {
-    if (q8_split<PS>(n)) return q8_pairs_block<NS, NN0, NN1, FAST>(rule, p, g, c0, c1, f0, f1, s0, s1, n);
+    if (q8_split<PS>(n)) return q8_pairs_block<NS, NN0, NN1, FAST>(rule, p, g, c0, c1, f0, f1, s0, s1, n, r0, r1);
   }
 #endif
-  q8_direct_block<PS, NS, NN0, NN1, FAST>(rule, p, g, c0, c1, f0, f1, s0, s1, n);
+  q8_direct_block<PS, NS, NN0, NN1, FAST>(rule, p, g, c0, c1, f0, f1, s0, s1, n, r0, r1);
 }
 
+// A block's new states wait in one of two buffer pairs, with their ranges taken, while the next
+// block's rule runs, and are encoded after it: the chain from a block's last value to its codes
+// (the range's reduction, the division for the scale) then overlaps the next block's rule loop
+// instead of stalling the encode.  Blocks are disjoint, so the order changes no bits.
 template <class PS, int NS, bool NN0, bool NN1, class Rule>
 void q8_sweep(const Batch& b, const Rule& rule, int nt) {
   const Plan plan(b);
@@ -789,27 +851,41 @@ void q8_sweep(const Batch& b, const Rule& rule, int nt) {
     float* a0 = static_cast<float*>(b.slot[5][it.array]) + it.start / kQBlock;
     uint8_t* c1 = NS > 1 ? static_cast<uint8_t*>(b.slot[3][it.array]) + it.start : nullptr;
     float* a1 = NS > 1 ? static_cast<float*>(b.slot[6][it.array]) + it.start / kQBlock : nullptr;
-    alignas(64) float buf0[kQBlock], buf1[kQBlock];
+    alignas(64) float buf0[2][kQBlock], buf1[2][kQBlock];
+    Q8Range r0[2], r1[2];
+    // Encodes the waiting block q (its n values in buffer pair q & 1) at offset off.
+    auto encode = [&](int64_t q, int64_t off, int64_t n) {
+      const int h = int(q & 1);
+#if defined(__AVX2__)
+      if (q8_split<PS>(n)) {
+        q8_encode_block_split<NN0>(buf0[h], r0[h], c0 + off, a0 + q, n);
+        if constexpr (NS > 1) q8_encode_block_split<NN1>(buf1[h], r1[h], c1 + off, a1 + q, n);
+        return;
+      }
+#endif
+      q8_encode<NN0>(buf0[h], r0[h], c0 + off, a0 + q, n);
+      if constexpr (NS > 1) q8_encode<NN1>(buf1[h], r1[h], c1 + off, a1 + q, n);
+    };
+    int64_t prev_off = 0, prev_n = 0;
     for (int64_t off = 0, q = 0; off < it.len; off += kQBlock, ++q) {
       const int64_t n = it.len - off < kQBlock ? it.len - off : kQBlock;
+      const int h = int(q & 1);
       const float inv0 = a0[q] / (NN0 ? kQUnsigned : kQSigned);
       const float inv1 = NS > 1 ? a1[q] / (NN1 ? kQUnsigned : kQSigned) : 0.0f;
       const float k0 = q8_factor<NN0>(inv0), k1 = q8_factor<NN1>(inv1);
       uint8_t* d1 = NS > 1 ? c1 + off : nullptr;
+      float* s1 = NS > 1 ? buf1[h] : nullptr;
       if (q8_fast<NN0>(inv0, k0, c0 + off, n) && (NS < 2 || q8_fast<NN1>(inv1, k1, d1, n)))
-        q8_rule_block<PS, NS, NN0, NN1, true>(rule, p + off, g + off, c0 + off, d1, k0, k1, buf0, buf1, n);
+        q8_rule_block<PS, NS, NN0, NN1, true>(rule, p + off, g + off, c0 + off, d1, k0, k1, buf0[h], s1, n, &r0[h],
+                                              &r1[h]);
       else
-        q8_rule_block<PS, NS, NN0, NN1, false>(rule, p + off, g + off, c0 + off, d1, inv0, inv1, buf0, buf1, n);
-#if defined(__AVX2__)
-      if (q8_split<PS>(n)) {
-        q8_encode_block_split<NN0>(buf0, c0 + off, a0 + q, n);
-        if constexpr (NS > 1) q8_encode_block_split<NN1>(buf1, d1, a1 + q, n);
-        continue;
-      }
-#endif
-      q8_store(buf0, NN0, c0 + off, a0 + q, n);
-      if constexpr (NS > 1) q8_store(buf1, NN1, d1, a1 + q, n);
+        q8_rule_block<PS, NS, NN0, NN1, false>(rule, p + off, g + off, c0 + off, d1, inv0, inv1, buf0[h], s1, n,
+                                               &r0[h], &r1[h]);
+      if (q > 0) encode(q - 1, prev_off, prev_n);
+      prev_off = off;
+      prev_n = n;
     }
+    if (it.len > 0) encode((it.len - 1) / kQBlock, prev_off, prev_n);
   });
 }
 
