@@ -694,22 +694,45 @@ FASTOPT_ELEMENT float q8_word_value(uint32_t w, float f) {
   }
 }
 
-template <class PS, int NS, bool NN0, bool NN1, bool FAST, class Rule>
+// One element of q8_direct_block; IN: its states are already decoded into s0[i] and s1[i].
+template <class PS, int NS, bool NN0, bool NN1, bool FAST, bool IN, class Rule>
 FASTOPT_ELEMENT void q8_direct_element(const Rule& r, typename PS::E* __restrict p, const typename PS::E* __restrict g,
                                        const uint8_t* __restrict c0, const uint8_t* __restrict c1, float f0, float f1,
                                        float* __restrict s0, float* __restrict s1, int64_t i) {
   float pi = PS::load(p[i]), gi = PS::load(g[i]);
-  float a = q8_value<FAST, NN0>(c0[i], f0);
-  float c = NS > 1 ? q8_value<FAST, NN1>(c1[i], f1) : 0.0f;
+  float a = IN ? s0[i] : q8_value<FAST, NN0>(c0[i], f0);
+  float c = NS > 1 ? (IN ? s1[i] : q8_value<FAST, NN1>(c1[i], f1)) : 0.0f;
   float d = 0.0f;
   r(pi, gi, a, c, d);
   p[i] = PS::store(pi);
   s0[i] = a;
   if constexpr (NS > 1) s1[i] = c;
 }
-// The rule over a block, four vectors of elements at a time; after each strip its new states'
-// range is taken from the buffer while the strip is still in L1, into r0 and r1 (GCC vectorizes
-// a strip of one vector with narrower vectors, and its stores then cannot forward to the loads).
+#if defined(__AVX2__)
+// kQ8Width codes decoded as q8_value<true, NN> decodes them (q8_scaled times the factor f), each
+// vector of codes widened by one instruction from memory.
+template <bool NN>
+FASTOPT_ELEMENT void q8_scaled_vec(const uint8_t* c, float f, float* out) {
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+  const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c));
+  __m512i u = NN ? _mm512_slli_epi32(_mm512_cvtepu8_epi32(b), 20)
+                 : _mm512_and_si512(_mm512_slli_epi32(_mm512_cvtepi8_epi32(b), 20), _mm512_set1_epi32(int32_t(0x87ffffffu)));
+  _mm512_storeu_ps(out, _mm512_mul_ps(_mm512_castsi512_ps(u), _mm512_set1_ps(f)));
+#else
+  const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(c));
+  __m256i u = NN ? _mm256_slli_epi32(_mm256_cvtepu8_epi32(b), 20)
+                 : _mm256_and_si256(_mm256_slli_epi32(_mm256_cvtepi8_epi32(b), 20), _mm256_set1_epi32(int32_t(0x87ffffffu)));
+  _mm256_storeu_ps(out, _mm256_mul_ps(_mm256_castsi256_ps(u), _mm256_set1_ps(f)));
+#endif
+}
+#endif
+// The rule over a block, four vectors of elements at a time.  With the fast decode each strip's
+// codes are first decoded into the state buffers (q8_scaled_vec: one widening from memory per
+// vector, where GCC widened 64 codes in two steps with extractions) and the rule reads them
+// there.  After each strip its new states' range is taken from the buffer while the strip is
+// still in L1, into r0 and r1 (GCC vectorizes a strip of one vector with narrower vectors, and
+// its stores then cannot forward to the loads).  (The bfloat16 model's pairs loop decodes in the
+// rule's loop: decoding its words first was slower.)
 template <class PS, int NS, bool NN0, bool NN1, bool FAST, class Rule>
 __attribute__((noinline)) void q8_direct_block(const Rule& rule, typename PS::E* __restrict p,
                                                const typename PS::E* __restrict g, const uint8_t* __restrict c0,
@@ -722,8 +745,19 @@ __attribute__((noinline)) void q8_direct_block(const Rule& rule, typename PS::E*
 #if defined(__AVX2__)
   constexpr int64_t kStrip = 4 * kQ8Width;
   for (; i + kStrip <= n; i += kStrip) {
+    if constexpr (FAST) {
+      for (int64_t j = i; j < i + kStrip; j += kQ8Width) {
+        q8_scaled_vec<NN0>(c0 + j, f0, s0 + j);
+        if constexpr (NS > 1) q8_scaled_vec<NN1>(c1 + j, f1, s1 + j);
+      }
 #pragma omp simd
-    for (int64_t j = i; j < i + kStrip; ++j) q8_direct_element<PS, NS, NN0, NN1, FAST>(r, p, g, c0, c1, f0, f1, s0, s1, j);
+      for (int64_t j = i; j < i + kStrip; ++j)
+        q8_direct_element<PS, NS, NN0, NN1, FAST, true>(r, p, g, c0, c1, f0, f1, s0, s1, j);
+    } else {
+#pragma omp simd
+      for (int64_t j = i; j < i + kStrip; ++j)
+        q8_direct_element<PS, NS, NN0, NN1, FAST, false>(r, p, g, c0, c1, f0, f1, s0, s1, j);
+    }
     for (int64_t j = i; j < i + kStrip; j += kQ8Width) {
       m0.add(s0 + j);
       if constexpr (NS > 1) m1.add(s1 + j);
@@ -731,7 +765,7 @@ __attribute__((noinline)) void q8_direct_block(const Rule& rule, typename PS::E*
   }
 #endif
 #pragma omp simd
-  for (int64_t j = i; j < n; ++j) q8_direct_element<PS, NS, NN0, NN1, FAST>(r, p, g, c0, c1, f0, f1, s0, s1, j);
+  for (int64_t j = i; j < n; ++j) q8_direct_element<PS, NS, NN0, NN1, FAST, false>(r, p, g, c0, c1, f0, f1, s0, s1, j);
   *r0 = m0.get(s0 + i, n - i);
   if constexpr (NS > 1) *r1 = m1.get(s1 + i, n - i);
 }
