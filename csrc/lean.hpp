@@ -475,6 +475,28 @@ __attribute__((noinline)) void q8_encode(const float* __restrict x, Q8Range r, u
   q8_encode_block<NN>(x, scale, c, n, q8_all_normal<NN>(r.amax, r.amin, scale));
   *absmax = r.amax;
 }
+// Two states' blocks at once, as two q8_encode calls give them: where both are all normal, one
+// loop over both, for the two chains of conversions and packing to run side by side.
+template <bool NN0, bool NN1>
+__attribute__((noinline)) void q8_encode_two(const float* __restrict x0, Q8Range r0, uint8_t* __restrict c0,
+                                             float* __restrict a0, const float* __restrict x1, Q8Range r1,
+                                             uint8_t* __restrict c1, float* __restrict a1, int64_t n) {
+  const float k0 = q8_scale<NN0>(r0), k1 = q8_scale<NN1>(r1);
+  const bool normal0 = q8_all_normal<NN0>(r0.amax, r0.amin, k0), normal1 = q8_all_normal<NN1>(r1.amax, r1.amin, k1);
+  *a0 = r0.amax;
+  *a1 = r1.amax;
+#if defined(__AVX2__)
+  if (normal0 && normal1 && n % (4 * kQ8Width) == 0) {
+    for (int64_t i = 0; i < n; i += 4 * kQ8Width) {
+      q8_encode_normal4<NN0>(x0 + i, k0, c0 + i);
+      q8_encode_normal4<NN1>(x1 + i, k1, c1 + i);
+    }
+    return;
+  }
+#endif
+  q8_encode_block<NN0>(x0, k0, c0, n, normal0);
+  q8_encode_block<NN1>(x1, k1, c1, n, normal1);
+}
 inline void q8_store(const float* __restrict x, bool nonneg, uint8_t* __restrict c, float* __restrict absmax, int64_t n) {
   if (nonneg) q8_encode<true>(x, q8_range(x, n), c, absmax, n);
   else q8_encode<false>(x, q8_range(x, n), c, absmax, n);
@@ -897,8 +919,8 @@ void q8_sweep(const Batch& b, const Rule& rule, int nt) {
         return;
       }
 #endif
-      q8_encode<NN0>(buf0[h], r0[h], c0 + off, a0 + q, n);
-      if constexpr (NS > 1) q8_encode<NN1>(buf1[h], r1[h], c1 + off, a1 + q, n);
+      if constexpr (NS > 1) q8_encode_two<NN0, NN1>(buf0[h], r0[h], c0 + off, a0 + q, buf1[h], r1[h], c1 + off, a1 + q, n);
+      else q8_encode<NN0>(buf0[h], r0[h], c0 + off, a0 + q, n);
     };
     int64_t prev_off = 0, prev_n = 0;
     for (int64_t off = 0, q = 0; off < it.len; off += kQBlock, ++q) {
