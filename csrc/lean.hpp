@@ -748,13 +748,14 @@ FASTOPT_ELEMENT void q8_scaled_vec(const uint8_t* c, float f, float* out) {
 #endif
 }
 #endif
-// The rule over a block, four vectors of elements at a time.  With the fast decode each strip's
-// codes are first decoded into the state buffers (q8_scaled_vec: one widening from memory per
-// vector, where GCC widened 64 codes in two steps with extractions) and the rule reads them
-// there.  After each strip its new states' range is taken from the buffer while the strip is
-// still in L1, into r0 and r1 (GCC vectorizes a strip of one vector with narrower vectors, and
-// its stores then cannot forward to the loads).  (The bfloat16 model's pairs loop decodes in the
-// rule's loop: decoding its words first was slower.)
+// The rule over a block, its new states' ranges into r0 and r1.  A block with the fast decode
+// goes four vectors of elements at a time: each strip's codes are first decoded into the state
+// buffers (q8_scaled_vec: one widening from memory per vector, where GCC widened 64 codes in two
+// steps with extractions) and the rule reads them there; after each strip its new states' range
+// is taken from the buffer while the strip is still in L1 (GCC vectorizes a strip of one vector
+// with narrower vectors, and its stores then cannot forward to the loads).  The rest of it (a
+// short last block) and a block with the slow decode take one loop, then the ranges.  (The
+// bfloat16 model's pairs loop decodes in the rule's loop: decoding its words first was slower.)
 template <class PS, int NS, bool NN0, bool NN1, bool FAST, class Rule>
 __attribute__((noinline)) void q8_direct_block(const Rule& rule, typename PS::E* __restrict p,
                                                const typename PS::E* __restrict g, const uint8_t* __restrict c0,
@@ -762,34 +763,37 @@ __attribute__((noinline)) void q8_direct_block(const Rule& rule, typename PS::E*
                                                float* __restrict s0, float* __restrict s1, int64_t n,
                                                Q8Range* r0, Q8Range* r1) {
   const Rule r = rule;
-  RangeAcc m0, m1;
   int64_t i = 0;
+  if constexpr (FAST) {  // the usual block
 #if defined(__AVX2__)
-  constexpr int64_t kStrip = 4 * kQ8Width;
-  for (; i + kStrip <= n; i += kStrip) {
-    if constexpr (FAST) {
+    RangeAcc m0, m1;
+    constexpr int64_t kStrip = 4 * kQ8Width;
+    for (; i + kStrip <= n; i += kStrip) {
       for (int64_t j = i; j < i + kStrip; j += kQ8Width) {
         q8_scaled_vec<NN0>(c0 + j, f0, s0 + j);
         if constexpr (NS > 1) q8_scaled_vec<NN1>(c1 + j, f1, s1 + j);
       }
 #pragma omp simd
       for (int64_t j = i; j < i + kStrip; ++j)
-        q8_direct_element<PS, NS, NN0, NN1, FAST, true>(r, p, g, c0, c1, f0, f1, s0, s1, j);
-    } else {
-#pragma omp simd
-      for (int64_t j = i; j < i + kStrip; ++j)
-        q8_direct_element<PS, NS, NN0, NN1, FAST, false>(r, p, g, c0, c1, f0, f1, s0, s1, j);
+        q8_direct_element<PS, NS, NN0, NN1, true, true>(r, p, g, c0, c1, f0, f1, s0, s1, j);
+      for (int64_t j = i; j < i + kStrip; j += kQ8Width) {
+        m0.add(s0 + j);
+        if constexpr (NS > 1) m1.add(s1 + j);
+      }
     }
-    for (int64_t j = i; j < i + kStrip; j += kQ8Width) {
-      m0.add(s0 + j);
-      if constexpr (NS > 1) m1.add(s1 + j);
+    if (i == n) {
+      *r0 = m0.get(s0, 0);
+      if constexpr (NS > 1) *r1 = m1.get(s1, 0);
+      return;
     }
-  }
 #endif
+  }
+  // The rest (a short last block, the slow decode, no vector instructions): one loop, then the
+  // ranges of the whole block.
 #pragma omp simd
   for (int64_t j = i; j < n; ++j) q8_direct_element<PS, NS, NN0, NN1, FAST, false>(r, p, g, c0, c1, f0, f1, s0, s1, j);
-  *r0 = m0.get(s0 + i, n - i);
-  if constexpr (NS > 1) *r1 = m1.get(s1 + i, n - i);
+  *r0 = q8_range(s0, n);
+  if constexpr (NS > 1) *r1 = q8_range(s1, n);
 }
 
 #if defined(__AVX2__)
@@ -824,7 +828,8 @@ FASTOPT_ELEMENT void q8_pairs_element(const Rule& r, uint16_t* __restrict p, con
   }
 }
 // The same walk over words (n: a multiple of 2 kQ8Width, so each half is whole vectors), the
-// range taken strip by strip as q8_direct_block takes it.
+// ranges taken strip by strip as q8_direct_block takes them where the block has the fast decode
+// and whole strips, else after one loop.
 template <int NS, bool NN0, bool NN1, bool FAST, class Rule>
 __attribute__((noinline)) void q8_pairs_block(const Rule& rule, uint16_t* __restrict p, const uint16_t* __restrict g,
                                               const uint8_t* __restrict c0, const uint8_t* __restrict c1, float f0,
@@ -832,29 +837,29 @@ __attribute__((noinline)) void q8_pairs_block(const Rule& rule, uint16_t* __rest
                                               Q8Range* r0, Q8Range* r1) {
   const Rule r = rule;
   const int64_t h = n / 2;
-  RangeAcc m0, m1;
-  auto take = [&](int64_t i, int64_t len) {
-    for (int64_t j = i; j < i + len; j += kQ8Width) {
-      m0.add(s0 + j);
-      m0.add(s0 + h + j);
-      if constexpr (NS > 1) {
-        m1.add(s1 + j);
-        m1.add(s1 + h + j);
+  constexpr int64_t kStrip = 2 * kQ8Width;
+  if (FAST && h % kStrip == 0) {  // the usual block
+    RangeAcc m0, m1;
+    for (int64_t i = 0; i < h; i += kStrip) {
+#pragma omp simd
+      for (int64_t j = i; j < i + kStrip; ++j) q8_pairs_element<NS, NN0, NN1, FAST>(r, p, g, c0, c1, f0, f1, s0, s1, h, j);
+      for (int64_t j = i; j < i + kStrip; j += kQ8Width) {
+        m0.add(s0 + j);
+        m0.add(s0 + h + j);
+        if constexpr (NS > 1) {
+          m1.add(s1 + j);
+          m1.add(s1 + h + j);
+        }
       }
     }
-  };
-  constexpr int64_t kStrip = 2 * kQ8Width;
-  int64_t i = 0;
-  for (; i + kStrip <= h; i += kStrip) {
-#pragma omp simd
-    for (int64_t j = i; j < i + kStrip; ++j) q8_pairs_element<NS, NN0, NN1, FAST>(r, p, g, c0, c1, f0, f1, s0, s1, h, j);
-    take(i, kStrip);
+    *r0 = m0.get(s0, 0);
+    if constexpr (NS > 1) *r1 = m1.get(s1, 0);
+    return;
   }
 #pragma omp simd
-  for (int64_t j = i; j < h; ++j) q8_pairs_element<NS, NN0, NN1, FAST>(r, p, g, c0, c1, f0, f1, s0, s1, h, j);
-  take(i, h - i);
-  *r0 = m0.get(s0, 0);
-  if constexpr (NS > 1) *r1 = m1.get(s1, 0);
+  for (int64_t j = 0; j < h; ++j) q8_pairs_element<NS, NN0, NN1, FAST>(r, p, g, c0, c1, f0, f1, s0, s1, h, j);
+  *r0 = q8_range(s0, n);
+  if constexpr (NS > 1) *r1 = q8_range(s1, n);
 }
 template <bool NN>
 __attribute__((noinline)) void q8_encode_block_split(const float* __restrict x, Q8Range r, uint8_t* __restrict c,
