@@ -914,9 +914,10 @@ void q8_sweep(const Batch& b, const Rule& rule, int nt) {
     float* a1 = NS > 1 ? static_cast<float*>(b.slot[6][it.array]) + it.start / kQBlock : nullptr;
     alignas(64) float buf0[2][kQBlock], buf1[2][kQBlock];
     Q8Range r0[2], r1[2];
-    // Encodes the waiting block q (its n values in buffer pair q & 1) at offset off.
-    auto encode = [&](int64_t q, int64_t off, int64_t n) {
+    // Encodes the waiting block q (its values in buffer pair q & 1).
+    auto encode = [&](int64_t q) {
       const int h = int(q & 1);
+      const int64_t off = q * kQBlock, n = it.len - off < kQBlock ? it.len - off : kQBlock;
 #if defined(__AVX2__)
       if (q8_split<PS>(n)) {
         q8_encode_block_split<NN0>(buf0[h], r0[h], c0 + off, a0 + q, n);
@@ -927,7 +928,6 @@ void q8_sweep(const Batch& b, const Rule& rule, int nt) {
       if constexpr (NS > 1) q8_encode_two<NN0, NN1>(buf0[h], r0[h], c0 + off, a0 + q, buf1[h], r1[h], c1 + off, a1 + q, n);
       else q8_encode<NN0>(buf0[h], r0[h], c0 + off, a0 + q, n);
     };
-    int64_t prev_off = 0, prev_n = 0;
     for (int64_t off = 0, q = 0; off < it.len; off += kQBlock, ++q) {
       const int64_t n = it.len - off < kQBlock ? it.len - off : kQBlock;
       const int h = int(q & 1);
@@ -942,11 +942,9 @@ void q8_sweep(const Batch& b, const Rule& rule, int nt) {
       else
         q8_rule_block<PS, NS, NN0, NN1, false>(rule, p + off, g + off, c0 + off, d1, inv0, inv1, buf0[h], s1, n,
                                                &r0[h], &r1[h]);
-      if (q > 0) encode(q - 1, prev_off, prev_n);
-      prev_off = off;
-      prev_n = n;
+      if (q > 0) encode(q - 1);
     }
-    if (it.len > 0) encode((it.len - 1) / kQBlock, prev_off, prev_n);
+    if (it.len > 0) encode((it.len - 1) / kQBlock);
   });
 }
 
