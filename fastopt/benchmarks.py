@@ -297,11 +297,16 @@ def _timing(samples: List[float], calls: int) -> Timing:
 
 
 def time_interleaved(fns: Dict[str, Callable[[], object]], rounds: int = 7, min_time: float = 0.3,
-                     warmup: int = 2, seed: int = 0) -> Dict[str, Timing]:
+                     warmup: int = 2, seed: int = 0, settle: bool = True) -> Dict[str, Timing]:
     """Every callable timed in ``rounds`` rounds, each round all of them in a new (seeded) random
     order, so that a slower or faster moment of a shared machine falls on every peer alike: one
     sample per peer and round, of enough calls for ``min_time / rounds`` seconds (at least 0.1 ms,
-    for the clock).  Best and median are per call; the spread is over the rounds."""
+    for the clock).  Best and median are per call; the spread is over the rounds.
+
+    ``settle``: each sample starts after one untimed call of the same peer, so that no peer pays
+    for what the one before it left behind: torch's OpenMP workers spin for milliseconds after a
+    torch step and share the cores with the next peer's threads (a 64M-element 8-bit step on 2
+    cores took 27.3 ms right after torch's fused step and 23.3 ms right after itself)."""
     inner = {}
     for name, fn in fns.items():
         for _ in range(warmup):
@@ -317,6 +322,8 @@ def time_interleaved(fns: Dict[str, Callable[[], object]], rounds: int = 7, min_
         rng.shuffle(order)
         for name in order:
             fn, k = fns[name], inner[name]
+            if settle:
+                fn()
             t0 = time.perf_counter()
             for _ in range(k):
                 fn()

@@ -5,7 +5,8 @@ bandwidth probe moving the same bytes.
 
 Every peer works on its own arrays of n elements, prepared once (fastopt's state placed as its
 optimizer classes place it, :func:`fastopt.precision.staggered`); the peers are interleaved round
-by round and the median of the rounds is reported.  ``torch-fused (A/A)`` is torch's fused Adam
+by round, each round in a new order, each timed step right after an untimed step of the same peer
+(:func:`fastopt.benchmarks.time_interleaved`), and the median of the rounds is reported.  ``torch-fused (A/A)`` is torch's fused Adam
 timed twice as two peers: their ratio says how noisy the machine is.  ``fastopt bench --lean``
 prints the table; ``bench/test_bench_lean.py`` runs the same peers under pytest-benchmark.
 
@@ -18,14 +19,13 @@ two states with no rule: what the codes cost.
 """
 from __future__ import annotations
 
-import statistics
-import time
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
 
 from . import _core, functional as F
+from .benchmarks import time_interleaved
 from .precision import BLOCK, empty_8bit, staggered
 
 
@@ -148,18 +148,15 @@ def peers(n: int, include: Optional[List[str]] = None) -> List[Peer]:
 
 
 def run(n: int = 64 * 2**20, rounds: int = 7, include: Optional[List[str]] = None) -> List[Dict[str, object]]:
-    """Median seconds per step of every peer, interleaved over ``rounds``, with the ratio to
-    torch's fused Adam on the same model dtype and the fraction of the same-bytes probe."""
+    """Median seconds per step of every peer, interleaved over ``rounds`` (each round in a new
+    seeded order, each timed step right after an untimed one of the same peer:
+    :func:`fastopt.benchmarks.time_interleaved`), with the ratio to torch's fused Adam on the same
+    model dtype and the fraction of the same-bytes probe."""
     ps = peers(n, include)
-    for p in ps:  # first steps: allocation, bitsandbytes' quantization maps
-        p.step()
-    times: Dict[str, List[float]] = {p.name: [] for p in ps}
-    for _ in range(rounds):
-        for p in ps:
-            t0 = time.perf_counter()
-            p.step()
-            times[p.name].append(time.perf_counter() - t0)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    # a sample: one step, or as many as 0.1 ms takes (min_time 0); the warm-up steps allocate, and
+    # bitsandbytes builds its maps
+    timing = time_interleaved({p.name: p.step for p in ps}, rounds=rounds, min_time=0.0, warmup=1)
+    med = {k: t.median for k, t in timing.items()}
     rows = []
     for p in ps:
         torch_ref = med.get(f"torch-fused {p.model} model")

@@ -315,17 +315,24 @@ def test_time_interleaved_shuffles_the_peers_each_round():
     def peer(name, seconds):
         return lambda: (calls.append(name), time.sleep(seconds))
 
-    # every call over 0.1 ms: one call a sample, so each round is one call of each peer
+    # every call over 0.1 ms: one call a sample, so each round is one call of each peer, with
+    # settle=False alone and else right after an untimed call of the same peer
     fns = {name: peer(name, 2e-4) for name in "abcd"}
     fns["slow"] = peer("slow", 3e-3)
-    out = B.time_interleaved(fns, rounds=6, min_time=0.0, warmup=1)
-    assert set(out) == set(fns)
-    timed = calls[2 * len(fns):]  # after each peer's warm-up and trial call
-    rounds = [timed[k * len(fns):(k + 1) * len(fns)] for k in range(6)]
-    assert len(timed) == 6 * len(fns) and all(sorted(r) == sorted(fns) for r in rounds)
-    assert len({tuple(r) for r in rounds}) > 1  # a new order each round (seeded)
-    assert out["slow"].reps == 6 and out["slow"].best >= 3e-3 and out["slow"].median >= out["slow"].best
-    assert all(out[n].median < out["slow"].median for n in "abcd")
+    for settle, per_sample in ((False, 1), (True, 2)):
+        calls.clear()
+        out = B.time_interleaved(fns, rounds=6, min_time=0.0, warmup=1, settle=settle)
+        assert set(out) == set(fns)
+        timed = calls[2 * len(fns):]  # after each peer's warm-up and trial call
+        assert len(timed) == 6 * len(fns) * per_sample
+        samples = [timed[k:k + per_sample] for k in range(0, len(timed), per_sample)]
+        assert all(len(set(s)) == 1 for s in samples)  # a settling call is the same peer's
+        order = [s[0] for s in samples]
+        rounds = [order[k * len(fns):(k + 1) * len(fns)] for k in range(6)]
+        assert all(sorted(r) == sorted(fns) for r in rounds)
+        assert len({tuple(r) for r in rounds}) > 1  # a new order each round (seeded)
+        assert out["slow"].reps == 6 and out["slow"].best >= 3e-3 and out["slow"].median >= out["slow"].best
+        assert all(out[n].median < out["slow"].median for n in "abcd")
 
 
 def test_lean_bench_command_runs(tmp_path, capsys):
