@@ -6,8 +6,9 @@ bandwidth probe moving the same bytes.
 Every peer works on its own arrays of n elements, prepared once (fastopt's state placed as its
 optimizer classes place it, :func:`fastopt.precision.staggered`); the peers are interleaved round
 by round, each round in a new order, each timed step right after an untimed step of the same peer
-(:func:`fastopt.benchmarks.time_interleaved`), and the median of the rounds is reported.  ``torch-fused (A/A)`` is torch's fused Adam
-timed twice as two peers: their ratio says how noisy the machine is.  ``fastopt bench --lean``
+(:func:`fastopt.benchmarks.time_interleaved`), and the median of the rounds is reported.
+``torch-fused (A/A)`` is torch's fused Adam timed twice as two peers: their ratio says how noisy
+the machine is.  ``fastopt bench --lean``
 prints the table; ``bench/test_bench_lean.py`` runs the same peers under pytest-benchmark.
 
 Bytes per element (read + written): a float32 model's Adam moves params 4+4, grads 4 and two
