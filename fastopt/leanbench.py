@@ -3,10 +3,14 @@ state, on a float32 model and on a bfloat16 model (also with stochastic rounding
 training runs), against torch's fused Adam, bitsandbytes' 8-bit Adam (where it installs) and the
 bandwidth probe moving the same bytes.
 
-Every peer works on its own arrays of n elements, prepared once (fastopt's state placed as its
-optimizer classes place it, :func:`fastopt.precision.staggered`); the peers are interleaved round
-by round, each round in a new order, each timed step right after an untimed step of the same peer
-(:func:`fastopt.benchmarks.time_interleaved`), and the median of the rounds is reported.
+Every peer works on its own arrays of n elements, prepared once: fastopt's parameters and
+gradients placed as its MLP places them and its state as its optimizer classes place it
+(:func:`fastopt.precision.staggered`: on a cache line, apart from each other), torch's tensors
+where torch's allocator puts them.  One more row runs the float32 model's 8-bit step on arrays as
+NumPy places them (16 bytes past a cache line), as a NumPy user's own arrays lie, against the same
+probe.  The peers are interleaved round by round, each round in a new order, each timed step right
+after an untimed step of the same peer (:func:`fastopt.benchmarks.time_interleaved`), and the
+median of the rounds is reported.
 ``torch-fused (A/A)`` is torch's fused Adam timed twice as two peers: their ratio says how noisy
 the machine is.  ``fastopt bench --lean``
 prints the table; ``bench/test_bench_lean.py`` runs the same peers under pytest-benchmark.
@@ -50,11 +54,16 @@ def moved_bytes(model: str, state: str) -> float:
     return 3 * p + 2 * state_bytes(state)
 
 
-def _adam_arrays(n: int, model: str, state: str, rng: np.random.Generator):
+def _adam_arrays(n: int, model: str, state: str, rng: np.random.Generator, numpy_placement: bool = False):
+    """Parameters and gradients placed as fastopt's MLP places them (or, ``numpy_placement``, as
+    NumPy places a new array: from 1 MiB up, 16 bytes past a cache line), and Adam's two states."""
+    from .nn.mlp import PARAM_SLOT
     from .precision import bfloat16
     dtype = np.float32 if model == "float32" else bfloat16()
     p = rng.standard_normal(n, dtype=np.float32).astype(dtype)
     g = (rng.standard_normal(n, dtype=np.float32) * 0.01).astype(dtype)
+    if not numpy_placement:
+        p, g = _placed(p, PARAM_SLOT), _placed(g, PARAM_SLOT + 1)
     if state == "int8":
         s = [empty_8bit(n, slot=0), empty_8bit(n, nonneg=True, slot=1)]
     else:  # allocated as the optimizer classes allocate their state
@@ -62,6 +71,12 @@ def _adam_arrays(n: int, model: str, state: str, rng: np.random.Generator):
         for a in s:
             a[...] = 0
     return p, g, s
+
+
+def _placed(x: np.ndarray, slot: int) -> np.ndarray:
+    out = staggered(x.size, x.dtype, slot)
+    out[...] = x
+    return out
 
 
 def peers(n: int, include: Optional[List[str]] = None) -> List[Peer]:
@@ -102,6 +117,15 @@ def peers(n: int, include: Optional[List[str]] = None) -> List[Peer]:
                             seed=counter["t"])
                 out.append(Peer(sname, model, state, moved_bytes(model, state), f"probe {model} model, {state} state",
                                 sr_step))
+            nname = f"fastopt {model} model, {state} state, NumPy's placement"
+            if model == "float32" and state == "int8" and want(nname):  # a NumPy user's own arrays
+                p, g, s = _adam_arrays(n, model, state, rng, numpy_placement=True)
+
+                def np_step(p=p, g=g, s=s) -> None:
+                    counter["t"] += 1
+                    F.adam_(p, g, s[0], s[1], step=counter["t"] + 10, lr=1e-3)
+                out.append(Peer(nname, model, state, moved_bytes(model, state), f"probe {model} model, {state} state",
+                                np_step))
             cname = f"8-bit conversions, {model} model (no rule)"
             if state == "int8" and want(cname):  # what decoding and encoding two 8-bit states cost
                 p, g, _ = _adam_arrays(n, model, state, rng)
@@ -118,7 +142,7 @@ def peers(n: int, include: Optional[List[str]] = None) -> List[Peer]:
             name = f"{label} {model} model"
             if not want(name):
                 continue
-            t = torch.from_numpy(rng.standard_normal(n, dtype=np.float32)).to(getattr(torch, model))
+            t = torch.from_numpy(rng.standard_normal(n, dtype=np.float32)).to(getattr(torch, model), copy=True)
             t.grad = (torch.randn(n) * 0.01).to(t.dtype)
             opt = torch.optim.Adam([t], lr=1e-3, fused=True)
             out.append(Peer(name, model, model, moved_bytes(model, model), f"probe {model} model, {model} state",
@@ -128,7 +152,7 @@ def peers(n: int, include: Optional[List[str]] = None) -> List[Peer]:
             name = f"fastopt.torch float32 model, {state} state"
             if not want(name):
                 continue
-            t = torch.from_numpy(rng.standard_normal(n, dtype=np.float32))
+            t = torch.from_numpy(rng.standard_normal(n, dtype=np.float32)).clone()  # in torch's memory
             t.grad = torch.randn(n) * 0.01
             opt = ft.Adam([t], lr=1e-3, state_dtype=state)
             out.append(Peer(name, "float32", state, moved_bytes("float32", state), f"probe float32 model, {state} state",
@@ -140,7 +164,7 @@ def peers(n: int, include: Optional[List[str]] = None) -> List[Peer]:
             except Exception:  # not installed, or no CPU build here
                 bnb = None
             if bnb is not None:
-                t = torch.nn.Parameter(torch.from_numpy(rng.standard_normal(n, dtype=np.float32)))
+                t = torch.nn.Parameter(torch.from_numpy(rng.standard_normal(n, dtype=np.float32)).clone())
                 t.grad = torch.randn(n) * 0.01
                 opt = bnb.optim.Adam8bit([t], lr=1e-3, min_8bit_size=0)
                 out.append(Peer(name, "float32", "int8", moved_bytes("float32", "int8"),

@@ -344,4 +344,20 @@ def test_lean_bench_command_runs(tmp_path, capsys):
     assert rows["fastopt float32 model, int8 state"]["state_bytes_per_param"] == 2.03125
     assert rows["fastopt float32 model, bfloat16 state"]["bytes_per_element"] == 20.0
     assert rows["fastopt float32 model, float32 state"]["of_probe"] > 0
+    assert rows["fastopt float32 model, int8 state, NumPy's placement"]["of_probe"] > 0
     assert "vs torch" in capsys.readouterr().out
+
+
+def test_lean_bench_places_arrays_as_fastopt_and_numpy_do():
+    """fastopt's peers get parameters and gradients as the MLP places them (on a cache line, the
+    MLP's slots); the NumPy row gets the arrays NumPy made."""
+    pytest.importorskip("ml_dtypes")
+    from fastopt import leanbench as L
+    from fastopt.precision import CACHE_LINE
+    rng = np.random.default_rng(0)
+    n = 1 << 19  # 2 MiB of float32: moved by the stagger
+    p, g, s = L._adam_arrays(n, "float32", "int8", rng)
+    assert p.ctypes.data % CACHE_LINE == 0 and g.ctypes.data % CACHE_LINE == 0
+    assert p.base is not None and g.base is not None  # views into staggered allocations
+    q, h, _ = L._adam_arrays(n, "float32", "int8", rng, numpy_placement=True)
+    assert q.base is None and h.base is None and q.dtype == np.float32

@@ -10,9 +10,14 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .. import precision as _precision
 from .. import threads as _threads
 from .fused import FUSED_ACTIVATIONS, act_backward_, bias_act_, softmax_xent_
 from .losses import LOSSES, REGRESSION_LOSSES, _log_softmax, _one_hot, sigmoid, softmax
+
+#: the :func:`fastopt.precision.staggered` slots of the parameters and the gradients (the
+#: optimizers' state takes 0 to 3)
+PARAM_SLOT = 4
 
 ACTIVATIONS = ("relu", "tanh", "sigmoid", "identity", "softmax", "exp")
 
@@ -93,8 +98,11 @@ class MLP:
             shapes.append((fan_in, layer.units))
             fan_in = layer.units
         total = sum(i * o + o for i, o in shapes)
-        self.params = np.zeros(total, self.dtype)
-        self.grads = np.zeros(total, self.dtype)
+        # placed as the optimizers place their state (on a cache line, apart from the other buffers)
+        self.params = _precision.staggered(total, self.dtype, PARAM_SLOT)
+        self.grads = _precision.staggered(total, self.dtype, PARAM_SLOT + 1)
+        self.params[...] = 0
+        self.grads[...] = 0
         self.W: List[np.ndarray] = []
         self.b: List[np.ndarray] = []
         self.dW: List[np.ndarray] = []
