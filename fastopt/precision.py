@@ -98,7 +98,7 @@ def staggered(n: int, dtype: Any, slot: int) -> np.ndarray:
     an update walking five of them at once then loses up to a third of its speed to conflicts in
     the memory system (measured: Adam over 64M bfloat16 elements, 41 ms with aligned buffers, 26 ms
     with the state buffers moved).  NumPy starts a large array 16 bytes past a cache line, which
-    makes the 8-bit Adam step over 64M float32 parameters and gradients there 5-9% slower than over
+    makes the 8-bit Adam step over 64M float32 parameters and gradients there 4-12% slower than over
     arrays from here.  The optimizers allocate their state this way, and the MLP its parameters and
     gradients."""
     dtype = np.dtype(dtype)
