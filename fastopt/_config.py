@@ -89,7 +89,7 @@ def config() -> Dict[str, Any]:
         "thread_pool": {"workers": pool["workers"], "spin_us": pool["spin_us"], "max_threads": pool["max_threads"]},
         "alias_walk": _core._alias_walk(),
         "state_memory": {"huge_pages": P._huge_pages(), "huge_min_bytes": P.HUGE_MIN,
-                         "stagger_min_bytes": P.STAGGER_MIN},
+                         "stagger_min_bytes": P.STAGGER_MIN, "alignment": P.CACHE_LINE},
         "machine": platform.machine(),
         "python": platform.python_version(),
     }
@@ -110,5 +110,6 @@ def show_config() -> None:
     m = c["state_memory"]
     where = (f"from {m['huge_min_bytes'] >> 20} MiB in transparent huge pages (madvise)" if m["huge_pages"]
              else "ordinary pages (transparent huge pages off or unavailable)")
-    print(f"  state memory    : optimizer state {where}; buffers from {m['stagger_min_bytes'] >> 20} MiB staggered")
+    print(f"  state memory    : optimizer state and MLP parameters {where}; every buffer on a "
+          f"{m['alignment']}-byte boundary, from {m['stagger_min_bytes'] >> 20} MiB staggered")
     print(f"  machine         : {c['machine']}, Python {c['python']}")

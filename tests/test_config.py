@@ -18,8 +18,10 @@ def test_show_config(capsys):
     assert c["thread_pool"]["max_threads"] == 1024 and c["thread_pool"]["spin_us"] >= 0
     from fastopt import precision as P
     m = c["state_memory"]
-    assert m == {"huge_pages": P._huge_pages(), "huge_min_bytes": P.HUGE_MIN, "stagger_min_bytes": P.STAGGER_MIN}
+    assert m == {"huge_pages": P._huge_pages(), "huge_min_bytes": P.HUGE_MIN, "stagger_min_bytes": P.STAGGER_MIN,
+                 "alignment": 64}
     assert "state memory" in out and ("huge pages (madvise)" in out) == m["huge_pages"]
+    assert "every buffer on a 64-byte boundary" in out
 
 
 def test_best_isa_by_default():
