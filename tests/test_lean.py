@@ -795,7 +795,8 @@ def test_mlp_parameters_and_gradients_are_placed_as_the_state():
     model = M.MLP(600, [M.Dense(512), M.Dense(10, "softmax")], seed=0)  # about 1.2 MiB of float32 each
     for flat, slot in ((model.params, M.PARAM_SLOT), (model.grads, M.PARAM_SLOT + 1)):
         assert flat.ctypes.data % P.CACHE_LINE == 0 and flat.dtype == np.float32
-        assert P.stagger_shift(flat.size, 4, slot) == (slot + 1) * 8320 // 4
+        off = flat.ctypes.data - flat.base.ctypes.data  # into its allocation: under a line, then the slot's shift
+        assert off - off % P.CACHE_LINE == (slot + 1) * 8320
     assert np.array_equal(model.grads, np.zeros_like(model.grads))
     model.W[0][0, 0] = 3.0
     model.dW[1][2, 3] = 5.0
