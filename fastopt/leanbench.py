@@ -89,17 +89,21 @@ def peers(n: int, include: Optional[List[str]] = None) -> List[Peer]:
     def want(name: str) -> bool:
         return include is None or name in include
 
+    def adam_step(arrays, stochastic: bool = False) -> Callable[[], None]:
+        p, g, s = arrays
+
+        def step() -> None:
+            counter["t"] += 1
+            extra = {"stochastic_rounding": True, "seed": counter["t"]} if stochastic else {}
+            F.adam_(p, g, s[0], s[1], step=counter["t"] + 10, lr=1e-3, **extra)
+        return step
+
     for model in ("float32", "bfloat16"):
         for state in ("float32", "bfloat16", "int8"):
             name = f"fastopt {model} model, {state} state"
             if want(name):
-                p, g, s = _adam_arrays(n, model, state, rng)
-
-                def step(p=p, g=g, s=s) -> None:
-                    counter["t"] += 1
-                    F.adam_(p, g, s[0], s[1], step=counter["t"] + 10, lr=1e-3)
                 out.append(Peer(name, model, state, moved_bytes(model, state), f"probe {model} model, {state} state",
-                                step))
+                                adam_step(_adam_arrays(n, model, state, rng))))
             pname = f"probe {model} model, {state} state"
             if want(pname):
                 p, g, s = _adam_arrays(n, model, "bfloat16" if state == "int8" else state, rng)
@@ -109,23 +113,12 @@ def peers(n: int, include: Optional[List[str]] = None) -> List[Peer]:
                                 lambda p=p, g=g, s=s: _core.stream_(p, g, s, 0.0)))
             sname = f"fastopt {model} model, {state} state, stochastic rounding"
             if model == "bfloat16" and state != "int8" and want(sname):  # pure bfloat16 training's rounding
-                p, g, s = _adam_arrays(n, model, state, rng)
-
-                def sr_step(p=p, g=g, s=s) -> None:
-                    counter["t"] += 1
-                    F.adam_(p, g, s[0], s[1], step=counter["t"] + 10, lr=1e-3, stochastic_rounding=True,
-                            seed=counter["t"])
                 out.append(Peer(sname, model, state, moved_bytes(model, state), f"probe {model} model, {state} state",
-                                sr_step))
+                                adam_step(_adam_arrays(n, model, state, rng), stochastic=True)))
             nname = f"fastopt {model} model, {state} state, NumPy's placement"
             if model == "float32" and state == "int8" and want(nname):  # a NumPy user's own arrays
-                p, g, s = _adam_arrays(n, model, state, rng, numpy_placement=True)
-
-                def np_step(p=p, g=g, s=s) -> None:
-                    counter["t"] += 1
-                    F.adam_(p, g, s[0], s[1], step=counter["t"] + 10, lr=1e-3)
                 out.append(Peer(nname, model, state, moved_bytes(model, state), f"probe {model} model, {state} state",
-                                np_step))
+                                adam_step(_adam_arrays(n, model, state, rng, numpy_placement=True))))
             cname = f"8-bit conversions, {model} model (no rule)"
             if state == "int8" and want(cname):  # what decoding and encoding two 8-bit states cost
                 p, g, _ = _adam_arrays(n, model, state, rng)
