@@ -109,6 +109,26 @@ class Problem:
         return self.elements * bytes_per_element(self.rule, np.dtype(self.dtype).itemsize)
 
 
+#: the page size whose offsets decide 4K aliasing (README, "On a 16-core Intel Xeon")
+PAGE = 4096
+
+
+def placement(pr: Problem, fns: Optional[Dict[str, Callable[[], object]]] = None) -> Dict[str, object]:
+    """Where each array of a case starts, in bytes modulo a 4 KiB page: the parameters, gradients
+    and states (one list per state, one entry per array), and the states of ``fns``'
+    ``fastopt.torch`` peer where it has one.  A step's speed on some CPUs depends on these (4K
+    aliasing), and NumPy's allocator places the parameters and gradients where it happens to."""
+    off = lambda arrays: [int(a.ctypes.data % PAGE) for a in arrays]  # noqa: E731
+    out: Dict[str, object] = {"params": off(pr.params), "grads": off(pr.grads),
+                              "states": [off(s) for s in pr.states]}
+    opt = getattr((fns or {}).get("fastopt.torch"), "__self__", None)
+    if opt is not None:  # fastopt.torch keeps a state of its own
+        per_param = [opt.state.get(p, {}) for g in opt.param_groups for p in g["params"]]
+        names = [k for k, v in per_param[0].items() if getattr(v, "numel", lambda: 0)() > 1] if per_param else []
+        out["fastopt.torch states"] = [[int(st[k].data_ptr() % PAGE) for st in per_param] for k in names]
+    return out
+
+
 def fastopt_step(pr: Problem, **extra) -> Callable[[], object]:
     fn = RULES[pr.rule][0]
     kw = dict(_kernel_hyper(pr), **extra)

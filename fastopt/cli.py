@@ -176,6 +176,7 @@ def bench_main(args: argparse.Namespace) -> int:
                 fns[peer] = fn
                 if peer == "fastopt":
                     fns[AA] = B.make_peer(pr, peer)
+        row["placement"] = B.placement(pr, fns)  # bytes modulo 4 KiB: what 4K aliasing depends on
         for peer, t in B.time_interleaved(fns, rounds=rounds, min_time=args.min_time).items():
             row["peers"][peer] = {"best_s": t.best, "median_s": t.median, "spread": t.spread, "reps": t.reps,
                                   "GBps": pr.bytes / t.best / 1e9}

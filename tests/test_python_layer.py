@@ -305,6 +305,37 @@ def test_bench_command_runs(tmp_path, capsys):
     # interleaved rounds (3 with --quick) and fastopt timed twice, an A/A control
     assert all(r["rounds"] == 3 and "fastopt (A/A)" in r["peers"] for r in data["results"])
     assert "fastopt (A/A)" in capsys.readouterr().out
+    # each array's start modulo 4 KiB: one entry per array, one list per state (Adam 2, SGD 1)
+    for r in data["results"]:
+        where = r["placement"]
+        assert len(where["params"]) == len(where["grads"]) == r["arrays"]
+        assert len(where["states"]) == {"adam": 2, "sgd": 1}[r["rule"]]
+        offsets = where["params"] + where["grads"] + sum(where["states"], [])
+        assert all(isinstance(o, int) and 0 <= o < 4096 for o in offsets)
+
+
+def test_bench_placement_is_where_the_arrays_start():
+    from fastopt import benchmarks as B
+    pr = B.Problem.make("adam", np.float32, [3000, 1 << 20])
+    fns = {"fastopt": B.make_peer(pr, "fastopt")}
+    where = B.placement(pr, fns)
+    assert where["params"] == [a.ctypes.data % 4096 for a in pr.params]
+    assert where["grads"] == [a.ctypes.data % 4096 for a in pr.grads]
+    assert where["states"] == [[a.ctypes.data % 4096 for a in s] for s in pr.states]
+    # the states are placed (fastopt.precision.staggered): on a cache line, the large one moved
+    assert all(o % 64 == 0 for s in where["states"] for o in s)
+    assert "fastopt.torch states" not in where
+
+
+def test_bench_placement_records_fastopt_torch_state():
+    torch = pytest.importorskip("torch")
+    from fastopt import benchmarks as B
+    pr = B.Problem.make("sgd", np.float32, [5000, 70000])
+    fns = {"fastopt.torch": B.make_peer(pr, "fastopt.torch")}
+    opt = fns["fastopt.torch"].__self__
+    bufs = [opt.state[p]["momentum_buffer"] for p in opt.param_groups[0]["params"]]
+    assert all(isinstance(b, torch.Tensor) for b in bufs)
+    assert B.placement(pr, fns)["fastopt.torch states"] == [[b.data_ptr() % 4096 for b in bufs]]
 
 
 def test_time_interleaved_shuffles_the_peers_each_round():
