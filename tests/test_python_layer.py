@@ -322,7 +322,7 @@ def test_bench_placement_is_where_the_arrays_start():
     assert where["params"] == [a.ctypes.data % 4096 for a in pr.params]
     assert where["grads"] == [a.ctypes.data % 4096 for a in pr.grads]
     assert where["states"] == [[a.ctypes.data % 4096 for a in s] for s in pr.states]
-    # the states are placed (fastopt.precision.staggered): on a cache line, the large one moved
+    # the states are placed (fastopt.precision.staggered): each on a cache line
     assert all(o % 64 == 0 for s in where["states"] for o in s)
     assert "fastopt.torch states" not in where
 
