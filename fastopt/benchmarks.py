@@ -81,6 +81,12 @@ def _zeros_placed(n: int, dtype, slot: int) -> np.ndarray:
     return a
 
 
+def _copy_placed(x: np.ndarray, slot: int) -> np.ndarray:
+    a = staggered(x.size, x.dtype, slot)
+    a[...] = x
+    return a
+
+
 @dataclass
 class Problem:
     rule: str
@@ -91,11 +97,20 @@ class Problem:
     states: List[List[np.ndarray]] = field(default_factory=list)
 
     @classmethod
-    def make(cls, rule: str, dtype=np.float32, sizes: Sequence[int] = (1 << 20,), seed: int = 0) -> "Problem":
+    def make(cls, rule: str, dtype=np.float32, sizes: Sequence[int] = (1 << 20,), seed: int = 0,
+             staggered_params: bool = False) -> "Problem":
+        """Random parameters and gradients (the same values for a seed), in NumPy's new arrays
+        (where its allocator puts them, as a user's own arrays) or, ``staggered_params``, placed as
+        fastopt's MLP places its parameters and gradients (:func:`fastopt.precision.staggered`,
+        slots 4 and 5); the states zeroed, placed as the optimizer classes place theirs."""
+        from .nn.mlp import PARAM_SLOT
         rng = np.random.default_rng(seed)
         pr = cls(rule, np.dtype(dtype).type, list(sizes))
         pr.params = [rng.standard_normal(n, dtype=np.float32).astype(dtype) for n in sizes]
         pr.grads = [(rng.standard_normal(n, dtype=np.float32) * 1e-3).astype(dtype) for n in sizes]
+        if staggered_params:
+            pr.params = [_copy_placed(a, PARAM_SLOT) for a in pr.params]
+            pr.grads = [_copy_placed(a, PARAM_SLOT + 1) for a in pr.grads]
         # the state placed as the optimizer classes place theirs (fastopt.precision.staggered)
         pr.states = [[_zeros_placed(n, dtype, slot) for n in sizes] for slot in range(STATE_ARGS[rule])]
         return pr

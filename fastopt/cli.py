@@ -168,7 +168,7 @@ def bench_main(args: argparse.Namespace) -> int:
         # every peer on the same parameters and gradients (the state is each one's own, except the
         # probe's and NumPy's, which are fastopt's), interleaved round by round; fastopt twice, an
         # A/A control of the machine's noise
-        pr = B.Problem.make(rule, dtype, size_list)
+        pr = B.Problem.make(rule, dtype, size_list, staggered_params=args.placement == "staggered")
         fns = {}
         for peer in peers:
             fn = B.make_peer(pr, peer)
@@ -177,6 +177,7 @@ def bench_main(args: argparse.Namespace) -> int:
                 if peer == "fastopt":
                     fns[AA] = B.make_peer(pr, peer)
         row["placement"] = B.placement(pr, fns)  # bytes modulo 4 KiB: what 4K aliasing depends on
+        row["placement"]["params and grads"] = args.placement
         for peer, t in B.time_interleaved(fns, rounds=rounds, min_time=args.min_time).items():
             row["peers"][peer] = {"best_s": t.best, "median_s": t.median, "spread": t.spread, "reps": t.reps,
                                   "GBps": pr.bytes / t.best / 1e9}
@@ -583,6 +584,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="peers to time; the probe always runs")
     b.add_argument("--min-time", type=_number(float, 0.0, low_open=True), default=0.3,
                    help="seconds of timing per measurement")
+    b.add_argument("--placement", choices=("numpy", "staggered"), default="numpy",
+                   help="the rules' table's parameters and gradients: in NumPy's new arrays, where its allocator "
+                        "puts them (as a user's own arrays), or placed as fastopt's MLP places its own "
+                        "(fastopt.precision.staggered); the JSON records where each array starts")
     b.add_argument("--quick", action="store_true", help="small sizes, short timing: a smoke run")
     b.add_argument("--json", metavar="FILE", type=_output("file"), help="save the results as JSON")
     b.add_argument("--plot", metavar="PNG", type=_output("plot"), help="draw GB/s against size (needs matplotlib)")

@@ -30,7 +30,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 from . import _core, functional as F
-from .benchmarks import time_interleaved
+from .benchmarks import _copy_placed, time_interleaved
 from .precision import BLOCK, empty_8bit, staggered
 
 
@@ -63,7 +63,7 @@ def _adam_arrays(n: int, model: str, state: str, rng: np.random.Generator, numpy
     p = rng.standard_normal(n, dtype=np.float32).astype(dtype)
     g = (rng.standard_normal(n, dtype=np.float32) * 0.01).astype(dtype)
     if not numpy_placement:
-        p, g = _placed(p, PARAM_SLOT), _placed(g, PARAM_SLOT + 1)
+        p, g = _copy_placed(p, PARAM_SLOT), _copy_placed(g, PARAM_SLOT + 1)
     if state == "int8":
         s = [empty_8bit(n, slot=0), empty_8bit(n, nonneg=True, slot=1)]
     else:  # allocated as the optimizer classes allocate their state
@@ -71,12 +71,6 @@ def _adam_arrays(n: int, model: str, state: str, rng: np.random.Generator, numpy
         for a in s:
             a[...] = 0
     return p, g, s
-
-
-def _placed(x: np.ndarray, slot: int) -> np.ndarray:
-    out = staggered(x.size, x.dtype, slot)
-    out[...] = x
-    return out
 
 
 def peers(n: int, include: Optional[List[str]] = None) -> List[Peer]:

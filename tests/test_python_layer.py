@@ -310,6 +310,7 @@ def test_bench_command_runs(tmp_path, capsys):
         where = r["placement"]
         assert len(where["params"]) == len(where["grads"]) == r["arrays"]
         assert len(where["states"]) == {"adam": 2, "sgd": 1}[r["rule"]]
+        assert where["params and grads"] == "numpy"
         offsets = where["params"] + where["grads"] + sum(where["states"], [])
         assert all(isinstance(o, int) and 0 <= o < 4096 for o in offsets)
 
@@ -325,6 +326,36 @@ def test_bench_placement_is_where_the_arrays_start():
     # the states are placed (fastopt.precision.staggered): each on a cache line
     assert all(o % 64 == 0 for s in where["states"] for o in s)
     assert "fastopt.torch states" not in where
+
+
+def test_bench_staggered_params_are_the_same_values_placed_as_the_mlp_places_them():
+    from fastopt import benchmarks as B
+    from fastopt.nn.mlp import PARAM_SLOT
+    from fastopt.precision import stagger_shift
+    sizes = [3000, 300_000]  # the second over 1 MiB: moved by its slot (under 4 MiB: ordinary memory)
+    plain = B.Problem.make("sgd", np.float32, sizes, seed=2)
+    placed = B.Problem.make("sgd", np.float32, sizes, seed=2, staggered_params=True)
+    for a, b in zip(plain.params + plain.grads, placed.params + placed.grads):
+        np.testing.assert_array_equal(a, b)
+        assert b.ctypes.data % 64 == 0 and b.flags.c_contiguous and b.flags.writeable
+    for big, slot in ((placed.params[1], PARAM_SLOT), (placed.grads[1], PARAM_SLOT + 1)):
+        off = big.ctypes.data - big.base.ctypes.data  # into its allocation: under a line, then the slot's shift
+        assert off - off % 64 == stagger_shift(big.size, big.itemsize, slot) * big.itemsize == (slot + 1) * 8320
+    where = B.placement(placed)
+    assert all(o % 64 == 0 for o in where["params"] + where["grads"])
+
+
+def test_bench_command_staggered_placement(tmp_path):
+    from fastopt.cli import main
+    import json
+    out = tmp_path / "b.json"
+    assert main(["bench", "--quick", "--no-progress", "--rules", "sgd", "--threads", "1", "--sizes", "2K,2M",
+                 "--peers", "fastopt", "--placement", "staggered", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["results"]
+    assert [r["placement"]["params and grads"] for r in rows] == ["staggered", "staggered"]
+    assert all(o % 64 == 0 for r in rows for o in r["placement"]["params"] + r["placement"]["grads"])
+    with pytest.raises(SystemExit):
+        main(["bench", "--placement", "aligned"])
 
 
 def test_bench_placement_records_fastopt_torch_state():
