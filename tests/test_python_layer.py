@@ -65,6 +65,36 @@ def test_param_groups_and_fused_options():
         assert np.array_equal(x, y)
 
 
+@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
+def test_kept_keywords_follow_every_change_of_a_group(name):
+    """A step reuses its kernel keywords while the group's options stay the same: edits between
+    steps (a schedule's lr, the rule's own options, the fused ones) step bit for bit as an
+    optimizer that builds them anew each step."""
+    params, rng = params_and_grads(1)
+    grads = [[rng.standard_normal(p.shape).astype(np.float32) for p in params] for _ in range(7)]
+    a_params, b_params = [p.copy() for p in params], [p.copy() for p in params]
+    groups = lambda ps: [{"params": ps[:2]}, {"params": ps[2:], "clipnorm": 1.0}]  # noqa: E731
+    a = optim.get(name, groups(a_params), lr=1e-2)
+    b = optim.get(name, groups(b_params), lr=1e-2)
+    b._kept_kwargs = lambda group, index: None  # always the keywords built anew
+    edits = [{}, {"lr": 5e-3}, {"l2": 1e-3, "clipvalue": 0.5}, {"betas": (0.85, 0.995), "eps": 1e-6},
+             {"weight_decay": 0.02, "momentum": 0.5}, {"maximize": True}, {}]
+    for g, edit in zip(grads, edits):
+        for opt in (a, b):
+            for group in opt.param_groups:  # momentum only where it is on (it decides the states)
+                group.update({k: v for k, v in edit.items() if k in group and (k != "momentum" or group[k])})
+            opt.step([x.copy() for x in g])  # clipnorm scales the gradients in place
+        for x, y in zip(a_params, b_params):
+            assert np.array_equal(x, y)
+    assert not np.array_equal(a_params[0], params[0])
+    kept = a._kept[0][1]
+    one_call = a._one_call(a.param_groups[0]) and not a.scalar_states
+    assert (kept is not None) == one_call  # the kept keywords are what ran, where the rule allows
+    assert a._kept[1][1] is None  # clipnorm: the norms first, every step
+    if one_call and a.takes_step:
+        assert kept["step"] == a.state[0]["step"] == 7
+
+
 def test_check_finite_skips_and_counts():
     params, rng = params_and_grads()
     before = [p.copy() for p in params]
