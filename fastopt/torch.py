@@ -382,10 +382,21 @@ class FastoptOptimizer(torch.optim.Optimizer):
             except KeyError:
                 same = False
             if same and plan.prepared is not None:  # the kernel call kept in the extension
-                scalars = self._next_scalars(plan)  # NAdam's mu_product
-                applied = plan.prepared.run(group["params"], plan.buckets[0].step + 1, lr, *scalars.values())
-                if applied is not None:
-                    return self._count(plan, applied, scalars)
+                b = plan.buckets[0]
+                if b.scalars:  # NAdam's mu_product
+                    scalars = self._next_scalars(plan)
+                    applied = plan.prepared.run(group["params"], b.step + 1, lr, *scalars.values())
+                    if applied is not None:
+                        return self._count(plan, applied, scalars)
+                else:
+                    applied = plan.prepared.run(group["params"], b.step + 1, lr)
+                    if applied:  # as _count, without its scalars
+                        b.step += 1
+                        b.steps.fill(b.step)
+                        return None
+                    if applied is not None:
+                        self.skipped_steps += 1
+                        return None
                 tried = True
             elif same:
                 grads = _core._torch_grads(group["params"], *plan.expect)
