@@ -383,20 +383,11 @@ class FastoptOptimizer(torch.optim.Optimizer):
                 same = False
             if same and plan.prepared is not None:  # the kernel call kept in the extension
                 b = plan.buckets[0]
-                if b.scalars:  # NAdam's mu_product
-                    scalars = self._next_scalars(plan)
-                    applied = plan.prepared.run(group["params"], b.step + 1, lr, *scalars.values())
-                    if applied is not None:
-                        return self._count(plan, applied, scalars)
-                else:
-                    applied = plan.prepared.run(group["params"], b.step + 1, lr)
-                    if applied:  # as _count, without its scalars
-                        b.step += 1
-                        b.steps.fill(b.step)
-                        return None
-                    if applied is not None:
-                        self.skipped_steps += 1
-                        return None
+                scalars = self._next_scalars(plan) if b.scalars else None  # NAdam's mu_product
+                applied = (plan.prepared.run(group["params"], b.step + 1, lr, *scalars.values()) if scalars
+                           else plan.prepared.run(group["params"], b.step + 1, lr))
+                if applied is not None:
+                    return self._count(plan, applied, scalars)
                 tried = True
             elif same:
                 grads = _core._torch_grads(group["params"], *plan.expect)
@@ -494,9 +485,10 @@ class FastoptOptimizer(torch.optim.Optimizer):
             b = plan.buckets[0]
             b.step += 1
             b.steps.fill(b.step)  # a fill costs an eighth of an in-place add on NumPy's side
-            for k, v in (scalars or {}).items():  # every parameter's own scalar tensor, likewise
-                b.scalars[k] = v
-                b.scalar_values[k].fill(v)
+            if scalars:  # every parameter's own scalar tensor, likewise (NAdam's mu_product)
+                for k, v in scalars.items():
+                    b.scalars[k] = v
+                    b.scalar_values[k].fill(v)
         else:
             self.skipped_steps += 1  # check_finite met a NaN or Inf
 
