@@ -209,10 +209,10 @@ class Optimizer:
                 continue
             state["step"] += 1
             try:
-                if kept is not None:  # the group's one kernel call, its keywords as last time
+                if kept is not None:  # the group's one kernel call (as _update makes it), its keywords as last time
                     if self.takes_step:
                         kept["step"] = state["step"]
-                    ok = self.kernel(group["params"], g, *[self.views(state, n) for n in self.state_names], **kept)
+                    ok = self._run(group, state, g, kept, {})
                 else:
                     ok = self._update(group, state, g, opts)
             except BaseException:
@@ -230,7 +230,7 @@ class Optimizer:
         them and the step count (no norm to take first, no scalar state, no master copy, Kahan
         buffer or per-step seed), kept from the last step while the group's options are the same
         (compared each step: a schedule's lr, an edited group); else None.  Building them anew
-        cost about 3 us a step, twice the kernel's call on a small array."""
+        cost about 1.5 us a step (Adam on one 1K array: 8 us a step against 6.5)."""
         kept = self.__dict__.setdefault("_kept", {})
         values = _option_getter(type(self))(group)
         last = kept.get(index)
